@@ -1,0 +1,70 @@
+/**
+ * Observations applied per second through ObservationStore.apply, in batches of 100 and of 1, on a
+ * database with 10,000 chargers (issue 2; target ≥ 100,000/s in batches of 100).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Observation } from '../src/observation.js';
+import { openDatabase } from '../src/store/database.js';
+import { InventoryStore } from '../src/store/inventory.js';
+import { ObservationStore } from '../src/store/observations.js';
+import { record } from './machine.js';
+
+const CHARGERS = 10_000;
+const STATES = [-2, 501, 502, 503, 507, 508, 509, 513, 553, 710];
+
+function chargerId(i: number): string {
+  return `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`;
+}
+
+function run(batchSize: number, total: number): number {
+  const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
+  const db = openDatabase(join(dir, 'bench.db'), { create: true });
+  const inventory = new InventoryStore(db);
+  const t0 = Date.parse('2024-01-01T00:00:00Z');
+  inventory.replace(
+    {
+      installations: [{ id: 'inst', name: 'bench', data: {} }],
+      circuits: [],
+      chargers: Array.from({ length: CHARGERS }, (_, i) => ({
+        id: chargerId(i),
+        installationId: 'inst',
+        circuitId: null,
+        deviceId: `ZAP${String(i).padStart(6, '0')}`,
+        name: `c${i}`,
+        deviceType: 4,
+        data: { Id: chargerId(i) },
+      })),
+      hierarchyMissing: new Set(),
+    },
+    t0,
+  );
+  const store = new ObservationStore(db, { historyDays: 7, now: () => t0 + 3_600_000 });
+  const batches: Observation[][] = [];
+  for (let n = 0; n < total; n += batchSize) {
+    const batch: Observation[] = [];
+    for (let k = n; k < Math.min(total, n + batchSize); k++) {
+      batch.push({
+        chargerId: chargerId(k % CHARGERS),
+        stateId: STATES[Math.floor(k / CHARGERS) % STATES.length]!,
+        value: String(k % 7400),
+        observedAt: t0 + k,
+        source: 'event',
+      });
+    }
+    batches.push(batch);
+  }
+  const start = process.hrtime.bigint();
+  for (const b of batches) store.apply(b);
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+  return total / seconds;
+}
+
+const by100 = run(100, 200_000);
+const by1 = run(1, 20_000);
+const line = `batches of 100: ${Math.round(by100).toLocaleString('en')} obs/s; batches of 1: ${Math.round(by1).toLocaleString('en')} obs/s (10,000 chargers, history on, target ≥ 100,000/s in batches of 100: ${by100 >= 100_000 ? 'met' : 'MISSED'})`;
+console.log(line);
+record('apply', 'npm run bench:apply', line);

@@ -1,0 +1,83 @@
+/**
+ * `run`: the composition root. Configuration → database → API client → coordinator, wired here and
+ * nowhere else. SIGTERM/SIGINT at any moment exit 0 within 10 s; SIGHUP asks for an inventory refresh.
+ */
+import { type Config, environment, packageVersion, parseConfig } from '../config.js';
+import { createLogger, describeError, type Logger, registerSecret, stdoutIsJournal } from '../log.js';
+import { DaemonRecord } from '../store/daemon-row.js';
+import { closeForReaders, type Db, openDatabase } from '../store/database.js';
+import { type Component, Daemon } from '../sync/daemon.js';
+import { buildComponents } from '../sync/wiring.js';
+import { systemClock } from '../time.js';
+import { parseCommandArgs } from './args.js';
+
+/** A stop that takes longer than this is cut short: CONTRACT promises exit within 10 s. */
+const STOP_DEADLINE_MS = 8_000;
+
+export async function runCommand(args: string[], envFile: string | undefined): Promise<number> {
+  parseCommandArgs(args, {}, 0);
+  const config = parseConfig(environment(envFile), { requireCredentials: true });
+  registerSecret(config.password);
+  const log = createLogger({ level: config.logLevel, journal: stdoutIsJournal(config.journalStream) });
+  return runDaemon(config, log);
+}
+
+async function runDaemon(config: Config, log: Logger): Promise<number> {
+  let stopRequested: (() => void) | undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stopRequested = resolve;
+  });
+  let hupHandler: () => void = () => {};
+  const onStop = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    stopRequested?.();
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
+  process.on('SIGHUP', () => hupHandler());
+
+  let db: Db;
+  try {
+    db = openDatabase(config.dbPath, { create: true });
+  } catch (err) {
+    log.fatal({ db: config.dbPath, err: describeError(err) }, 'cannot open the database');
+    return 1;
+  }
+  const version = packageVersion();
+  let components: Component[] = [];
+  let daemon: Daemon | undefined;
+  try {
+    const built = buildComponents({ config, db, log, clock: systemClock, version });
+    components = built.components;
+    hupHandler = () => {
+      log.info('SIGHUP: inventory refresh requested');
+      built.requestInventory();
+    };
+    daemon = new Daemon({ record: new DaemonRecord(db), clock: systemClock, log, version, components });
+    const starting = daemon.start();
+    await Promise.race([starting, stopped]);
+    await Promise.race([stopped, starting.then(() => stopped)]);
+  } catch (err) {
+    log.fatal({ err: describeError(err) }, 'zaptec-sync failed');
+    await stopWithin(daemon, log);
+    closeForReaders(db);
+    return 1;
+  }
+  await stopWithin(daemon, log);
+  closeForReaders(db);
+  log.info('stopped');
+  return 0;
+}
+
+async function stopWithin(daemon: Daemon | undefined, log: Logger): Promise<void> {
+  if (!daemon) return;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn('stop took too long; abandoning the work in flight');
+      resolve();
+    }, STOP_DEADLINE_MS);
+  });
+  await Promise.race([daemon.stop(), deadline]);
+  clearTimeout(timer);
+}

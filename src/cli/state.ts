@@ -1,0 +1,75 @@
+import { existsSync } from 'node:fs';
+import { databasePath, environment } from '../config.js';
+import { openDatabase } from '../store/database.js';
+import { InventoryStore } from '../store/inventory.js';
+import { parseCommandArgs, UsageError } from './args.js';
+import { table } from './format.js';
+
+export const EXIT_UNKNOWN_CHARGER = 4;
+
+interface StateRow {
+  state_id: number;
+  state_name: string | null;
+  value: string | null;
+  observed_at: string;
+  received_at: string;
+  source: string;
+}
+
+/** `state <charger> [--json]`: the current state of one charger, by id or serial; 4 when unknown. */
+export async function stateCommand(args: string[], envFile: string | undefined): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, 1);
+  const wanted = positionals[0];
+  if (!wanted) throw new UsageError('which charger? give its id or serial, e.g. zaptec-sync state ZAP049387');
+  const path = databasePath(environment(envFile));
+  if (!existsSync(path)) {
+    process.stderr.write(`zaptec-sync state: unknown charger ${wanted} (no database at ${path})\n`);
+    return EXIT_UNKNOWN_CHARGER;
+  }
+  const db = openDatabase(path, { readonly: true });
+  try {
+    const charger = new InventoryStore(db).findCharger(wanted);
+    const id = charger?.id ?? wanted.toLowerCase();
+    const states = db
+      .prepare<[string], StateRow>(
+        `SELECT state_id, state_name, value, observed_at, received_at, source FROM charger_state
+         WHERE charger_id = ? COLLATE NOCASE ORDER BY state_id`,
+      )
+      .all(id);
+    if (!charger && states.length === 0) {
+      process.stderr.write(`zaptec-sync state: unknown charger ${wanted}\n`);
+      return EXIT_UNKNOWN_CHARGER;
+    }
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify({ charger: charger ?? { id }, states })}\n`);
+      return 0;
+    }
+    const head = charger
+      ? `${charger.device_id ?? '?'}  ${charger.name ?? ''}  (id ${charger.id}, installation ${charger.installation_id ?? '-'}${charger.active ? '' : ', no longer accessible'})`
+      : `${id}  (not in the inventory yet)`;
+    process.stdout.write(`${head}\n`);
+    if (states.length === 0) process.stdout.write('no state observed yet\n');
+    else {
+      process.stdout.write(
+        `${table([
+          ['id', 'name', 'value', 'observed at', 'source'],
+          ...states.map((s) => [
+            String(s.state_id),
+            s.state_name ?? '',
+            s.value === null ? '(none)' : oneLine(s.value),
+            s.observed_at,
+            s.source,
+          ]),
+        ])}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
+function oneLine(value: string): string {
+  const flat = value.replace(/\s+/g, ' ');
+  return flat.length > 80 ? `${flat.slice(0, 77)}...` : flat;
+}

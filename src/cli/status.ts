@@ -1,0 +1,80 @@
+import { existsSync } from 'node:fs';
+import { environment, parseConfig } from '../config.js';
+import { openDatabase } from '../store/database.js';
+import { type HealthReport, healthReport } from '../store/health.js';
+import { parseCommandArgs } from './args.js';
+import { ago, table } from './format.js';
+
+export const EXIT_DEGRADED = 1;
+export const EXIT_NO_DATABASE = 2;
+
+/** `status [--json]`: 0 healthy, 1 degraded, 2 no database or the daemon never ran. Never creates a database. */
+export async function statusCommand(args: string[], envFile: string | undefined): Promise<number> {
+  const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, 0);
+  const config = parseConfig(environment(envFile));
+  if (!existsSync(config.dbPath)) {
+    process.stderr.write(`zaptec-sync status: no database at ${config.dbPath}\n`);
+    return EXIT_NO_DATABASE;
+  }
+  const db = openDatabase(config.dbPath, { readonly: true });
+  let report: HealthReport | undefined;
+  const now = Date.now();
+  try {
+    report = healthReport(db, now, config.reconcileMinutes * 2 * 60_000);
+  } finally {
+    db.close();
+  }
+  if (!report) {
+    process.stderr.write(`zaptec-sync status: the daemon has never run against ${config.dbPath}\n`);
+    return EXIT_NO_DATABASE;
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatReport(report, now)}\n`);
+  return report.healthy ? 0 : EXIT_DEGRADED;
+}
+
+function formatReport(r: HealthReport, now: number): string {
+  const lines = [r.healthy ? 'healthy' : `degraded: ${r.reasons.join('; ')}`, ''];
+  lines.push(
+    table([
+      ['daemon', `pid ${r.pid ?? '-'}, version ${r.version}, schema ${r.schema_version}`],
+      [
+        'heartbeat',
+        `${ago(r.heartbeat_at, now)}${r.stopped_at ? ` (stopped ${ago(r.stopped_at, now)})` : ''}`,
+      ],
+      ['inventory', `refreshed ${ago(r.inventory_refreshed_at, now)}, next ${ago(r.next_inventory_at, now)}`],
+      [
+        'chargers',
+        `${r.counts.chargers} active in ${r.counts.installations} installations, ${r.counts.chargers_with_state} with state, ${r.counts.stale_chargers} stale`,
+      ],
+      ['refresh requests', `${r.counts.open_refresh_requests} open`],
+    ]),
+  );
+  if (r.installations.length > 0) {
+    lines.push('', 'installations');
+    lines.push(
+      table(
+        r.installations.map((i) => [
+          `  ${i.id}`,
+          i.name ?? '',
+          `events ${i.events}`,
+          `last event ${ago(i.last_event_at, now)}`,
+          `last poll ${ago(i.last_poll_at, now)}${i.detail ? ` — ${i.detail}` : ''}`,
+        ]),
+      ),
+    );
+  }
+  if (r.budget.length > 0) {
+    lines.push('', 'API budget (used / limit per window)');
+    lines.push(
+      table(
+        r.budget.map((b) => [
+          `  ${b.group}`,
+          `${b.window_seconds} s ${b.kind}`,
+          `${b.used} / ${b.limit}`,
+          b.blocked_until ? `blocked until ${b.blocked_until}` : '',
+        ]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,197 @@
+/**
+ * The only reader of process.env and of credential files (STYLE.md). Every setting of CONTRACT §2 is
+ * validated here; a bad one becomes a ConfigError that names the variable, and `run` exits 78 on it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseEnv } from 'node:util';
+import cron from 'node-cron';
+import { z } from 'zod';
+
+export const EXIT_CONFIG = 78;
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+export interface Config {
+  username: string | undefined;
+  /** Never logged: log.ts registers it as a secret as soon as it is read. */
+  password: string | undefined;
+  apiUrl: string;
+  dbPath: string;
+  installations: string[] | undefined;
+  events: boolean;
+  servicebusEndpoint: URL | undefined;
+  reconcileMinutes: number;
+  inventoryCron: string;
+  requestsPerMinute: number;
+  historyDays: number;
+  metrics: { host: string; port: number } | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** systemd: stdout is the journal when JOURNAL_STREAM names stdout's device:inode. */
+  journalStream: string | undefined;
+  notifySocket: string | undefined;
+  watchdogUsec: number | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+const intIn = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const fields = {
+  ZAPTEC_API_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((u) => u.replace(/\/+$/, '')),
+  ZAPTEC_INSTALLATIONS: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().regex(GUID, 'must be comma-separated installation ids (GUIDs)'))),
+  ZAPTEC_EVENTS: z.enum(['on', 'off'], { error: 'must be on or off' }),
+  ZAPTEC_SERVICEBUS_ENDPOINT: z.string().transform((s, ctx) => {
+    try {
+      const u = new URL(s);
+      if (u.protocol === 'amqp:' || u.protocol === 'amqps:') return u;
+    } catch {}
+    ctx.addIssue({ code: 'custom', message: 'must be amqp://host:port or amqps://host:port' });
+    return z.NEVER;
+  }),
+  ZAPTEC_RECONCILE_MINUTES: intIn(1, 7 * 24 * 60),
+  ZAPTEC_INVENTORY_CRON: z
+    .string()
+    .refine((s) => cron.validate(s), 'must be a valid cron expression (e.g. "7 * * * *")'),
+  ZAPTEC_REQUESTS_PER_MINUTE: intIn(1, 1000),
+  ZAPTEC_HISTORY_DAYS: intIn(0, 36500),
+  ZAPTEC_METRICS: z
+    .string()
+    .regex(/^(\[[0-9a-f:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9464')
+    .transform((s) => {
+      const i = s.lastIndexOf(':');
+      return { host: s.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(s.slice(i + 1)) };
+    })
+    .refine((m) => m.port > 0 && m.port < 65536, 'port must be 1-65535'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+    error: 'must be one of fatal, error, warn, info, debug, trace, silent',
+  }),
+} as const;
+
+function field<K extends keyof typeof fields>(env: Env, name: K): z.output<(typeof fields)[K]> | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const result = fields[name].safeParse(raw);
+  if (!result.success) throw new ConfigError(name, result.error.issues[0]?.message ?? 'is invalid');
+  return result.data as z.output<(typeof fields)[K]>;
+}
+
+function readSecretFile(variable: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(variable, `cannot read the password file (${code})`);
+  }
+}
+
+/** The password: the systemd credential first, then ZAPTEC_PASSWORD_FILE, then ZAPTEC_PASSWORD. */
+function readPassword(env: Env): string | undefined {
+  const credDir = env.CREDENTIALS_DIRECTORY;
+  if (credDir) {
+    const path = join(credDir, 'zaptec-password');
+    if (existsSync(path)) return readSecretFile('CREDENTIALS_DIRECTORY', path);
+  }
+  if (env.ZAPTEC_PASSWORD_FILE) return readSecretFile('ZAPTEC_PASSWORD_FILE', env.ZAPTEC_PASSWORD_FILE);
+  return env.ZAPTEC_PASSWORD || undefined;
+}
+
+/** ZAPTEC_DB, else `$STATE_DIRECTORY/zaptec.db` under systemd, else ./zaptec.db. */
+export function databasePath(env: Env): string {
+  const stateDir = env.STATE_DIRECTORY?.split(':')[0];
+  return env.ZAPTEC_DB || (stateDir ? join(stateDir, 'zaptec.db') : './zaptec.db');
+}
+
+export interface LoadOptions {
+  /** `run` and `doctor` need credentials; the database commands do not. */
+  requireCredentials?: boolean;
+}
+
+export function parseConfig(env: Env, options: LoadOptions = {}): Config {
+  const username = env.ZAPTEC_USERNAME?.trim() || undefined;
+  const password = readPassword(env);
+  if (options.requireCredentials) {
+    if (!username) throw new ConfigError('ZAPTEC_USERNAME', 'is required (the Zaptec Portal user)');
+    if (!password)
+      throw new ConfigError(
+        'ZAPTEC_PASSWORD',
+        'is required (or ZAPTEC_PASSWORD_FILE, or the systemd credential zaptec-password)',
+      );
+  }
+  const installations = field(env, 'ZAPTEC_INSTALLATIONS');
+  const watchdog = env.WATCHDOG_USEC ? Number(env.WATCHDOG_USEC) : undefined;
+  return {
+    username,
+    password,
+    apiUrl: field(env, 'ZAPTEC_API_URL') ?? 'https://api.zaptec.com',
+    dbPath: databasePath(env),
+    installations: installations && installations.length > 0 ? installations : undefined,
+    events: (field(env, 'ZAPTEC_EVENTS') ?? 'on') === 'on',
+    servicebusEndpoint: field(env, 'ZAPTEC_SERVICEBUS_ENDPOINT'),
+    reconcileMinutes: field(env, 'ZAPTEC_RECONCILE_MINUTES') ?? 60,
+    inventoryCron: field(env, 'ZAPTEC_INVENTORY_CRON') ?? '7 * * * *',
+    requestsPerMinute: field(env, 'ZAPTEC_REQUESTS_PER_MINUTE') ?? 600,
+    historyDays: field(env, 'ZAPTEC_HISTORY_DAYS') ?? 7,
+    metrics: field(env, 'ZAPTEC_METRICS'),
+    logLevel: field(env, 'LOG_LEVEL') ?? 'info',
+    journalStream: env.JOURNAL_STREAM || undefined,
+    notifySocket: env.NOTIFY_SOCKET || undefined,
+    watchdogUsec: watchdog && Number.isFinite(watchdog) && watchdog > 0 ? watchdog : undefined,
+  };
+}
+
+/**
+ * The process environment, with an env file underneath it: `--env-file <path>` when given, else `.env`
+ * in the working directory when present. Variables already set in the environment win, as with systemd.
+ */
+export function environment(envFile?: string): Env {
+  const base: Env = { ...process.env };
+  const path = envFile ?? (existsSync('.env') ? '.env' : undefined);
+  if (!path) return base;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('--env-file', `cannot read ${path} (${(err as NodeJS.ErrnoException).code})`);
+  }
+  const fromFile = parseEnv(text) as Env;
+  for (const [k, v] of Object.entries(fromFile)) if (base[k] === undefined) base[k] = v;
+  return base;
+}
+
+/** The version of this package, for the User-Agent and the daemon row. */
+export function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}

@@ -1,0 +1,71 @@
+/** The one `daemon` row: who runs, since when, and whether it is alive (heartbeat). */
+import { isoMs } from '../time.js';
+import type { Db } from './database.js';
+import { schemaVersion } from './database.js';
+
+export interface DaemonRow {
+  version: string;
+  pid: number | null;
+  started_at: string | null;
+  heartbeat_at: string | null;
+  stopped_at: string | null;
+  inventory_refreshed_at: string | null;
+  next_inventory_at: string | null;
+  constants_refreshed_at: string | null;
+  schema_version: number;
+}
+
+export function readDaemonRow(db: Db): DaemonRow | undefined {
+  return db.prepare<[], DaemonRow>('SELECT * FROM daemon WHERE id = 1').get();
+}
+
+export class DaemonRecord {
+  readonly #db: Db;
+  readonly #heartbeat;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#heartbeat = db.prepare('UPDATE daemon SET heartbeat_at = ? WHERE id = 1');
+  }
+
+  started(version: string, pid: number, now: number): void {
+    const at = isoMs(now);
+    this.#db
+      .prepare(
+        `INSERT INTO daemon (id, version, pid, started_at, heartbeat_at, stopped_at, schema_version)
+         VALUES (1, @version, @pid, @at, @at, NULL, @schema)
+         ON CONFLICT (id) DO UPDATE SET version = @version, pid = @pid, started_at = @at, heartbeat_at = @at,
+           stopped_at = NULL, schema_version = @schema`,
+      )
+      .run({ version, pid, at, schema: schemaVersion(this.#db) });
+  }
+
+  heartbeat(now: number): void {
+    this.#heartbeat.run(isoMs(now));
+  }
+
+  stopped(now: number): void {
+    this.#db
+      .prepare('UPDATE daemon SET stopped_at = ?, heartbeat_at = ? WHERE id = 1')
+      .run(isoMs(now), isoMs(now));
+  }
+
+  inventory(refreshedAt: number | undefined, nextAt: number | undefined): void {
+    this.#db
+      .prepare(
+        'UPDATE daemon SET inventory_refreshed_at = coalesce(?, inventory_refreshed_at), next_inventory_at = ? WHERE id = 1',
+      )
+      .run(
+        refreshedAt === undefined ? null : isoMs(refreshedAt),
+        nextAt === undefined ? null : isoMs(nextAt),
+      );
+  }
+
+  constantsRefreshed(now: number): void {
+    this.#db.prepare('UPDATE daemon SET constants_refreshed_at = ? WHERE id = 1').run(isoMs(now));
+  }
+
+  read(): DaemonRow | undefined {
+    return readDaemonRow(this.#db);
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Opening the SQLite file and bringing its schema up to date. Migrations are numbered `.sql` files in
+ * `migrations/`, applied in order by `PRAGMA user_version`, each in one transaction (Signal Desktop's
+ * scheme); a database newer than this code is refused rather than misread.
+ */
+import { chmodSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+
+export type Db = Database.Database;
+
+/** How long a statement waits for another connection's lock before failing. */
+export const BUSY_TIMEOUT_MS = 5_000;
+
+export class StoreError extends Error {
+  override name = 'StoreError';
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+function findMigrationsDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'migrations');
+    if (existsSync(join(candidate, '0001_init.sql'))) return candidate;
+    dir = dirname(dir);
+  }
+  throw new StoreError('cannot find the migrations directory next to the program');
+}
+
+let cached: Migration[] | undefined;
+
+export function migrations(): Migration[] {
+  if (cached) return cached;
+  const dir = findMigrationsDir();
+  const list = readdirSync(dir)
+    .filter((f) => /^\d{4}_.+\.sql$/.test(f))
+    .sort()
+    .map((f, i) => {
+      const version = Number(f.slice(0, 4));
+      if (version !== i + 1) throw new StoreError(`migration ${f} is out of sequence (expected ${i + 1})`);
+      return { version, name: f, sql: readFileSync(join(dir, f), 'utf8') };
+    });
+  cached = list;
+  return list;
+}
+
+export function latestSchemaVersion(): number {
+  return migrations().length;
+}
+
+export function schemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+/** Applies every migration the database lacks; returns the versions applied. */
+export function migrate(db: Db): number[] {
+  const current = schemaVersion(db);
+  const all = migrations();
+  if (current > all.length) {
+    throw new StoreError(
+      `the database has schema version ${current}, newer than this zaptec-sync understands (${all.length}); ` +
+        'upgrade zaptec-sync or use a database it created',
+    );
+  }
+  const applied: number[] = [];
+  for (const m of all.slice(current)) {
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    }).immediate();
+    applied.push(m.version);
+  }
+  return applied;
+}
+
+export interface OpenOptions {
+  /** Create and migrate (the daemon, `migrate`); otherwise the file must exist. */
+  create?: boolean;
+  readonly?: boolean;
+  /** A consumer writing `refresh_requests`: leaves the journal mode as the daemon set it. */
+  consumer?: boolean;
+}
+
+/** Opens the database with the daemon's pragmas: WAL, synchronous=NORMAL, a busy timeout, foreign keys. */
+export function openDatabase(path: string, options: OpenOptions = {}): Db {
+  const isNew = !existsSync(path);
+  if (isNew && !options.create) throw new StoreError(`no database at ${path}`);
+  let db: Db;
+  try {
+    db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: !options.create });
+  } catch (err) {
+    throw new StoreError(`cannot open the database at ${path}: ${(err as Error).message}`);
+  }
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (!options.readonly && !options.consumer) {
+    if (isNew) {
+      try {
+        chmodSync(path, 0o640);
+      } catch {}
+    }
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    // A fleet's hot pages (current state, recent history) stay in memory: 64 MiB at most.
+    db.pragma('cache_size = -65536');
+    // Checkpoint every ~40 MiB of WAL instead of 4 MiB: a fleet's state rows are spread over many pages,
+    // and rarer checkpoints write each hot page back once instead of many times (+30 % ingest).
+    db.pragma('wal_autocheckpoint = 10000');
+    db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+  }
+  if (options.create) migrate(db);
+  return db;
+}
+
+/**
+ * Leaves the file readable by consumers that may not write its directory (CONTRACT §7): checkpoint,
+ * switch to rollback-journal mode so no -wal/-shm is needed, and close.
+ */
+export function closeForReaders(db: Db): void {
+  if (!db.open) return;
+  try {
+    db.pragma('wal_checkpoint(TRUNCATE)');
+    db.pragma('journal_mode = DELETE');
+  } catch {
+    // Another connection holds the file: WAL stays, and readers still work while it exists.
+  }
+  db.close();
+}

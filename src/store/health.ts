@@ -1,0 +1,125 @@
+/**
+ * Sync health as `status` reports it, read from the database alone (CONTRACT §7): a stale heartbeat,
+ * an installation without live events, or a blocked budget group makes it degraded.
+ */
+import { isoMs } from '../time.js';
+import { readDaemonRow } from './daemon-row.js';
+import type { Db } from './database.js';
+import type { SyncStatusRow } from './sync-status.js';
+
+/** A heartbeat older than this means the daemon is not alive (it is rewritten at least every 10 s). */
+export const HEARTBEAT_STALE_MS = 30_000;
+
+export interface BudgetLine {
+  group: string;
+  window_seconds: number;
+  kind: 'sliding' | 'bucket';
+  used: number;
+  limit: number;
+  blocked_until: string | null;
+}
+
+export interface HealthReport {
+  healthy: boolean;
+  reasons: string[];
+  version: string;
+  pid: number | null;
+  started_at: string | null;
+  stopped_at: string | null;
+  heartbeat_at: string | null;
+  inventory_refreshed_at: string | null;
+  next_inventory_at: string | null;
+  schema_version: number;
+  installations: (SyncStatusRow & { id: string; name: string | null })[];
+  budget: BudgetLine[];
+  counts: {
+    installations: number;
+    chargers: number;
+    chargers_with_state: number;
+    stale_chargers: number;
+    open_refresh_requests: number;
+  };
+}
+
+/** Undefined when the daemon never ran against this database. */
+export function healthReport(db: Db, now: number, staleStateMs: number): HealthReport | undefined {
+  const hasDaemon = db
+    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'daemon'")
+    .get()!.n;
+  const daemon = hasDaemon ? readDaemonRow(db) : undefined;
+  if (!daemon) return undefined;
+  const reasons: string[] = [];
+  const heartbeat = daemon.heartbeat_at ? Date.parse(daemon.heartbeat_at) : Number.NaN;
+  if (daemon.stopped_at) reasons.push(`the daemon stopped at ${daemon.stopped_at}`);
+  else if (!(now - heartbeat <= HEARTBEAT_STALE_MS))
+    reasons.push(`heartbeat is stale (${daemon.heartbeat_at ?? 'never'})`);
+  const installations = db
+    .prepare<[], SyncStatusRow & { id: string; name: string | null }>(
+      `SELECT s.installation_id AS id, s.installation_id, i.name, s.events, s.last_event_at, s.last_poll_at, s.detail
+       FROM sync_status s LEFT JOIN installations i ON i.id = s.installation_id ORDER BY s.installation_id`,
+    )
+    .all();
+  for (const i of installations) {
+    if (i.events !== 'connected' && i.events !== 'off')
+      reasons.push(`installation ${i.id}: live events ${i.events}`);
+  }
+  const budget = budgetLines(db, now);
+  for (const b of budget) {
+    if (b.blocked_until) reasons.push(`API group ${b.group} is blocked until ${b.blocked_until}`);
+  }
+  const staleBefore = isoMs(now - staleStateMs);
+  const counts = db
+    .prepare<[string], HealthReport['counts']>(
+      `SELECT (SELECT count(*) FROM installations WHERE active = 1) AS installations,
+              (SELECT count(*) FROM chargers WHERE active = 1) AS chargers,
+              (SELECT count(DISTINCT charger_id) FROM charger_state) AS chargers_with_state,
+              (SELECT count(*) FROM chargers c WHERE c.active = 1 AND coalesce(
+                 (SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id), '') < ?) AS stale_chargers,
+              (SELECT count(*) FROM refresh_requests WHERE handled_at IS NULL) AS open_refresh_requests`,
+    )
+    .get(staleBefore)!;
+  return {
+    healthy: reasons.length === 0,
+    reasons: [...new Set(reasons)],
+    version: daemon.version,
+    pid: daemon.pid,
+    started_at: daemon.started_at,
+    stopped_at: daemon.stopped_at,
+    heartbeat_at: daemon.heartbeat_at,
+    inventory_refreshed_at: daemon.inventory_refreshed_at,
+    next_inventory_at: daemon.next_inventory_at,
+    schema_version: daemon.schema_version,
+    installations,
+    budget,
+    counts,
+  };
+}
+
+function budgetLines(db: Db, now: number): BudgetLine[] {
+  const hasBudget = db
+    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'api_windows'")
+    .get()!.n;
+  if (!hasBudget) return [];
+  const windows = db
+    .prepare<[], { grp: string; window_seconds: number; kind: 'sliding' | 'bucket'; limit: number }>(
+      'SELECT grp, window_seconds, kind, "limit" FROM api_windows ORDER BY grp, window_seconds',
+    )
+    .all();
+  const used = db.prepare<[string, number], { n: number }>(
+    'SELECT count(*) AS n FROM api_requests WHERE grp = ? AND at_ms > ?',
+  );
+  const block = db.prepare<[string, number], { blocked_until_ms: number }>(
+    'SELECT blocked_until_ms FROM api_blocks WHERE grp = ? AND blocked_until_ms > ?',
+  );
+  return windows.map((w) => {
+    const until = block.get(w.grp, now)?.blocked_until_ms;
+    return {
+      group: w.grp,
+      window_seconds: w.window_seconds,
+      kind: w.kind,
+      used: used.get(w.grp, now - w.window_seconds * 1000)!.n,
+      limit: w.limit,
+      blocked_until: until ? isoMs(until) : null,
+    };
+  });
+}

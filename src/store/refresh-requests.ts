@@ -1,0 +1,61 @@
+/** `refresh_requests`: consumers insert, the daemon answers within 5 s (CONTRACT §3, §7). */
+import { isoMs } from '../time.js';
+import type { Db } from './database.js';
+
+export type RefreshOutcome = 'found' | 'not_found' | 'refreshed' | 'deferred' | 'failed';
+
+export interface RefreshRequestRow {
+  id: number;
+  charger: string | null;
+  requested_at: string;
+  handled_at: string | null;
+  outcome: RefreshOutcome | null;
+  detail: string | null;
+}
+
+/** Outcomes after which a request is done; `deferred` is not one of them. */
+export const FINAL_OUTCOMES: ReadonlySet<RefreshOutcome> = new Set([
+  'found',
+  'not_found',
+  'refreshed',
+  'failed',
+]);
+
+export function insertRefreshRequest(db: Db, charger: string | null): number {
+  return Number(db.prepare('INSERT INTO refresh_requests (charger) VALUES (?)').run(charger).lastInsertRowid);
+}
+
+export function readRefreshRequest(db: Db, id: number): RefreshRequestRow | undefined {
+  return db.prepare<[number], RefreshRequestRow>('SELECT * FROM refresh_requests WHERE id = ?').get(id);
+}
+
+export class RefreshRequestStore {
+  readonly #db: Db;
+  readonly #open;
+  readonly #answer;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#open = db.prepare<[number], RefreshRequestRow>(
+      'SELECT * FROM refresh_requests WHERE handled_at IS NULL AND id > ? ORDER BY id LIMIT 500',
+    );
+    this.#answer = db.prepare(
+      'UPDATE refresh_requests SET outcome = ?, detail = ?, handled_at = ? WHERE id = ? AND handled_at IS NULL',
+    );
+  }
+
+  /** Unhandled requests with an id above `afterId` (the partial index keeps this cheap). */
+  open(afterId = 0): RefreshRequestRow[] {
+    return this.#open.all(afterId);
+  }
+
+  /** Writes an outcome; `deferred` leaves `handled_at` NULL so the request stays open. */
+  answer(id: number, outcome: RefreshOutcome, detail: string | null, now: number): void {
+    this.#answer.run(outcome, detail, FINAL_OUTCOMES.has(outcome) ? isoMs(now) : null, id);
+  }
+
+  /** The database's change counter: it moves when another connection commits (PRAGMA data_version). */
+  dataVersion(): number {
+    return this.#db.pragma('data_version', { simple: true }) as number;
+  }
+}

@@ -1,0 +1,68 @@
+/** `sync_status`: each followed installation's live-event state and polling, told truthfully. */
+import { isoMs } from '../time.js';
+import type { Db } from './database.js';
+
+export type EventsState = 'connected' | 'connecting' | 'off' | 'failed';
+
+export interface SyncStatusRow {
+  installation_id: string;
+  events: EventsState;
+  last_event_at: string | null;
+  last_poll_at: string | null;
+  detail: string | null;
+}
+
+export class SyncStatusStore {
+  readonly #db: Db;
+  readonly #events;
+  readonly #lastEvent;
+  readonly #lastPoll;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#events = db.prepare(
+      `INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?)
+       ON CONFLICT (installation_id) DO UPDATE SET events = excluded.events, detail = excluded.detail`,
+    );
+    this.#lastEvent = db.prepare(
+      `INSERT INTO sync_status (installation_id, events, last_event_at) VALUES (?, 'connected', ?)
+       ON CONFLICT (installation_id) DO UPDATE SET last_event_at = max(coalesce(last_event_at, ''), excluded.last_event_at)`,
+    );
+    this.#lastPoll = db.prepare(
+      `INSERT INTO sync_status (installation_id, events, last_poll_at) VALUES (?, 'connecting', ?)
+       ON CONFLICT (installation_id) DO UPDATE SET last_poll_at = excluded.last_poll_at`,
+    );
+  }
+
+  setEvents(installationId: string, events: EventsState, detail: string | null): void {
+    this.#events.run(installationId, events, detail);
+  }
+
+  eventReceived(installationId: string, now: number): void {
+    this.#lastEvent.run(installationId, isoMs(now));
+  }
+
+  polled(installationId: string, now: number): void {
+    this.#lastPoll.run(installationId, isoMs(now));
+  }
+
+  setDetail(installationId: string, detail: string | null): void {
+    this.#db
+      .prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?')
+      .run(detail, installationId);
+  }
+
+  /** Rows of installations that are no longer followed are removed, so `status` shows only what runs. */
+  retain(installationIds: readonly string[]): void {
+    const keep = new Set(installationIds);
+    const all = this.#db
+      .prepare<[], { installation_id: string }>('SELECT installation_id FROM sync_status')
+      .all();
+    const del = this.#db.prepare('DELETE FROM sync_status WHERE installation_id = ?');
+    for (const r of all) if (!keep.has(r.installation_id)) del.run(r.installation_id);
+  }
+
+  all(): SyncStatusRow[] {
+    return this.#db.prepare<[], SyncStatusRow>('SELECT * FROM sync_status ORDER BY installation_id').all();
+  }
+}

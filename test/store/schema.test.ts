@@ -1,0 +1,136 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import {
+  closeForReaders,
+  latestSchemaVersion,
+  migrate,
+  openDatabase,
+  schemaVersion,
+} from '../../src/store/database.js';
+import { tempDir } from '../helpers.js';
+
+/** CONTRACT §3, column for column: what consumers rely on. */
+const CONTRACT: Record<string, string[]> = {
+  installations: ['id', 'name', 'active', 'data', 'first_seen_at', 'last_seen_at', 'removed_at'],
+  chargers: [
+    'id',
+    'installation_id',
+    'circuit_id',
+    'device_id',
+    'name',
+    'device_type',
+    'active',
+    'data',
+    'first_seen_at',
+    'last_seen_at',
+    'removed_at',
+  ],
+  charger_state: ['charger_id', 'state_id', 'state_name', 'value', 'observed_at', 'received_at', 'source'],
+  charger_state_history: ['charger_id', 'state_id', 'value', 'observed_at', 'received_at', 'source'],
+  refresh_requests: ['id', 'charger', 'requested_at', 'handled_at', 'outcome', 'detail'],
+  sync_status: ['installation_id', 'events', 'last_event_at', 'last_poll_at', 'detail'],
+  daemon: [
+    'version',
+    'pid',
+    'started_at',
+    'heartbeat_at',
+    'inventory_refreshed_at',
+    'next_inventory_at',
+    'schema_version',
+  ],
+};
+
+describe('the migrated schema', () => {
+  it('has every public object and column of CONTRACT §3, and the documented primary keys', () => {
+    const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
+    for (const [table, columns] of Object.entries(CONTRACT)) {
+      const have = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string; pk: number }[];
+      expect(
+        have.map((c) => c.name),
+        table,
+      ).toEqual(expect.arrayContaining(columns));
+    }
+    const pk = (t: string) =>
+      (db.prepare(`PRAGMA table_info(${t})`).all() as { name: string; pk: number }[])
+        .filter((c) => c.pk > 0)
+        .sort((a, b) => a.pk - b.pk)
+        .map((c) => c.name);
+    expect(pk('charger_state')).toEqual(['charger_id', 'state_id']);
+    expect(pk('installations')).toEqual(['id']);
+    expect(pk('chargers')).toEqual(['id']);
+    expect(pk('refresh_requests')).toEqual(['id']);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(schemaVersion(db)).toBe(latestSchemaVersion());
+    db.close();
+  });
+
+  it('documents every public column in docs/SCHEMA.md', () => {
+    const doc = readFileSync(new URL('../../docs/SCHEMA.md', import.meta.url), 'utf8');
+    for (const [table, columns] of Object.entries(CONTRACT)) {
+      expect(doc).toContain(`\`${table}\``);
+      for (const c of columns) expect(doc, `${table}.${c}`).toMatch(new RegExp(`\\|\\s*\`${c}\`\\s*\\|`));
+    }
+  });
+
+  it('lets a consumer insert a refresh request with only the charger', () => {
+    const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
+    db.prepare("INSERT INTO refresh_requests(charger) VALUES ('ZAP049387')").run();
+    const row = db.prepare('SELECT * FROM refresh_requests').get() as { requested_at: string; outcome: null };
+    expect(row.requested_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(row.outcome).toBeNull();
+    db.close();
+  });
+
+  it('is idempotent and refuses a database newer than the code', () => {
+    const path = join(tempDir(), 'z.db');
+    const db = openDatabase(path, { create: true });
+    expect(migrate(db)).toEqual([]);
+    db.pragma(`user_version = ${latestSchemaVersion() + 1}`);
+    db.close();
+    expect(() => openDatabase(path, { create: true })).toThrow(/newer than this zaptec-sync/);
+  });
+
+  it('applies each migration in one transaction: a failing one leaves the previous version', () => {
+    const path = join(tempDir(), 'z.db');
+    const raw = new Database(path);
+    raw.exec('CREATE TABLE installations (x)'); // makes 0001 fail half-way
+    expect(() => migrate(raw)).toThrow();
+    expect(schemaVersion(raw)).toBe(0);
+    expect(raw.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'chargers'").get()).toEqual({
+      n: 0,
+    });
+    raw.close();
+  });
+
+  it('after a clean stop, a reader without write permission on the directory can read it', () => {
+    const dir = tempDir();
+    const path = join(dir, 'z.db');
+    const db = openDatabase(path, { create: true });
+    db.prepare(
+      "INSERT INTO charger_state VALUES ('c', 710, 'ChargerOperationMode', '3', '2024-01-01T00:00:00.000Z', '2024-01-01T00:00:00.000Z', 'event')",
+    ).run();
+    closeForReaders(db);
+    chmodSync(path, 0o644);
+    chmodSync(dir, 0o555);
+    const script = join(tempDir(), 'reader.cjs');
+    const bs3 = createRequire(import.meta.url).resolve('better-sqlite3');
+    writeFileSync(
+      script,
+      `const D = require(${JSON.stringify(bs3)});
+       const db = new D(${JSON.stringify(path)}, { readonly: true, fileMustExist: true });
+       process.stdout.write(String(db.prepare('SELECT value FROM charger_state').get().value));`,
+    );
+    chmodSync(join(script, '..'), 0o755);
+    chmodSync(script, 0o644);
+    // As root, permissions would not bite: read as an unprivileged user when we can.
+    const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const r = spawnSync(process.execPath, [script], { ...asUser, encoding: 'utf8' });
+    chmodSync(dir, 0o755);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('3');
+  });
+});
