@@ -2,9 +2,11 @@
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
+  /** Resolves after `ms` of this clock's time, or at once when the signal aborts. Never rejects. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+export const systemClock: Clock = { now: () => Date.now(), sleep: (ms, signal) => delay(ms, signal) };
 
 /** ISO-8601 UTC with milliseconds and `Z`: the only timestamp form the database holds. */
 export function isoMs(ms: number): string {

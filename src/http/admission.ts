@@ -1,0 +1,238 @@
+/**
+ * Admission: a request may go out only when every window of every group it belongs to has room, and
+ * no group is blocked. Each admission is written to SQLite before the request is sent, in the same
+ * `BEGIN IMMEDIATE` transaction that checked the windows, so the budget holds across restarts,
+ * crashes and processes (doctor alongside run).
+ */
+import type { Db } from '../store/database.js';
+import type { Clock } from '../time.js';
+import { RateLimitedError } from './errors.js';
+import type { GroupDef, VendorProfile, WindowDef } from './profile.js';
+
+/** How far back a token bucket is rebuilt from the log (its state older than this is assumed worst). */
+const BUCKET_LOOKBACK_MS = 10_000;
+
+export interface Ticket {
+  readonly ids: number[];
+  readonly groups: string[];
+  readonly at: number;
+}
+
+export interface AdmitOptions {
+  /** Latest acceptable send time (epoch ms); later → RateLimitedError at once. */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+interface Blocking {
+  at: number;
+  group: string;
+  source: 'local' | 'server';
+}
+
+export class Admission {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #profile: VendorProfile;
+  readonly #insert;
+  readonly #count;
+  readonly #nth;
+  readonly #recent;
+  readonly #block;
+  readonly #settle;
+  readonly #refund;
+  #admissions = 0;
+
+  constructor(db: Db, clock: Clock, profile: VendorProfile) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#profile = profile;
+    this.#insert = db.prepare('INSERT INTO api_requests (grp, at_ms, method, path) VALUES (?, ?, ?, ?)');
+    this.#count = db.prepare<[string, number], { n: number }>(
+      'SELECT count(*) AS n FROM api_requests WHERE grp = ? AND at_ms > ?',
+    );
+    this.#nth = db.prepare<[string, number, number], { at_ms: number }>(
+      'SELECT at_ms FROM api_requests WHERE grp = ? AND at_ms > ? ORDER BY at_ms LIMIT 1 OFFSET ?',
+    );
+    this.#recent = db.prepare<[string, number], { at_ms: number }>(
+      'SELECT at_ms FROM api_requests WHERE grp = ? AND at_ms > ? ORDER BY at_ms',
+    );
+    this.#block = db.prepare<[string], { blocked_until_ms: number; source: string }>(
+      'SELECT blocked_until_ms, source FROM api_blocks WHERE grp = ?',
+    );
+    this.#settle = db.prepare('UPDATE api_requests SET status = ?, outcome = ? WHERE id = ?');
+    this.#refund = db.prepare('DELETE FROM api_requests WHERE id = ?');
+    this.#writeWindows();
+  }
+
+  get profile(): VendorProfile {
+    return this.#profile;
+  }
+
+  #writeWindows(): void {
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM api_windows').run();
+      const ins = this.#db.prepare(
+        'INSERT OR REPLACE INTO api_windows (grp, window_seconds, kind, "limit") VALUES (?, ?, ?, ?)',
+      );
+      for (const g of this.#profile.groups) {
+        for (const w of g.windows) {
+          if (w.kind === 'sliding') ins.run(g.name, w.seconds, 'sliding', w.limit);
+          else ins.run(g.name, w.burst / w.ratePerSecond, 'bucket', w.burst);
+        }
+      }
+    })();
+  }
+
+  /** The earliest time this window admits one more request. */
+  #windowFree(group: string, w: WindowDef, now: number): number {
+    if (w.kind === 'sliding') {
+      const windowMs = w.seconds * 1000;
+      const from = now - windowMs - this.#profile.guardMs;
+      const n = this.#count.get(group, from)!.n;
+      if (n < w.limit) return now;
+      const oldest = this.#nth.get(group, from, n - w.limit)!.at_ms;
+      return oldest + windowMs + this.#profile.guardMs;
+    }
+    // GCRA: emission interval T, tolerance τ = (burst − 1)·T. The log rebuilds the theoretical arrival
+    // time; state older than the lookback is assumed the worst it could have been, so it never admits more.
+    const T = 1000 / w.ratePerSecond;
+    const tau = (w.burst - 1) * T;
+    const from = now - BUCKET_LOOKBACK_MS;
+    let tat = from + tau + T;
+    for (const r of this.#recent.all(group, from)) tat = Math.max(tat, r.at_ms) + T;
+    return Math.max(now, tat - tau);
+  }
+
+  /** The earliest time all windows and blocks of these groups allow a request; `now` if at once. */
+  #earliest(groups: GroupDef[], now: number): Blocking {
+    let worst: Blocking = { at: now, group: groups[0]?.name ?? '', source: 'local' };
+    for (const g of groups) {
+      const block = this.#block.get(g.name);
+      if (block && block.blocked_until_ms > worst.at) {
+        worst = {
+          at: block.blocked_until_ms,
+          group: g.name,
+          source: block.source.startsWith('server') ? 'server' : 'local',
+        };
+      }
+      for (const w of g.windows) {
+        const at = this.#windowFree(g.name, w, now);
+        if (at > worst.at) worst = { at, group: g.name, source: 'local' };
+      }
+    }
+    return worst;
+  }
+
+  /** One atomic check-and-record; returns the ticket, or when to try again. */
+  tryAdmit(groups: GroupDef[], method: string, path: string): Ticket | Blocking {
+    const now = this.#clock.now();
+    return this.#db
+      .transaction((): Ticket | Blocking => {
+        const blocking = this.#earliest(groups, now);
+        if (blocking.at > now) return blocking;
+        const ids = groups.map((g) => Number(this.#insert.run(g.name, now, method, path).lastInsertRowid));
+        return { ids, groups: groups.map((g) => g.name), at: now };
+      })
+      .immediate();
+  }
+
+  /** Waits for room in every window of every group, then records the request. */
+  async admit(groups: GroupDef[], method: string, path: string, options: AdmitOptions = {}): Promise<Ticket> {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const r = this.tryAdmit(groups, method, path);
+      if ('ids' in r) {
+        if (++this.#admissions % 500 === 0) this.prune();
+        return r;
+      }
+      if (options.deadline !== undefined && r.at > options.deadline) {
+        throw new RateLimitedError(r.group, r.at, r.source);
+      }
+      await this.#clock.sleep(r.at - this.#clock.now(), options.signal);
+    }
+  }
+
+  /** When a request to these groups could go out, without recording anything. */
+  nextFree(groups: GroupDef[]): number {
+    const now = this.#clock.now();
+    return this.#earliest(groups, now).at;
+  }
+
+  settle(ticket: Ticket, status: number | null, outcome: string): void {
+    this.#db.transaction(() => {
+      for (const id of ticket.ids) this.#settle.run(status, outcome, id);
+    })();
+  }
+
+  /** Takes back a request that provably never reached the server (connection refused). */
+  refund(ticket: Ticket): void {
+    this.#db.transaction(() => {
+      for (const id of ticket.ids) this.#refund.run(id);
+    })();
+  }
+
+  /** Persists a pause for a group; an earlier one never shortens a later one. */
+  block(group: string, until: number, source: string, detail: string): void {
+    this.#db
+      .prepare(
+        `INSERT INTO api_blocks (grp, blocked_until_ms, source, detail) VALUES (?, ?, ?, ?)
+         ON CONFLICT (grp) DO UPDATE SET blocked_until_ms = excluded.blocked_until_ms, source = excluded.source,
+           detail = excluded.detail WHERE excluded.blocked_until_ms > api_blocks.blocked_until_ms`,
+      )
+      .run(group, Math.ceil(until), source, detail);
+  }
+
+  /** The status of the request before the newest settled one in this group (for "429 twice in a row"). */
+  previousStatus(group: string, beforeId: number): number | null | undefined {
+    return this.#db
+      .prepare<[string, number], { status: number | null }>(
+        'SELECT status FROM api_requests WHERE grp = ? AND id < ? AND status IS NOT NULL ORDER BY id DESC LIMIT 1',
+      )
+      .get(group, beforeId)?.status;
+  }
+
+  /**
+   * When the group's longest sliding window frees: the oldest of the last `limit` requests leaves it.
+   * Used after a second 429 in a row, when the server's `Retry-After: 1` says nothing about it.
+   */
+  windowFreesAt(group: GroupDef, now: number): number {
+    const sliding = group.windows.filter((w) => w.kind === 'sliding');
+    const longest = sliding.sort((a, b) => b.seconds - a.seconds)[0];
+    if (!longest) return now;
+    const from = now - longest.seconds * 1000;
+    const n = this.#count.get(group.name, from)!.n;
+    const oldest = this.#nth.get(group.name, from, Math.max(0, n - longest.limit))?.at_ms ?? now;
+    return oldest + longest.seconds * 1000 + this.#profile.guardMs;
+  }
+
+  /** Used per window, for status and metrics. */
+  usage(): { group: string; window: WindowDef; used: number; blockedUntil: number | undefined }[] {
+    const now = this.#clock.now();
+    return this.#profile.groups.flatMap((g) =>
+      g.windows.map((w) => {
+        const seconds = w.kind === 'sliding' ? w.seconds : w.burst / w.ratePerSecond;
+        const until = this.#block.get(g.name)?.blocked_until_ms;
+        return {
+          group: g.name,
+          window: w,
+          used: this.#count.get(g.name, now - seconds * 1000)!.n,
+          blockedUntil: until !== undefined && until > now ? until : undefined,
+        };
+      }),
+    );
+  }
+
+  /** Forgets requests older than every window (and expired blocks). */
+  prune(): void {
+    const longest = Math.max(
+      60_000,
+      ...this.#profile.groups.flatMap((g) =>
+        g.windows.map((w) => (w.kind === 'sliding' ? w.seconds * 1000 : BUCKET_LOOKBACK_MS)),
+      ),
+    );
+    const now = this.#clock.now();
+    this.#db.prepare('DELETE FROM api_requests WHERE at_ms < ?').run(now - longest - 60_000);
+    this.#db.prepare('DELETE FROM api_blocks WHERE blocked_until_ms < ?').run(now);
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * The vendor-neutral HTTP client: every attempt is admitted (and recorded) first, the server's wait is
+ * a floor that is persisted as a block, reads are retried with full jitter on 5xx and network errors,
+ * and nothing that writes is ever retried. One undici Agent for the life of the process.
+ */
+import { Agent, type Dispatcher, request } from 'undici';
+import type { Logger } from '../log.js';
+import { describeError } from '../log.js';
+import type { Clock } from '../time.js';
+import type { Admission, Ticket } from './admission.js';
+import { type Backoff, fullJitter } from './backoff.js';
+import { HttpStatusError, NetworkError, RateLimitedError } from './errors.js';
+import { type GroupDef, groupsFor, longestWindowMs } from './profile.js';
+import { parseRateLimit } from './rate-limit-headers.js';
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export interface HttpRequest {
+  method: 'GET' | 'POST';
+  path: string;
+  query?: Record<string, string | number | undefined>;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Latest time (epoch ms) the caller can wait until; beyond it → RateLimitedError at once. */
+  deadline?: number;
+  signal?: AbortSignal;
+  /** Retry on 5xx/network errors/429. Default: GET only. Writes are never retried. */
+  retry?: boolean;
+}
+
+export interface HttpClientOptions {
+  baseUrl: string;
+  admission: Admission;
+  clock: Clock;
+  userAgent: string;
+  log: Logger;
+  random?: () => number;
+  dispatcher?: Dispatcher;
+  maxAttempts?: number;
+  backoff?: Backoff;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+}
+
+/** Connection errors that prove the request never reached the server: refunded, not counted. */
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** At least this long after a second 429 in a row: the group's shortest window (60 s for Zaptec's lists). */
+function shortestWindowMs(group: GroupDef): number {
+  const sliding = group.windows.flatMap((w) => (w.kind === 'sliding' ? [w.seconds * 1000] : []));
+  return sliding.length > 0 ? Math.min(...sliding) : 60_000;
+}
+
+/** Ids and serials out of paths, so the log and the budget table hold no identifiers and no secrets. */
+export function pathLabel(path: string): string {
+  return path.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '{id}');
+}
+
+export class HttpClient {
+  readonly #o: Required<Omit<HttpClientOptions, 'dispatcher'>> & { dispatcher: Dispatcher };
+  #ownsDispatcher: boolean;
+
+  constructor(options: HttpClientOptions) {
+    this.#ownsDispatcher = !options.dispatcher;
+    const headersTimeout = options.headersTimeoutMs ?? 15_000;
+    const bodyTimeout = options.bodyTimeoutMs ?? 30_000;
+    this.#o = {
+      random: Math.random,
+      maxAttempts: 4,
+      backoff: { baseMs: 1000, capMs: 60_000 },
+      headersTimeoutMs: headersTimeout,
+      bodyTimeoutMs: bodyTimeout,
+      ...options,
+      dispatcher:
+        options.dispatcher ??
+        new Agent({ connections: 4, keepAliveTimeout: 4_000, headersTimeout, bodyTimeout }),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#o.dispatcher.close();
+  }
+
+  async request(req: HttpRequest): Promise<HttpResponse> {
+    const { admission, clock, log } = this.#o;
+    const retry = req.retry ?? req.method === 'GET';
+    const groups = groupsFor(admission.profile, req.method, req.path);
+    const label = pathLabel(req.path);
+    for (let attempt = 0; ; attempt++) {
+      const ticket = await admission.admit(groups, req.method, label, {
+        deadline: req.deadline,
+        signal: req.signal,
+      });
+      let res: HttpResponse;
+      try {
+        res = await this.#send(req);
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? 'ERROR';
+        if (NEVER_SENT.has(code)) admission.refund(ticket);
+        else admission.settle(ticket, null, code === 'UND_ERR_HEADERS_TIMEOUT' ? 'timeout' : 'network_error');
+        if (req.signal?.aborted) throw err;
+        const netErr = new NetworkError(req.method, label, code, describeError(err));
+        if (!retry || attempt + 1 >= this.#o.maxAttempts) throw netErr;
+        await this.#backoff(attempt, undefined, req, netErr);
+        continue;
+      }
+      const now = clock.now();
+      const info = parseRateLimit(res.status, res.headers, now, {
+        ...admission.profile.headers,
+        ceilingMs: Math.max(60_000, 2 * Math.max(...groups.map(longestWindowMs))),
+      });
+      for (const w of info.warnings)
+        log.warn({ path: label, status: res.status }, `rate-limit headers: ${w}`);
+      if (res.status === 429) {
+        admission.settle(ticket, 429, 'rate_limited');
+        this.#on429(ticket, info.waitMs, attempt, label, info.sources);
+        if (!retry || attempt + 1 >= this.#o.maxAttempts) {
+          throw new RateLimitedError(ticket.groups[0] ?? 'global', admission.nextFree(groups), 'server');
+        }
+        continue; // admission waits for the block, or fails at once past the deadline
+      }
+      admission.settle(ticket, res.status, res.status < 400 ? 'ok' : 'http_error');
+      if (info.exhausted && info.waitMs !== undefined && info.waitMs > 0) {
+        for (const g of ticket.groups) {
+          admission.block(
+            g,
+            now + info.waitMs,
+            `server:${info.sources.join('+')}`,
+            `remaining 0 (${res.status})`,
+          );
+        }
+      }
+      if (res.status >= 500 && retry && attempt + 1 < this.#o.maxAttempts) {
+        await this.#backoff(attempt, info.waitMs, req, new HttpStatusError(req.method, label, res.status));
+        continue;
+      }
+      return res;
+    }
+  }
+
+  /**
+   * A 429 pauses every group of the request until the time it names. For a group whose long window the
+   * server does not describe, a second 429 in a row blocks until that window frees (rate-limits.md §5.5).
+   */
+  #on429(
+    ticket: Ticket,
+    waitMs: number | undefined,
+    attempt: number,
+    label: string,
+    sources: string[],
+  ): void {
+    const { admission, clock, log } = this.#o;
+    const now = clock.now();
+    const wait = waitMs ?? fullJitter(attempt, this.#o.backoff, this.#o.random);
+    const jitter = this.#o.random() * Math.min(1000, wait * 0.1);
+    const until = now + wait + jitter;
+    let rule = waitMs === undefined ? 'backoff (no header)' : sources.join('+');
+    ticket.groups.forEach((name, i) => {
+      const group = admission.profile.groups.find((g) => g.name === name);
+      if (group?.blockOnRepeated429 && admission.previousStatus(name, ticket.ids[i]!) === 429) {
+        const windowFree = Math.max(now + shortestWindowMs(group), admission.windowFreesAt(group, now));
+        admission.block(name, windowFree, 'local:second-429', `second 429 in a row on ${label}`);
+        rule = `second 429 in a row: ${name} blocked until its window frees`;
+      }
+      admission.block(
+        name,
+        until,
+        waitMs === undefined ? 'local:backoff' : 'server:retry-after',
+        `429 on ${label}`,
+      );
+    });
+    log.warn({ path: label, waitMs: Math.round(until - now), rule }, 'API answered 429: pausing');
+  }
+
+  async #backoff(
+    attempt: number,
+    serverWaitMs: number | undefined,
+    req: HttpRequest,
+    cause: Error,
+  ): Promise<void> {
+    const { clock } = this.#o;
+    const wait = Math.max(serverWaitMs ?? 0, fullJitter(attempt, this.#o.backoff, this.#o.random));
+    if (req.deadline !== undefined && clock.now() + wait > req.deadline) throw cause;
+    await clock.sleep(wait, req.signal);
+  }
+
+  async #send(req: HttpRequest): Promise<HttpResponse> {
+    const url = new URL(this.#o.baseUrl + req.path);
+    for (const [k, v] of Object.entries(req.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    const res = await request(url, {
+      method: req.method,
+      headers: { 'user-agent': this.#o.userAgent, accept: 'application/json', ...req.headers },
+      body: req.body,
+      signal: req.signal,
+      dispatcher: this.#o.dispatcher,
+      headersTimeout: this.#o.headersTimeoutMs,
+      bodyTimeout: this.#o.bodyTimeoutMs,
+    });
+    const body = await res.body.text();
+    return { status: res.statusCode, headers: res.headers as HttpResponse['headers'], body };
+  }
+}

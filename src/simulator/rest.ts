@@ -1,0 +1,387 @@
+/**
+ * A stand-in for api.zaptec.com on loopback: the payload shapes of zaptec-api.md §5, Zaptec's documented
+ * limits (429 + Retry-After: 1), a 15 s cache on `/state`, and a log of every request it received.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Fleet, type SimCharger, zaptecTimestamp } from './fleet.js';
+import { type SimLimits, TokenLimit, UserLimits, zaptecLimits } from './limits.js';
+
+export interface SimRequest {
+  at: number;
+  method: string;
+  path: string;
+  query: string;
+  status: number;
+  /** Which Zaptec limit a 429 enforced. */
+  limit?: string;
+  userAgent: string | undefined;
+}
+
+/** A planned misbehaviour: the next `times` requests matching `path` get this answer. */
+export interface Fault {
+  path: RegExp;
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+  times: number;
+  /** Hold the answer this long first (timeouts, slow servers). */
+  delayMs?: number;
+}
+
+export interface BrokerDetails {
+  host: string;
+  port: number;
+  useSsl: boolean;
+  /** Per installation: [SAS key name, key, topic, subscription]. */
+  forInstallation(id: string): { keyName: string; key: string; topic: string; subscription: string };
+}
+
+export interface RestSimulatorOptions {
+  fleet: Fleet;
+  users?: { username: string; password: string }[];
+  limits?: SimLimits;
+  /** Seconds a token lives (`expires_in`). */
+  tokenLifetimeS?: number;
+  /** Zaptec's state cache; scaled with the limits. */
+  stateCacheMs?: number;
+  broker?: BrokerDetails;
+  now?: () => number;
+}
+
+/** The constants subset the daemon reads (zaptec-api.md §4). */
+export const SIM_CONSTANTS = {
+  Observations: {
+    IsOcppConnected: -3,
+    IsOnline: -2,
+    Pulse: -1,
+    CommunicationMode: 150,
+    VoltagePhase1: 501,
+    VoltagePhase2: 502,
+    VoltagePhase3: 503,
+    CurrentPhase1: 507,
+    CurrentPhase2: 508,
+    CurrentPhase3: 509,
+    ChargerMaxCurrent: 510,
+    TotalChargePower: 513,
+    TotalChargePowerSession: 553,
+    SignedMeterValue: 554,
+    ChargerOperationMode: 710,
+    FinalStopActive: 718,
+    SessionIdentifier: 721,
+    ChargerCurrentUserUuid: 722,
+    InstallationId: 800,
+    TemperatureInternal6: 202,
+  },
+  Schema: {
+    Smart: { DeviceType: 1, ObservationIds: { TemperatureInternal6: 202 } },
+    Apollo: { DeviceType: 4, ObservationIds: { TemperatureEMeterPhase1: 202 } },
+  },
+  Version: 'sim-1',
+};
+
+const GUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const ROUTES = {
+  installations: /^\/api\/installation\/?$/,
+  chargers: /^\/api\/chargers\/?$/,
+  hierarchy: new RegExp(`^/api/installation/(${GUID})/hierarchy$`, 'i'),
+  messaging: new RegExp(`^/api/installation/(${GUID})/messagingConnectionDetails$`, 'i'),
+  installation: new RegExp(`^/api/installation/(${GUID})$`, 'i'),
+  state: new RegExp(`^/api/chargers/(${GUID})/state$`, 'i'),
+  charger: new RegExp(`^/api/chargers/(${GUID})$`, 'i'),
+};
+
+export class RestSimulator {
+  readonly fleet: Fleet;
+  readonly requests: SimRequest[] = [];
+  readonly faults: Fault[] = [];
+  readonly #options: RestSimulatorOptions;
+  readonly #tokens = new Map<string, { user: string; expiresAt: number }>();
+  readonly #limits = new Map<string, UserLimits>();
+  readonly #tokenLimit: TokenLimit;
+  readonly #stateCache = new Map<string, { at: number; body: string }>();
+  #server: Server | undefined;
+  #now: () => number;
+  url = '';
+
+  constructor(options: RestSimulatorOptions) {
+    this.fleet = options.fleet;
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#tokenLimit = new TokenLimit(options.limits ?? zaptecLimits());
+  }
+
+  get users(): { username: string; password: string }[] {
+    return this.#options.users ?? [{ username: 'demo@example.com', password: 'demo-password' }];
+  }
+
+  /** Answers 429 the simulator gave (a correct client causes none). */
+  get rejected(): SimRequest[] {
+    return this.requests.filter((r) => r.status === 429);
+  }
+
+  /** Revokes every token: the next call with one gets 401 (token expiry mid-run). */
+  expireTokens(): void {
+    this.#tokens.clear();
+  }
+
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
+    this.#server = createServer((req, res) => {
+      this.#handle(req, res).catch((err) => {
+        res.statusCode = 500;
+        res.end(String(err));
+      });
+    });
+    this.#server.keepAliveTimeout = 10_000;
+    await new Promise<void>((resolve, reject) => {
+      this.#server!.once('error', reject);
+      this.#server!.listen(port, host, () => resolve());
+    });
+    const addr = this.#server.address() as AddressInfo;
+    this.url = `http://${host}:${addr.port}`;
+    return this.url;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.#server = undefined;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sim');
+    const body = await readBody(req);
+    const at = this.#now();
+    const entry: SimRequest = {
+      at,
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: url.search,
+      status: 0,
+      userAgent: req.headers['user-agent'],
+    };
+    this.requests.push(entry);
+    const answer = (status: number, payload?: unknown, headers: Record<string, string> = {}) => {
+      entry.status = status;
+      const text =
+        payload === undefined ? '' : typeof payload === 'string' ? payload : JSON.stringify(payload);
+      res.writeHead(status, {
+        'content-type': 'application/json; charset=utf-8',
+        date: new Date(at).toUTCString(),
+        ...headers,
+      });
+      res.end(text);
+    };
+    const fault = this.faults.find((f) => f.times > 0 && f.path.test(url.pathname));
+    if (fault) {
+      fault.times--;
+      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      return answer(fault.status, fault.body ?? '', fault.headers);
+    }
+    if (url.pathname === '/oauth/token' && req.method === 'POST') return this.#token(body, at, answer, entry);
+    if (url.pathname === '/api/constants') return answer(200, SIM_CONSTANTS);
+    const auth = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const session = auth ? this.#tokens.get(auth) : undefined;
+    if (!session || session.expiresAt <= at) return answer(401, { Message: 'Authorization has been denied' });
+    const isList =
+      req.method === 'GET' && (ROUTES.installations.test(url.pathname) || ROUTES.chargers.test(url.pathname));
+    let limits = this.#limits.get(session.user);
+    if (!limits) {
+      limits = new UserLimits(this.#options.limits ?? zaptecLimits());
+      this.#limits.set(session.user, limits);
+    }
+    const broken = limits.admit(isList, at);
+    if (broken) {
+      entry.limit = broken;
+      return answer(429, { Message: 'Too many requests' }, { 'retry-after': '1' });
+    }
+    if (req.method !== 'GET') return answer(405, { Message: 'read-only simulator' });
+    return this.#route(url, at, answer);
+  }
+
+  #token(
+    body: string,
+    at: number,
+    answer: (s: number, p?: unknown, h?: Record<string, string>) => void,
+    entry: SimRequest,
+  ) {
+    if (!this.#tokenLimit.admit(at)) {
+      entry.limit = 'token 1/s';
+      return answer(429, { Message: 'Too many requests' }, { 'retry-after': '1' });
+    }
+    const form = new URLSearchParams(body);
+    const user = this.users.find(
+      (u) => u.username === form.get('username') && u.password === form.get('password'),
+    );
+    if (form.get('grant_type') !== 'password' || !user) {
+      return answer(400, {
+        error: 'invalid_grant',
+        error_description: 'The user name or password is incorrect.',
+      });
+    }
+    const token = randomBytes(24).toString('base64url');
+    const lifetime = this.#options.tokenLifetimeS ?? 3600;
+    this.#tokens.set(token, { user: user.username, expiresAt: at + lifetime * 1000 });
+    return answer(200, { access_token: token, token_type: 'bearer', expires_in: lifetime, scope: 'openid' });
+  }
+
+  #route(url: URL, at: number, answer: (s: number, p?: unknown, h?: Record<string, string>) => void): void {
+    const p = url.pathname;
+    const page = <T>(items: T[]) => {
+      const size = Math.max(1, Math.min(1000, Number(url.searchParams.get('PageSize') ?? 100) || 100));
+      const index = Math.max(0, Number(url.searchParams.get('PageIndex') ?? 0) || 0);
+      return {
+        Pages: Math.ceil(items.length / size),
+        Data: items.slice(index * size, index * size + size),
+        Message: null,
+      };
+    };
+    if (ROUTES.installations.test(p)) {
+      return answer(
+        200,
+        page([...this.fleet.installations.values()].filter((i) => i.active).map((i) => installationModel(i))),
+      );
+    }
+    if (ROUTES.chargers.test(p)) {
+      const filter = url.searchParams.get('NameFilter')?.toLowerCase();
+      const list = this.fleet
+        .activeChargers()
+        .filter(
+          (c) =>
+            !filter || c.name.toLowerCase().includes(filter) || c.deviceId.toLowerCase().includes(filter),
+        );
+      return answer(200, page(list.map((c) => this.#chargerModel(c, true))));
+    }
+    let m = ROUTES.hierarchy.exec(p);
+    if (m) {
+      const inst = this.fleet.installations.get(m[1]!.toLowerCase());
+      if (!inst?.active || inst.hierarchy204) return answer(204);
+      return answer(200, {
+        Id: inst.id,
+        Name: inst.name,
+        NetworkType: 4,
+        Circuits: inst.circuits.map((c) => ({
+          Id: c.id,
+          Name: c.name,
+          MaxCurrent: c.maxCurrent,
+          IsActive: true,
+          InstallationId: inst.id,
+          Chargers: this.fleet
+            .activeChargers()
+            .filter((ch) => ch.circuitId === c.id)
+            .map((ch) => ({
+              Id: ch.id,
+              DeviceId: ch.deviceId,
+              MID: ch.deviceId,
+              Name: ch.name,
+              Active: true,
+              DeviceType: ch.deviceType,
+            })),
+        })),
+      });
+    }
+    m = ROUTES.messaging.exec(p);
+    if (m) {
+      const inst = this.fleet.installations.get(m[1]!.toLowerCase());
+      const broker = this.#options.broker;
+      if (!inst?.active) return answer(403, { Message: 'forbidden' });
+      if (!broker || !inst.messagingEnabled)
+        return answer(400, { Code: 527, Details: 'Messaging is not enabled' });
+      const d = broker.forInstallation(inst.id);
+      return answer(200, {
+        Type: 0,
+        Host: broker.host,
+        Port: broker.port,
+        UseSSL: broker.useSsl,
+        Username: d.keyName,
+        Password: d.key,
+        Topic: d.topic,
+        Subscription: d.subscription,
+      });
+    }
+    m = ROUTES.installation.exec(p);
+    if (m) {
+      const inst = this.fleet.installations.get(m[1]!.toLowerCase());
+      return inst?.active ? answer(200, installationModel(inst)) : answer(403, { Message: 'forbidden' });
+    }
+    m = ROUTES.state.exec(p);
+    if (m) {
+      const c = this.fleet.chargers.get(m[1]!.toLowerCase());
+      if (!c?.active) return answer(404, { Message: 'not found' });
+      const cacheMs = this.#options.stateCacheMs ?? 15_000;
+      const cached = this.#stateCache.get(c.id);
+      if (cached && at - cached.at < cacheMs) return answer(200, cached.body);
+      const body = JSON.stringify(
+        [...c.state.entries()].map(([id, s]) => ({
+          ChargerId: c.id,
+          StateId: id,
+          Timestamp: zaptecTimestamp(s.at),
+          ...(s.value === null ? {} : { ValueAsString: s.value }),
+        })),
+      );
+      this.#stateCache.set(c.id, { at, body });
+      return answer(200, body);
+    }
+    m = ROUTES.charger.exec(p);
+    if (m) {
+      const c = this.fleet.chargers.get(m[1]!.toLowerCase());
+      return c?.active ? answer(200, this.#chargerModel(c, false)) : answer(404, { Message: 'not found' });
+    }
+    return answer(404, { Message: `no route ${p}` });
+  }
+
+  #chargerModel(c: SimCharger, list: boolean): Record<string, unknown> {
+    const inst = c.installationId ? this.fleet.installations.get(c.installationId) : undefined;
+    return {
+      ...(list
+        ? { OperatingMode: Number(c.state.get(710)?.value ?? 1), IsOnline: c.state.get(-2)?.value === '1' }
+        : {}),
+      Id: c.id,
+      MID: c.deviceId,
+      DeviceId: c.deviceId,
+      SerialNo: 'Zaptec',
+      Name: c.name,
+      CreatedOnDate: '2022-09-16T08:06:10.487',
+      CircuitId: c.circuitId,
+      Active: true,
+      CurrentUserRoles: 3,
+      DeviceType: c.deviceType,
+      InstallationName: inst?.name ?? null,
+      InstallationId: c.installationId,
+      AuthenticationType: 0,
+      IsAuthorizationRequired: false,
+    };
+  }
+}
+
+function installationModel(i: { id: string; name: string; active: boolean; messagingEnabled: boolean }) {
+  return {
+    Id: i.id,
+    Name: i.name,
+    InstallationType: 0,
+    MaxCurrent: 32.0,
+    AvailableCurrentMode: 0,
+    Active: i.active,
+    NetworkType: 4,
+    CurrentUserRoles: 3,
+    AuthenticationType: 0,
+    MessagingEnabled: i.messagingEnabled,
+    CreatedOnDate: '2022-09-16T08:06:10.217',
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => {
+      data += d;
+      if (data.length > 1_000_000) req.destroy();
+    });
+    req.on('end', () => resolve(data));
+    req.on('error', reject);
+  });
+}

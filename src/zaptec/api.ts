@@ -1,0 +1,232 @@
+/**
+ * Typed Zaptec endpoints (zaptec-api.md §2) over the budgeted client. Bad items are logged once and
+ * skipped; the rest of the page is kept. `/state` sits behind a 15 s cache with single-flight, and the
+ * 15 s rule holds across restarts (`state_reads`).
+ */
+import type { z } from 'zod';
+import type { HttpClient, HttpResponse } from '../http/client.js';
+import { HttpStatusError, RateLimitedError } from '../http/errors.js';
+import type { Logger } from '../log.js';
+import type { Db } from '../store/database.js';
+import type { Clock } from '../time.js';
+import type { TokenSource } from './auth.js';
+import {
+  type ApiObservation,
+  type Charger,
+  type ConnectionDetails,
+  type Constants,
+  chargerSchema,
+  connectionDetailsSchema,
+  constantsSchema,
+  type Installation,
+  installationSchema,
+  observationSchema,
+  pageSchema,
+} from './schemas.js';
+
+/** Zaptec caches `/api/chargers/{id}/state` for 15 s: reading sooner only returns the same answer. */
+export const STATE_CACHE_MS = 15_000;
+/** Items per page of the list endpoints (stekker's value; fewer pages = fewer list calls). */
+export const PAGE_SIZE = 100;
+
+export interface CallOptions {
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export class PayloadError extends Error {
+  override name = 'PayloadError';
+}
+
+export class ZaptecApi {
+  readonly #http: HttpClient;
+  readonly #tokens: TokenSource;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #stateCache = new Map<string, { at: number; data: ApiObservation[] }>();
+  readonly #stateInflight = new Map<string, Promise<ApiObservation[]>>();
+  readonly #lastRead;
+  readonly #markRead;
+  readonly #reported = new Set<string>();
+
+  constructor(http: HttpClient, tokens: TokenSource, db: Db, clock: Clock, log: Logger) {
+    this.#http = http;
+    this.#tokens = tokens;
+    this.#clock = clock;
+    this.#log = log;
+    this.#lastRead = db.prepare<[string], { read_at_ms: number }>(
+      'SELECT read_at_ms FROM state_reads WHERE charger_id = ?',
+    );
+    this.#markRead = db.prepare(
+      'INSERT INTO state_reads (charger_id, read_at_ms) VALUES (?, ?) ON CONFLICT (charger_id) DO UPDATE SET read_at_ms = excluded.read_at_ms',
+    );
+  }
+
+  /** An authenticated GET; one new token and one more try on 401. Returns undefined for 204. */
+  async #get(
+    path: string,
+    query: Record<string, string | number> | undefined,
+    o: CallOptions,
+  ): Promise<unknown> {
+    for (let attempt = 0; ; attempt++) {
+      const token = await this.#tokens.token(o);
+      const res = await this.#http.request({
+        method: 'GET',
+        path,
+        query,
+        headers: { authorization: `Bearer ${token}` },
+        ...o,
+      });
+      if (res.status === 401 && attempt === 0) {
+        this.#tokens.invalidate(token);
+        continue;
+      }
+      return this.#json(res, path);
+    }
+  }
+
+  #json(res: HttpResponse, path: string): unknown {
+    if (res.status === 204) return undefined;
+    if (res.status < 200 || res.status >= 300)
+      throw new HttpStatusError('GET', path.replace(/[0-9a-f-]{36}/gi, '{id}'), res.status);
+    try {
+      return JSON.parse(res.body);
+    } catch {
+      throw new PayloadError(`${path}: the response is not JSON`);
+    }
+  }
+
+  /** Logs a payload problem once per endpoint and kind of problem, never once per item. */
+  #bad(what: string, issue: z.core.$ZodIssue | undefined): void {
+    const key = `${what}:${issue?.path.join('.')}:${issue?.code}`;
+    if (this.#reported.has(key)) return;
+    this.#reported.add(key);
+    this.#log.warn(
+      { what, field: issue?.path.join('.'), problem: issue?.message },
+      'skipping an item the API sent that we cannot use',
+    );
+  }
+
+  #items<S extends z.ZodType>(schema: S, items: unknown[], what: string): z.infer<S>[] {
+    const out: z.infer<S>[] = [];
+    for (const item of items) {
+      const r = schema.safeParse(item);
+      if (r.success) out.push(r.data);
+      else this.#bad(what, r.error.issues[0]);
+    }
+    return out;
+  }
+
+  async #pages<S extends z.ZodType>(
+    path: string,
+    schema: S,
+    what: string,
+    o: CallOptions,
+    extra = {},
+  ): Promise<z.infer<S>[]> {
+    const all: z.infer<S>[] = [];
+    for (let page = 0, pages = 1; page < pages; page++) {
+      const body = await this.#get(path, { ...extra, PageIndex: page, PageSize: PAGE_SIZE }, o);
+      const parsed = pageSchema.safeParse(body);
+      if (!parsed.success) throw new PayloadError(`${path}: not a page (${parsed.error.issues[0]?.message})`);
+      pages = parsed.data.Pages;
+      all.push(...this.#items(schema, parsed.data.Data, what));
+    }
+    return all;
+  }
+
+  installations(o: CallOptions = {}): Promise<Installation[]> {
+    return this.#pages('/api/installation', installationSchema, 'installation', o);
+  }
+
+  chargers(o: CallOptions = {}): Promise<Charger[]> {
+    return this.#pages('/api/chargers', chargerSchema, 'charger', o);
+  }
+
+  /** One charger by serial: the charger list filtered by name, then an exact DeviceId match. */
+  async chargerBySerial(serial: string, o: CallOptions = {}): Promise<Charger | undefined> {
+    const found = await this.#pages('/api/chargers', chargerSchema, 'charger', o, { NameFilter: serial });
+    return found.find((c) => c.DeviceId?.toLowerCase() === serial.toLowerCase());
+  }
+
+  /** One charger by id; undefined when the API does not know it or does not let us see it. */
+  async charger(id: string, o: CallOptions = {}): Promise<Charger | undefined> {
+    try {
+      const body = await this.#get(`/api/chargers/${encodeURIComponent(id)}`, undefined, o);
+      const r = chargerSchema.safeParse(body);
+      if (!r.success) {
+        this.#bad('charger', r.error.issues[0]);
+        return undefined;
+      }
+      return r.data;
+    } catch (err) {
+      if (err instanceof HttpStatusError && (err.status === 404 || err.status === 403 || err.status === 400))
+        return undefined;
+      throw err;
+    }
+  }
+
+  /** The installation's circuits and chargers; undefined for 204 (provisioning, or no access). */
+  async hierarchy(installationId: string, o: CallOptions = {}): Promise<unknown> {
+    return this.#get(`/api/installation/${encodeURIComponent(installationId)}/hierarchy`, undefined, o);
+  }
+
+  constants(o: CallOptions = {}): Promise<Constants> {
+    return this.#http.request({ method: 'GET', path: '/api/constants', ...o }).then((res) => {
+      const r = constantsSchema.safeParse(this.#json(res, '/api/constants'));
+      if (!r.success) throw new PayloadError(`/api/constants: ${r.error.issues[0]?.message}`);
+      return r.data;
+    });
+  }
+
+  async connectionDetails(installationId: string, o: CallOptions = {}): Promise<ConnectionDetails> {
+    const body = await this.#get(
+      `/api/installation/${encodeURIComponent(installationId)}/messagingConnectionDetails`,
+      undefined,
+      o,
+    );
+    const r = connectionDetailsSchema.safeParse(body);
+    if (!r.success) throw new PayloadError(`messagingConnectionDetails: ${r.error.issues[0]?.message}`);
+    return r.data;
+  }
+
+  /**
+   * A charger's state. Served from the cache within 15 s, shared by concurrent callers, and never
+   * read twice within 15 s even across restarts: waits (or fails with retryAt) instead.
+   */
+  async state(chargerId: string, o: CallOptions = {}): Promise<ApiObservation[]> {
+    const now = this.#clock.now();
+    const cached = this.#stateCache.get(chargerId);
+    if (cached && now - cached.at < STATE_CACHE_MS) return cached.data;
+    const inflight = this.#stateInflight.get(chargerId);
+    if (inflight) return inflight;
+    const p = this.#readState(chargerId, o).finally(() => this.#stateInflight.delete(chargerId));
+    this.#stateInflight.set(chargerId, p);
+    return p;
+  }
+
+  /** When this charger's state may next be read (epoch ms). */
+  stateReadableAt(chargerId: string): number {
+    const last = this.#lastRead.get(chargerId)?.read_at_ms;
+    return last === undefined ? 0 : last + STATE_CACHE_MS;
+  }
+
+  async #readState(chargerId: string, o: CallOptions): Promise<ApiObservation[]> {
+    const readable = this.stateReadableAt(chargerId);
+    if (readable > this.#clock.now()) {
+      if (o.deadline !== undefined && readable > o.deadline)
+        throw new RateLimitedError('state', readable, 'local');
+      await this.#clock.sleep(readable - this.#clock.now(), o.signal);
+    }
+    this.#markRead.run(chargerId, this.#clock.now());
+    const body = await this.#get(`/api/chargers/${encodeURIComponent(chargerId)}/state`, undefined, o);
+    // Counted from the answer too: admission may have held the request, and the next read must come
+    // 15 s after the server served this one.
+    this.#markRead.run(chargerId, this.#clock.now());
+    if (!Array.isArray(body)) throw new PayloadError('/api/chargers/{id}/state: not an array');
+    const data = this.#items(observationSchema, body, 'state observation');
+    this.#stateCache.set(chargerId, { at: this.#clock.now(), data });
+    if (this.#stateCache.size > 20_000) this.#stateCache.clear();
+    return data;
+  }
+}

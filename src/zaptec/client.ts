@@ -1,0 +1,47 @@
+/** Builds the Zaptec client stack: admission over the database, the HTTP client, the token, the API. */
+import { Admission } from '../http/admission.js';
+import { HttpClient } from '../http/client.js';
+import type { VendorProfile } from '../http/profile.js';
+import { zaptecProfile } from '../http/profiles.js';
+import type { Logger } from '../log.js';
+import type { Db } from '../store/database.js';
+import type { Clock } from '../time.js';
+import { ZaptecApi } from './api.js';
+import { TokenSource } from './auth.js';
+
+export interface ZaptecClientOptions {
+  apiUrl: string;
+  username: string;
+  password: string;
+  requestsPerMinute: number;
+  version: string;
+  db: Db;
+  clock: Clock;
+  log: Logger;
+  /** Defaults to Zaptec's profile at `requestsPerMinute`; tests scale it. */
+  profile?: VendorProfile;
+  random?: () => number;
+}
+
+export interface ZaptecClient {
+  admission: Admission;
+  http: HttpClient;
+  tokens: TokenSource;
+  api: ZaptecApi;
+  close(): Promise<void>;
+}
+
+export function createZaptecClient(o: ZaptecClientOptions): ZaptecClient {
+  const admission = new Admission(o.db, o.clock, o.profile ?? zaptecProfile(o.requestsPerMinute));
+  const http = new HttpClient({
+    baseUrl: o.apiUrl,
+    admission,
+    clock: o.clock,
+    userAgent: `zaptec-sync/${o.version}`,
+    log: o.log,
+    ...(o.random ? { random: o.random } : {}),
+  });
+  const tokens = new TokenSource(http, o.clock, o.username, o.password);
+  const api = new ZaptecApi(http, tokens, o.db, o.clock, o.log);
+  return { admission, http, tokens, api, close: () => http.close() };
+}

@@ -1,0 +1,167 @@
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Admission } from '../../src/http/admission.js';
+import { RateLimitedError } from '../../src/http/errors.js';
+import { groupsFor, type VendorProfile } from '../../src/http/profile.js';
+import { zaptecProfile } from '../../src/http/profiles.js';
+import { type Db, openDatabase } from '../../src/store/database.js';
+import { VirtualClock } from '../clock.js';
+import { tempDir } from '../helpers.js';
+
+function db(): Db {
+  return openDatabase(join(tempDir(), 'z.db'), { create: true });
+}
+
+/** Max admissions in any window of `ms` (inclusive start, exclusive end), over sorted times. */
+function maxInWindow(times: number[], ms: number): number {
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < times.length; i++) {
+    while (times[i]! - times[j]! >= ms) j++;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+function admittedTimes(d: Db, group: string): number[] {
+  return (
+    d.prepare('SELECT at_ms FROM api_requests WHERE grp = ? ORDER BY at_ms').all(group) as { at_ms: number }[]
+  ).map((r) => r.at_ms);
+}
+
+describe('admission', () => {
+  it('never admits more than a window holds, for any arrival sequence (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 120 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 5 }),
+        async (gaps, limit, seconds) => {
+          const d = db();
+          const clock = new VirtualClock();
+          const profile: VendorProfile = {
+            vendor: 'test',
+            guardMs: 0,
+            headers: {},
+            groups: [
+              {
+                name: 'g',
+                match: { path: '.*' },
+                windows: [
+                  { kind: 'sliding', limit, seconds },
+                  { kind: 'bucket', ratePerSecond: limit, burst: limit + 1 },
+                ],
+              },
+            ],
+          };
+          const a = new Admission(d, clock, profile);
+          const groups = groupsFor(profile, 'GET', '/x');
+          for (const gap of gaps) {
+            clock.advance(gap);
+            await a.admit(groups, 'GET', '/x');
+          }
+          const times = admittedTimes(d, 'g');
+          d.close();
+          expect(times).toHaveLength(gaps.length);
+          expect(maxInWindow(times, seconds * 1000)).toBeLessThanOrEqual(limit);
+          // Token bucket: in any interval of length t, at most burst + rate·t.
+          for (let i = 0; i < times.length; i++) {
+            for (let j = i; j < times.length; j++) {
+              const span = times[j]! - times[i]!;
+              expect(j - i + 1).toBeLessThanOrEqual(limit + 1 + (limit * span) / 1000 + 1e-9);
+            }
+          }
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  it('is all-or-nothing across groups: a full list window records nothing in the global group', () => {
+    const d = db();
+    const clock = new VirtualClock();
+    const profile = zaptecProfile(600);
+    const a = new Admission(d, clock, profile);
+    const lists = groupsFor(profile, 'GET', '/api/chargers');
+    expect(lists.map((g) => g.name)).toEqual(['global', 'lists']);
+    for (let i = 0; i < 25; i++) {
+      clock.advance(200);
+      expect('ids' in a.tryAdmit(lists, 'GET', '/api/chargers')).toBe(true);
+    }
+    clock.advance(200);
+    const r = a.tryAdmit(lists, 'GET', '/api/chargers');
+    expect('ids' in r).toBe(false);
+    expect(admittedTimes(d, 'global')).toHaveLength(25);
+    expect(admittedTimes(d, 'lists')).toHaveLength(25);
+    // A state read is only in the global group: it still goes.
+    expect(
+      'ids' in
+        a.tryAdmit(groupsFor(profile, 'GET', '/api/chargers/x/state'), 'GET', '/api/chargers/{id}/state'),
+    ).toBe(true);
+  });
+
+  it('holds Zaptec’s list windows over hours of demand: ≤ 25 a minute, ≤ 130 in 30 minutes', async () => {
+    const d = db();
+    const clock = new VirtualClock();
+    const profile = zaptecProfile(1000);
+    const a = new Admission(d, clock, profile);
+    const lists = groupsFor(profile, 'GET', '/api/installation');
+    for (let i = 0; i < 600; i++) await a.admit(lists, 'GET', '/api/installation');
+    const times = admittedTimes(d, 'lists');
+    expect(maxInWindow(times, 60_000)).toBeLessThanOrEqual(25);
+    expect(maxInWindow(times, 1_800_000)).toBeLessThanOrEqual(130);
+    // The burst bucket: 15 at once, then 9 a second — never more than 15 + 9·t in any t seconds.
+    const global = admittedTimes(d, 'global');
+    expect(maxInWindow(global, 1)).toBeLessThanOrEqual(15);
+    expect(maxInWindow(global, 1000)).toBeLessThanOrEqual(24);
+  });
+
+  it('fails at once with retryAt when the caller cannot wait, and honours persisted blocks', async () => {
+    const d = db();
+    const clock = new VirtualClock();
+    const profile = zaptecProfile(600);
+    const a = new Admission(d, clock, profile);
+    const groups = groupsFor(profile, 'GET', '/api/chargers/x/state');
+    a.block('global', clock.now() + 30_000, 'server:retry-after', '429');
+    const err = await a.admit(groups, 'GET', '/s', { deadline: clock.now() + 1000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(RateLimitedError);
+    expect(err.retryAt).toBe(clock.now() + 30_000);
+    expect(err.source).toBe('server');
+    // A new Admission over the same file (a restart) still sees the block.
+    const again = new Admission(d, clock, profile);
+    const t = await again.admit(groups, 'GET', '/s');
+    expect(t.at).toBe(Date.parse('2024-10-10T08:57:30Z'));
+  });
+
+  it('rebuilds the burst bucket from the log after a restart', () => {
+    const d = db();
+    const clock = new VirtualClock();
+    const profile = zaptecProfile(1000);
+    const groups = groupsFor(profile, 'GET', '/api/chargers/x/state');
+    let a = new Admission(d, clock, profile);
+    let n = 0;
+    while ('ids' in a.tryAdmit(groups, 'GET', '/s')) n++;
+    expect(n).toBe(15);
+    a = new Admission(d, clock, profile);
+    expect('ids' in a.tryAdmit(groups, 'GET', '/s')).toBe(false);
+  });
+});
+
+describe('admission across restarts at Zaptec’s real windows (virtual clock)', () => {
+  it('twenty starts in ten minutes, each wanting 12 list calls: ≤ 30 a minute, ≤ 150 in 30 minutes', async () => {
+    const d = db();
+    const clock = new VirtualClock();
+    const profile = zaptecProfile(600);
+    const groups = groupsFor(profile, 'GET', '/api/chargers');
+    for (let start = 0; start < 20; start++) {
+      const a = new Admission(d, clock, profile); // a new process: nothing in memory
+      for (let i = 0; i < 12; i++) await a.admit(groups, 'GET', '/api/chargers');
+      clock.advance(30_000);
+    }
+    const times = admittedTimes(d, 'lists');
+    expect(times).toHaveLength(240);
+    expect(maxInWindow(times, 60_000)).toBeLessThanOrEqual(30);
+    expect(maxInWindow(times, 1_800_000)).toBeLessThanOrEqual(150);
+  });
+});

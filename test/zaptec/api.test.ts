@@ -1,0 +1,164 @@
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RateLimitedError } from '../../src/http/errors.js';
+import { zaptecProfile } from '../../src/http/profiles.js';
+import { createLogger } from '../../src/log.js';
+import { Fleet } from '../../src/simulator/fleet.js';
+import { RestSimulator } from '../../src/simulator/rest.js';
+import { openDatabase } from '../../src/store/database.js';
+import { systemClock } from '../../src/time.js';
+import { createZaptecClient, type ZaptecClient } from '../../src/zaptec/client.js';
+import { tempDir } from '../helpers.js';
+
+const running: { sim: RestSimulator; client: ZaptecClient }[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) {
+    await r.client.close();
+    await r.sim.stop();
+  }
+});
+
+async function setup(fleetOptions = { installations: 3, chargersPerInstallation: 2 }, simOptions = {}) {
+  const fleet = new Fleet({ ...fleetOptions, seed: 7 });
+  const sim = new RestSimulator({ fleet, ...simOptions });
+  const url = await sim.start();
+  const lines: string[] = [];
+  const log = createLogger({
+    level: 'debug',
+    destination: new Writable({
+      write(c, _e, cb) {
+        lines.push(String(c));
+        cb();
+      },
+    }),
+  });
+  const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
+  const client = createZaptecClient({
+    apiUrl: url,
+    username: 'demo@example.com',
+    password: 'demo-password',
+    requestsPerMinute: 600,
+    version: '9.9.9',
+    db,
+    clock: systemClock,
+    log,
+    profile: zaptecProfile(600),
+  });
+  running.push({ sim, client });
+  return { fleet, sim, client, db, lines };
+}
+
+describe('the Zaptec client against the simulator', () => {
+  it('reuses one token and sends the User-Agent on every request, the token request included', async () => {
+    const { sim, client } = await setup();
+    await Promise.all([client.api.installations(), client.api.chargers(), client.api.installations()]);
+    expect(client.tokens.requests).toBe(1);
+    expect(sim.requests.filter((r) => r.path === '/oauth/token')).toHaveLength(1);
+    expect(sim.requests.every((r) => r.userAgent === 'zaptec-sync/9.9.9')).toBe(true);
+  });
+
+  it('asks for a new token once when the API answers 401', async () => {
+    const { sim, client } = await setup();
+    await client.api.installations();
+    sim.expireTokens();
+    expect(await client.api.installations()).toHaveLength(3);
+    expect(sim.requests.filter((r) => r.path === '/oauth/token')).toHaveLength(2);
+    expect(sim.requests.filter((r) => r.status === 401)).toHaveLength(1);
+  });
+
+  it('turns a refused password into a credentials error, without the password in it', async () => {
+    const { sim, client } = await setup(undefined, {
+      users: [{ username: 'demo@example.com', password: 'other' }],
+    });
+    const err = await client.api.installations().catch((e) => e);
+    expect(err.name).toBe('CredentialsError');
+    expect(String(err)).not.toContain('demo-password');
+    expect(sim.requests).toHaveLength(1);
+  });
+
+  it('reads every page of the lists', async () => {
+    const { sim, client } = await setup({ installations: 3, chargersPerInstallation: 90 });
+    const chargers = await client.api.chargers();
+    expect(chargers).toHaveLength(270);
+    expect(new Set(chargers.map((c) => c.Id)).size).toBe(270);
+    const pages = sim.requests
+      .filter((r) => r.path === '/api/chargers')
+      .map((r) => new URLSearchParams(r.query).get('PageIndex'));
+    expect(pages).toEqual(['0', '1', '2']);
+  });
+
+  it('keeps the rest of a page when one item is bad, and says so once', async () => {
+    const { sim, client, lines } = await setup({ installations: 1, chargersPerInstallation: 0 });
+    const good = { Id: '2bbec6f9-c3ce-4edf-a72f-b1b2a663c6ba', Name: 'ok', Active: true };
+    sim.faults.push({
+      path: /^\/api\/installation$/,
+      status: 200,
+      body: JSON.stringify({
+        Pages: 1,
+        Data: [good, { Name: 'no id' }, { Id: 42 }, { Name: 'no id either' }],
+      }),
+      times: 1,
+    });
+    const list = await client.api.installations();
+    expect(list.map((i) => i.Id)).toEqual([good.Id]);
+    expect(lines.filter((l) => l.includes('skipping an item'))).toHaveLength(1);
+  });
+
+  it('returns nothing for a hierarchy answered 204', async () => {
+    const { fleet, client } = await setup();
+    const inst = [...fleet.installations.values()][0]!;
+    expect(await client.api.hierarchy(inst.id)).toMatchObject({ Id: inst.id });
+    inst.hierarchy204 = true;
+    expect(await client.api.hierarchy(inst.id)).toBeUndefined();
+  });
+
+  it('finds one charger by serial with nameFilter, and by id', async () => {
+    const { fleet, sim, client } = await setup();
+    const c = [...fleet.chargers.values()][3]!;
+    expect((await client.api.chargerBySerial(c.deviceId.toLowerCase()))?.Id).toBe(c.id);
+    expect(sim.requests.at(-1)?.query).toContain(`NameFilter=${c.deviceId.toLowerCase()}`);
+    expect(await client.api.chargerBySerial('ZAP999999')).toBeUndefined();
+    expect((await client.api.charger(c.id))?.DeviceId).toBe(c.deviceId);
+    expect(await client.api.charger('00000000-0000-4000-8000-000000000001')).toBeUndefined();
+  });
+
+  it('serves state from a 15 s cache, with one request for concurrent callers, and never reads it twice within 15 s', async () => {
+    const { fleet, sim, client, db } = await setup();
+    const c = [...fleet.chargers.values()][0]!;
+    const [a, b, d] = await Promise.all([
+      client.api.state(c.id),
+      client.api.state(c.id),
+      client.api.state(c.id),
+    ]);
+    expect(a).toBe(b);
+    expect(a).toBe(d);
+    expect(a.find((o) => o.StateId === 710)?.ValueAsString).toBe('1');
+    expect(a.find((o) => o.StateId === -1)?.ValueAsString).toBeUndefined();
+    await client.api.state(c.id);
+    expect(sim.requests.filter((r) => r.path.endsWith('/state'))).toHaveLength(1);
+    // A restarted daemon (new client, same database) must not read it again within 15 s either.
+    const again = createZaptecClient({
+      apiUrl: sim.url,
+      username: 'demo@example.com',
+      password: 'demo-password',
+      requestsPerMinute: 600,
+      version: '9.9.9',
+      db,
+      clock: systemClock,
+      log: createLogger({ level: 'silent' }),
+    });
+    const err = await again.api.state(c.id, { deadline: Date.now() + 1000 }).catch((e) => e);
+    expect(err).toBeInstanceOf(RateLimitedError);
+    expect(err.retryAt - Date.now()).toBeGreaterThan(10_000);
+    await again.close();
+    expect(sim.requests.filter((r) => r.path.endsWith('/state'))).toHaveLength(1);
+  });
+
+  it('reads the constants without a token', async () => {
+    const { sim, client } = await setup();
+    const constants = await client.api.constants();
+    expect(constants.Observations?.ChargerOperationMode).toBe(710);
+    expect(sim.requests.map((r) => r.path)).toEqual(['/api/constants']);
+  });
+});
