@@ -99,3 +99,14 @@ export async function waitFor<T>(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** The most events in any window of `ms` (start inclusive, end exclusive), over sorted times. */
+export function maxInWindow(times: number[], ms: number): number {
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < times.length; i++) {
+    while (times[i]! - times[j]! >= ms) j++;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}

@@ -7,21 +7,10 @@ import { groupsFor, type VendorProfile } from '../../src/http/profile.js';
 import { zaptecProfile } from '../../src/http/profiles.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { VirtualClock } from '../clock.js';
-import { tempDir } from '../helpers.js';
+import { maxInWindow, tempDir } from '../helpers.js';
 
 function db(): Db {
   return openDatabase(join(tempDir(), 'z.db'), { create: true });
-}
-
-/** Max admissions in any window of `ms` (inclusive start, exclusive end), over sorted times. */
-function maxInWindow(times: number[], ms: number): number {
-  let best = 0;
-  let j = 0;
-  for (let i = 0; i < times.length; i++) {
-    while (times[i]! - times[j]! >= ms) j++;
-    best = Math.max(best, i - j + 1);
-  }
-  return best;
 }
 
 function admittedTimes(d: Db, group: string): number[] {

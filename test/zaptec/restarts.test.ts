@@ -10,20 +10,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../../src/simulator/fleet.js';
 import { zaptecLimits } from '../../src/simulator/limits.js';
 import { RestSimulator } from '../../src/simulator/rest.js';
-import { tempDir } from '../helpers.js';
+import { maxInWindow, tempDir } from '../helpers.js';
 
 const SCALE = 1 / 120;
 const CHILD = fileURLToPath(new URL('../fixtures/list-client.mjs', import.meta.url));
-
-function maxInWindow(times: number[], ms: number): number {
-  let best = 0;
-  let j = 0;
-  for (let i = 0; i < times.length; i++) {
-    while (times[i]! - times[j]! >= ms) j++;
-    best = Math.max(best, i - j + 1);
-  }
-  return best;
-}
 
 function runChild(args: string[]): Promise<number | null> {
   return new Promise((resolve) => {
