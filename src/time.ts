@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /** A source of wall-clock time, injected wherever behaviour depends on it so tests never sleep. */
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -59,4 +61,11 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** An AbortController whose signal may have many listeners at once (every pending wait adds one). */
+export function quietAbortController(): AbortController {
+  const c = new AbortController();
+  setMaxListeners(0, c.signal);
+  return c;
 }

@@ -69,7 +69,9 @@ function formatReport(r: HealthReport, now: number): string {
       table(
         r.budget.map((b) => [
           `  ${b.group}`,
-          `${b.window_seconds} s ${b.kind}`,
+          b.kind === 'bucket'
+            ? `burst (refills in ${Number(b.window_seconds.toFixed(2))} s)`
+            : `${b.window_seconds} s`,
           `${b.used} / ${b.limit}`,
           b.blocked_until ? `blocked until ${b.blocked_until}` : '',
         ]),

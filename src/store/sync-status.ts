@@ -34,6 +34,15 @@ export class SyncStatusStore {
     );
   }
 
+  /** A row for the installation when it has none yet. */
+  ensure(installationId: string, events: EventsState, detail: string | null): void {
+    this.#db
+      .prepare(
+        'INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      )
+      .run(installationId, events, detail);
+  }
+
   setEvents(installationId: string, events: EventsState, detail: string | null): void {
     this.#events.run(installationId, events, detail);
   }

@@ -1,9 +1,26 @@
-/** Builds the daemon's components from the configuration (the one place that knows them all). */
+/**
+ * The composition root's helper: builds every component from the configuration and wires their
+ * reactions (zigbee2mqtt's controller). Constructors only store dependencies; work starts in start().
+ */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import { describeError } from '../log.js';
+import { DaemonRecord } from '../store/daemon-row.js';
 import type { Db } from '../store/database.js';
+import { InventoryStore } from '../store/inventory.js';
+import { ObservationStore } from '../store/observations.js';
+import { RefreshRequestStore } from '../store/refresh-requests.js';
+import { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
+import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
 import type { Component } from './daemon.js';
+import { InventorySync } from './inventory.js';
+import { ChargerLookup } from './lookup.js';
+import { RefreshRequests } from './refresh-requests.js';
+import { StateReader } from './state-reader.js';
+
+/** History older than ZAPTEC_HISTORY_DAYS is deleted this often. */
+const PRUNE_INTERVAL_MS = 60 * 60_000;
 
 export interface WiringDeps {
   config: Config;
@@ -11,13 +28,137 @@ export interface WiringDeps {
   log: Logger;
   clock: Clock;
   version: string;
+  /** Tests pass a scaled profile. */
+  client?: ZaptecClient;
 }
 
 export interface Wired {
   components: Component[];
   requestInventory(): void;
+  /** Progress counter for the watchdog: moves while the coordinator works. */
+  progress(): number;
+  stateReader: StateReader;
 }
 
-export function buildComponents(_deps: WiringDeps): Wired {
-  return { components: [], requestInventory: () => {} };
+export function buildComponents(deps: WiringDeps): Wired {
+  const { config, db, log, clock } = deps;
+  const client =
+    deps.client ??
+    createZaptecClient({
+      apiUrl: config.apiUrl,
+      username: config.username ?? '',
+      password: config.password ?? '',
+      requestsPerMinute: config.requestsPerMinute,
+      version: deps.version,
+      db,
+      clock,
+      log: log.child({ component: 'api' }),
+    });
+  const inventoryStore = new InventoryStore(db);
+  const observations = new ObservationStore(db, { historyDays: config.historyDays, now: () => clock.now() });
+  const syncStatus = new SyncStatusStore(db);
+  const daemon = new DaemonRecord(db);
+
+  const followed = (): string[] => config.installations ?? inventoryStore.activeInstallationIds();
+  const markInstallations = (ids: string[]) => {
+    syncStatus.retain(ids);
+    for (const id of ids) {
+      if (!config.events) syncStatus.setEvents(id, 'off', null);
+      else syncStatus.ensure(id, 'connecting', null);
+      stateReader.setPolling(id, true); // until live events say they are connected
+    }
+  };
+
+  const inventorySync: InventorySync = new InventorySync({
+    api: client.api,
+    store: inventoryStore,
+    observations,
+    daemon,
+    syncStatus,
+    clock,
+    log: log.child({ component: 'inventory' }),
+    cronExpression: config.inventoryCron,
+    followed: config.installations?.map((i) => i.toLowerCase()),
+    onRefreshed: (ids) => {
+      markInstallations(ids);
+      stateReader.resync();
+    },
+  });
+  const stateReader: StateReader = new StateReader({
+    api: client.api,
+    observations,
+    inventory: inventoryStore,
+    syncStatus,
+    clock,
+    log: log.child({ component: 'state' }),
+    reconcileMs: config.reconcileMinutes * 60_000,
+    requestsPerMinute: config.requestsPerMinute,
+    onApplied: (r) => {
+      for (const id of r.unknownChargers) lookup.unknownSeen(id);
+    },
+  });
+  const lookup: ChargerLookup = new ChargerLookup({
+    api: client.api,
+    inventory: inventoryStore,
+    inventorySync,
+    observations,
+    clock,
+    log: log.child({ component: 'lookup' }),
+    onFound: (id) => stateReader.readSoon(id, 'newly found charger'),
+  });
+  const refresh = new RefreshRequests({
+    store: new RefreshRequestStore(db),
+    lookup,
+    inventorySync,
+    clock,
+    log: log.child({ component: 'refresh' }),
+  });
+
+  let pruneTimer: NodeJS.Timeout | undefined;
+  const components: Component[] = [
+    { name: 'api', start: () => {}, stop: () => client.close() },
+    {
+      name: 'state',
+      start: () => {
+        markInstallations(followed());
+        stateReader.start();
+      },
+      stop: () => stateReader.stop(),
+    },
+    {
+      name: 'inventory',
+      start: () => {
+        inventorySync.start();
+        // Not awaited: readiness does not wait for the cloud.
+        inventorySync.startupPass().catch(() => {});
+      },
+      stop: async () => {
+        lookup.stop();
+        await inventorySync.stop();
+      },
+    },
+    { name: 'refresh-requests', start: () => refresh.start(), stop: () => refresh.stop() },
+    {
+      name: 'history',
+      start: () => {
+        const prune = () => {
+          try {
+            const n = observations.pruneHistory();
+            if (n > 0) log.info({ rows: n }, 'pruned charger_state_history');
+          } catch (err) {
+            log.warn({ err: describeError(err) }, 'history pruning failed');
+          }
+        };
+        prune();
+        pruneTimer = setInterval(prune, PRUNE_INTERVAL_MS);
+      },
+      stop: () => clearInterval(pruneTimer),
+    },
+  ];
+  return {
+    components,
+    requestInventory: () => refresh.sighup(),
+    progress: () => stateReader.reads,
+    stateReader,
+  };
 }

@@ -1,0 +1,139 @@
+/**
+ * Answers `refresh_requests` rows (and SIGHUP) within 5 s. New rows are noticed by `PRAGMA
+ * data_version`, which moves when another connection commits — no table scan while nothing changes.
+ * `deferred` is not final: the row is answered again when its time comes.
+ */
+import type { Logger } from '../log.js';
+import { describeError } from '../log.js';
+import type { RefreshRequestRow, RefreshRequestStore } from '../store/refresh-requests.js';
+import type { Clock } from '../time.js';
+import type { InventorySync } from './inventory.js';
+import type { ChargerLookup, LookupResult } from './lookup.js';
+
+/** How often the database's change counter is looked at (the contract promises an answer within 5 s). */
+const WATCH_INTERVAL_MS = 500;
+
+export interface RefreshRequestDeps {
+  store: RefreshRequestStore;
+  lookup: ChargerLookup;
+  inventorySync: InventorySync;
+  clock: Clock;
+  log: Logger;
+}
+
+export class RefreshRequests {
+  readonly #d: RefreshRequestDeps;
+  readonly #handling = new Set<number>();
+  /** Deferred rows: when to answer them again. */
+  readonly #deferred = new Map<number, number>();
+  #sighupAt: number | undefined;
+  #dataVersion = -1;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(deps: RefreshRequestDeps) {
+    this.#d = deps;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => this.tick(), WATCH_INTERVAL_MS);
+    this.tick(true);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await Promise.allSettled([...this.#running]);
+  }
+
+  /** SIGHUP: an inventory refresh, now if the spacing allows, else when it does. */
+  sighup(): void {
+    this.#sighupAt = this.#d.clock.now();
+    this.tick(true);
+  }
+
+  tick(force = false): void {
+    if (this.#stopped) return;
+    const now = this.#d.clock.now();
+    try {
+      const version = this.#d.store.dataVersion();
+      const due = [...this.#deferred.values()].some((t) => t <= now);
+      if (force || due || version !== this.#dataVersion) {
+        this.#dataVersion = version;
+        for (const row of this.#d.store.open()) this.#consider(row, now);
+      }
+    } catch (err) {
+      this.#d.log.warn({ err: describeError(err) }, 'cannot read refresh_requests');
+    }
+    if (this.#sighupAt !== undefined && this.#sighupAt <= now) this.#hup();
+  }
+
+  #consider(row: RefreshRequestRow, now: number): void {
+    if (this.#handling.has(row.id)) return;
+    const retryAt = this.#deferred.get(row.id);
+    if (retryAt !== undefined && retryAt > now) return;
+    this.#handling.add(row.id);
+    this.#track(
+      this.#handle(row)
+        .then((r) => this.#answer(row, r))
+        .catch((err) => this.#answer(row, { outcome: 'failed', detail: describeError(err) }))
+        .finally(() => this.#handling.delete(row.id)),
+    );
+  }
+
+  #track(p: Promise<void>): void {
+    this.#running.add(p);
+    void p.finally(() => this.#running.delete(p));
+  }
+
+  async #handle(row: RefreshRequestRow): Promise<LookupResult> {
+    if (row.charger?.trim()) return this.#d.lookup.lookup(row.charger, `refresh request ${row.id}`);
+    return this.#inventory(Date.parse(row.requested_at));
+  }
+
+  /** A whole-inventory request: satisfied by any pass after it was made; else one now, or deferred. */
+  async #inventory(requestedAt: number): Promise<LookupResult> {
+    const sync = this.#d.inventorySync;
+    const last = sync.lastRefresh();
+    if (last !== undefined && last >= requestedAt) {
+      return { outcome: 'refreshed', detail: `inventory refreshed at ${new Date(last).toISOString()}` };
+    }
+    if (await sync.refresh('refresh request')) {
+      return {
+        outcome: 'refreshed',
+        detail: `inventory refreshed at ${new Date(sync.lastRefresh() ?? 0).toISOString()}`,
+      };
+    }
+    const at = sync.allowedAt();
+    return {
+      outcome: 'deferred',
+      detail: `inventory refreshes are at least 60 minutes apart; this one will run at ${new Date(at).toISOString()}`,
+      retryAt: at,
+    };
+  }
+
+  #answer(row: RefreshRequestRow, r: LookupResult): void {
+    if (this.#stopped && r.outcome === 'failed') return; // abandoned by the stop, answered after the restart
+    if (r.outcome === 'deferred') this.#deferred.set(row.id, r.retryAt ?? this.#d.clock.now() + 60_000);
+    else this.#deferred.delete(row.id);
+    this.#d.store.answer(row.id, r.outcome, r.detail, this.#d.clock.now());
+  }
+
+  #hup(): void {
+    this.#sighupAt = undefined;
+    const p = this.#inventory(this.#d.clock.now() - 1).then(
+      (r) => {
+        if (r.outcome === 'deferred') {
+          this.#sighupAt = r.retryAt;
+          this.#d.log.info(
+            { at: new Date(r.retryAt ?? 0).toISOString() },
+            'SIGHUP: inventory refresh deferred',
+          );
+        }
+      },
+      (err) => this.#d.log.warn({ err: describeError(err) }, 'SIGHUP: inventory refresh failed'),
+    );
+    this.#track(p);
+  }
+}

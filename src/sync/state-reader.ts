@@ -1,0 +1,307 @@
+/**
+ * State reads (`/api/chargers/{id}/state`), only where they are needed:
+ * - at start, chargers whose stored state is older than ZAPTEC_RECONCILE_MINUTES, as fast as the budget allows;
+ * - reconciliation: each charger in its own slot, the slots spread evenly over the interval (no bursts);
+ * - one extra read about 20 s after a charger's operation mode (710) changes, since Zaptec does not push
+ *   every value that changes with a session;
+ * - after a live-event gap, that installation's chargers;
+ * - where live events are off or down, polling as often as the budget allows while leaving room for the rest.
+ * Never the same charger twice within 15 s (the API layer enforces that across restarts too).
+ */
+import { RateLimitedError } from '../http/errors.js';
+import type { Logger } from '../log.js';
+import { describeError } from '../log.js';
+import type { Observation } from '../observation.js';
+import type { InventoryStore } from '../store/inventory.js';
+import type { ApplyResult, ObservationStore } from '../store/observations.js';
+import type { SyncStatusStore } from '../store/sync-status.js';
+import { type Clock, parseZaptecTime, quietAbortController } from '../time.js';
+import { STATE_CACHE_MS, type ZaptecApi } from '../zaptec/api.js';
+import type { ApiObservation } from '../zaptec/schemas.js';
+
+/** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
+export const MODE_CHANGE_FOLLOW_UP_MS = 20_000;
+/** Parallel reads: enough to hide the API's latency; admission does the pacing. */
+const WORKERS = 4;
+/** A read may wait this long for the budget before it is rescheduled instead. */
+const READ_DEADLINE_MS = 30_000;
+/** Polling may use this share of the budget; the rest stays for inventory, lookups and follow-ups. */
+const POLLING_SHARE = 0.5;
+/** The fastest the budget allows per second (Zaptec's bucket as configured in the profile). */
+const BURST_RATE_PER_S = 9;
+/** After a failed read (other than the budget), the charger is tried again this much later. */
+const RETRY_AFTER_FAILURE_MS = 5 * 60_000;
+
+/** What the reader needs of the API (tests give a stand-in). */
+export type StateApi = Pick<ZaptecApi, 'state' | 'stateReadableAt'>;
+
+export interface StateReaderDeps {
+  api: StateApi;
+  observations: ObservationStore;
+  inventory: InventoryStore;
+  syncStatus: SyncStatusStore;
+  clock: Clock;
+  log: Logger;
+  reconcileMs: number;
+  requestsPerMinute: number;
+  /** Observations were stored: the coordinator reacts (lookups of unknown chargers). */
+  onApplied?: (result: ApplyResult) => void;
+}
+
+interface Slot {
+  installationId: string | null;
+  due: number;
+  cadenceMs: number;
+}
+
+export function toObservations(items: ApiObservation[], source: Observation['source']): Observation[] {
+  const out: Observation[] = [];
+  for (const o of items) {
+    const at = parseZaptecTime(o.Timestamp);
+    if (at === undefined) continue;
+    out.push({
+      chargerId: o.ChargerId.toLowerCase(),
+      stateId: o.StateId,
+      value: o.ValueAsString ?? null,
+      observedAt: at,
+      source,
+    });
+  }
+  return out;
+}
+
+export class StateReader {
+  readonly #d: StateReaderDeps;
+  readonly #slots = new Map<string, Slot>();
+  readonly #urgent = new Map<string, { due: number; reason: string }>();
+  readonly #inflight = new Set<string>();
+  readonly #polling = new Set<string>();
+  /** Many waits share it (workers, requests): no listener-leak warning for them. */
+  readonly #abort = quietAbortController();
+  readonly #waiters = new Set<() => void>();
+  #workers: Promise<void>[] = [];
+  #stopped = false;
+  #failing = false;
+  /** Reads completed, for the watchdog and metrics. */
+  reads = 0;
+
+  constructor(deps: StateReaderDeps) {
+    this.#d = deps;
+  }
+
+  /** Queues the start pass and the reconciliation slots, then starts the workers. */
+  start(): void {
+    this.resync();
+    for (let i = 0; i < WORKERS; i++) this.#workers.push(this.#work());
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#abort.abort();
+    this.#wakeAll();
+    await Promise.all(this.#workers);
+  }
+
+  /**
+   * Brings the schedule in line with the inventory: stale chargers are read now; every active charger
+   * gets a slot, in order of its last read, evenly spread over its cadence.
+   */
+  resync(): void {
+    const now = this.#d.clock.now();
+    const ages = this.#d.inventory.stateAges();
+    const active = new Set(ages.map((a) => a.id));
+    for (const id of this.#slots.keys()) if (!active.has(id)) this.#slots.delete(id);
+    const newcomers = ages
+      .filter((a) => !this.#slots.has(a.id))
+      .map((a) => ({ ...a, at: a.received_at ? Date.parse(a.received_at) : 0 }))
+      .sort((a, b) => a.at - b.at);
+    newcomers.forEach((a, i) => {
+      const cadence = this.#cadence(a.installation_id);
+      if (now - a.at >= this.#d.reconcileMs) this.readSoon(a.id, 'start: stored state is stale', now);
+      this.#slots.set(a.id, {
+        installationId: a.installation_id,
+        due: now + Math.round((cadence * (i + 1)) / newcomers.length),
+        cadenceMs: cadence,
+      });
+    });
+    this.#respread();
+    this.#wakeAll();
+  }
+
+  /** A read as soon as the budget and the 15 s rule allow (or at `at`). */
+  readSoon(chargerId: string, reason: string, at = this.#d.clock.now()): void {
+    const id = chargerId.toLowerCase();
+    const existing = this.#urgent.get(id);
+    if (!existing || existing.due > at) this.#urgent.set(id, { due: at, reason });
+    this.#wakeAll();
+  }
+
+  /** The operation mode changed: catch what Zaptec does not push, about 20 s later. */
+  modeChanged(chargerId: string): void {
+    this.readSoon(
+      chargerId,
+      'follow-up after an operation-mode change',
+      this.#d.clock.now() + MODE_CHANGE_FOLLOW_UP_MS,
+    );
+  }
+
+  /** Live events had a gap: re-read that installation's chargers within the budget. */
+  afterGap(installationId: string): void {
+    for (const [id, slot] of this.#slots)
+      if (slot.installationId === installationId) this.readSoon(id, 'after a live-event gap');
+  }
+
+  /** Live events are off or down for an installation: poll it as often as the budget allows. */
+  setPolling(installationId: string, polling: boolean): void {
+    if (polling === this.#polling.has(installationId)) return;
+    if (polling) this.#polling.add(installationId);
+    else this.#polling.delete(installationId);
+    this.#respread();
+  }
+
+  /** The polling interval the budget allows for the chargers being polled now. */
+  pollIntervalMs(): number {
+    let polled = 0;
+    for (const s of this.#slots.values())
+      if (s.installationId && this.#polling.has(s.installationId)) polled++;
+    const perSecond = POLLING_SHARE * Math.min(this.#d.requestsPerMinute / 60, BURST_RATE_PER_S);
+    return Math.max(15_000, Math.ceil((polled / perSecond) * 1000));
+  }
+
+  #cadence(installationId: string | null): number {
+    return installationId && this.#polling.has(installationId)
+      ? Math.min(this.pollIntervalMs(), this.#d.reconcileMs)
+      : this.#d.reconcileMs;
+  }
+
+  /** After the set of polled installations changed: new cadences, slots spread evenly again. */
+  #respread(): void {
+    const now = this.#d.clock.now();
+    const interval = this.pollIntervalMs();
+    for (const inst of new Set([...this.#slots.values()].map((s) => s.installationId))) {
+      const slots = [...this.#slots.values()].filter((s) => s.installationId === inst);
+      const cadence = this.#cadence(inst);
+      if (slots.every((s) => s.cadenceMs === cadence)) continue;
+      slots.forEach((s, i) => {
+        s.cadenceMs = cadence;
+        s.due = Math.min(s.due, now + Math.round((cadence * (i + 1)) / slots.length));
+      });
+    }
+    for (const inst of this.#polling) {
+      this.#d.syncStatus.setDetail(
+        inst,
+        `live events unavailable: polling each charger every ${Math.round(Math.min(interval, this.#d.reconcileMs) / 1000)} s`,
+      );
+    }
+  }
+
+  /** The next read due, removed from its queue (slots move on by their cadence). */
+  #next(now: number): { id: string; reason: string } | number {
+    let bestId: string | undefined;
+    let bestDue = Infinity;
+    let bestReason = '';
+    for (const [id, u] of this.#urgent) {
+      if (u.due < bestDue && !this.#inflight.has(id)) [bestId, bestDue, bestReason] = [id, u.due, u.reason];
+    }
+    for (const [id, s] of this.#slots) {
+      if (s.due >= bestDue || this.#inflight.has(id)) continue;
+      // Read recently for another reason (start pass, follow-up, gap): this slot is not needed.
+      if (s.due <= now && now - this.#lastRead(id) < s.cadenceMs / 2) {
+        s.due += s.cadenceMs;
+        continue;
+      }
+      [bestId, bestDue, bestReason] = [id, s.due, 'reconcile'];
+    }
+    if (bestId === undefined) return now + 60_000;
+    const readable = Math.max(bestDue, this.#d.api.stateReadableAt(bestId));
+    if (readable > now) {
+      if (readable > bestDue) this.#postpone(bestId, readable);
+      return readable;
+    }
+    this.#urgent.delete(bestId);
+    const slot = this.#slots.get(bestId);
+    if (slot && slot.due <= now)
+      slot.due += slot.cadenceMs * Math.max(1, Math.ceil((now - slot.due) / slot.cadenceMs));
+    return { id: bestId, reason: bestReason };
+  }
+
+  #lastRead(id: string): number {
+    return this.#d.api.stateReadableAt(id) - STATE_CACHE_MS;
+  }
+
+  #postpone(id: string, at: number): void {
+    const u = this.#urgent.get(id);
+    if (u && u.due < at) u.due = at;
+    const s = this.#slots.get(id);
+    if (s && s.due < at && !u) s.due = at;
+  }
+
+  async #work(): Promise<void> {
+    while (!this.#stopped) {
+      const now = this.#d.clock.now();
+      const next = this.#next(now);
+      if (typeof next === 'number') {
+        await this.#sleepUntil(next);
+        continue;
+      }
+      this.#inflight.add(next.id);
+      try {
+        await this.#read(next.id, next.reason);
+      } finally {
+        this.#inflight.delete(next.id);
+      }
+    }
+  }
+
+  #sleepUntil(at: number): Promise<void> {
+    let resolve: () => void = () => {};
+    const woken = new Promise<void>((r) => {
+      resolve = r;
+    });
+    this.#waiters.add(resolve);
+    const ms = Math.max(1, Math.min(at - this.#d.clock.now(), 1_000));
+    return Promise.race([woken, this.#d.clock.sleep(ms, this.#abort.signal)]).finally(() => {
+      this.#waiters.delete(resolve);
+    });
+  }
+
+  async #read(chargerId: string, reason: string): Promise<void> {
+    const { api, clock, log } = this.#d;
+    try {
+      const items = await api.state(chargerId, {
+        deadline: clock.now() + READ_DEADLINE_MS,
+        signal: this.#abort.signal,
+      });
+      const result = this.#d.observations.apply(toObservations(items, 'poll'));
+      this.reads++;
+      const inst = this.#slots.get(chargerId)?.installationId;
+      if (inst) this.#d.syncStatus.polled(inst, clock.now());
+      this.#d.onApplied?.(result);
+      if (this.#failing) {
+        this.#failing = false;
+        log.info('state reads work again');
+      }
+    } catch (err) {
+      if (this.#stopped) return;
+      if (err instanceof RateLimitedError) {
+        this.readSoon(chargerId, reason, err.retryAt);
+        return;
+      }
+      this.readSoon(chargerId, `${reason} (retry)`, clock.now() + RETRY_AFTER_FAILURE_MS);
+      if (!this.#failing) {
+        this.#failing = true;
+        log.warn({ err: describeError(err) }, 'state reads are failing; retrying each charger in 5 minutes');
+      }
+    }
+  }
+
+  #wakeAll(): void {
+    for (const w of this.#waiters) w();
+    this.#waiters.clear();
+  }
+
+  /** Reads waiting (urgent), for status and tests. */
+  get pending(): number {
+    return this.#urgent.size;
+  }
+}

@@ -1,0 +1,165 @@
+/** issue 4 "done when", each against the simulator with the real `zaptec-sync run` process. */
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { harness, waitFor } from './harness.js';
+
+const count = (h: Awaited<ReturnType<typeof harness>>, sql: string) => h.one<{ n: number }>(sql).n;
+
+function stateReadsPerCharger(paths: string[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const p of paths) {
+    const id = /^\/api\/chargers\/([^/]+)\/state$/.exec(p)?.[1];
+    if (id) m.set(id, (m.get(id) ?? 0) + 1);
+  }
+  return m;
+}
+
+describe('zaptec-sync run against the simulator', () => {
+  it('fresh database, 50 installations × 20 chargers: everything in SQLite with one pass and one state read each', {
+    timeout: 240_000,
+  }, async () => {
+    const h = await harness(
+      { installations: 50, chargersPerInstallation: 20 },
+      { ZAPTEC_REQUESTS_PER_MINUTE: '1000' },
+    );
+    const run = h.start();
+    await waitFor(
+      () => {
+        try {
+          return count(h, 'SELECT count(DISTINCT charger_id) AS n FROM charger_state') === 1000;
+        } catch {
+          return false;
+        }
+      },
+      { timeoutMs: 200_000, intervalMs: 500, what: '1000 chargers with state' },
+    );
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+    expect(count(h, 'SELECT count(*) AS n FROM chargers WHERE active = 1')).toBe(1000);
+    expect(count(h, 'SELECT count(*) AS n FROM installations WHERE active = 1')).toBe(50);
+    expect(count(h, "SELECT count(*) AS n FROM charger_state WHERE state_id = 710 AND source = 'poll'")).toBe(
+      1000,
+    );
+    const paths = h.sim.requests.map((r) => r.path);
+    expect(paths.filter((p) => p === '/api/installation')).toHaveLength(1); // 50 fit on one page
+    expect(paths.filter((p) => p === '/api/chargers')).toHaveLength(10); // 1000 in pages of 100
+    expect(paths.filter((p) => p.endsWith('/hierarchy'))).toHaveLength(50);
+    const reads = stateReadsPerCharger(paths);
+    expect(reads.size).toBe(1000);
+    expect([...reads.values()].every((n) => n === 1)).toBe(true);
+    expect(h.sim.rejected).toEqual([]);
+    expect(h.sim.requests.every((r) => r.userAgent?.startsWith('zaptec-sync/'))).toBe(true);
+  });
+
+  it('ten restarts in a row: no list call after the first start, no state read twice within 15 s', {
+    timeout: 120_000,
+  }, async () => {
+    const h = await harness({ installations: 3, chargersPerInstallation: 4 });
+    for (let i = 0; i < 10; i++) {
+      const run = h.start();
+      await waitFor(
+        () => {
+          try {
+            return (
+              count(h, 'SELECT count(DISTINCT charger_id) AS n FROM charger_state') === 12 &&
+              h.one<{ pid: number }>('SELECT pid FROM daemon').pid === run.child.pid
+            );
+          } catch {
+            return false;
+          }
+        },
+        { what: `start ${i + 1}` },
+      );
+      expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+    }
+    const lists = h.sim.requests.filter((r) => r.path === '/api/installation' || r.path === '/api/chargers');
+    expect(lists).toHaveLength(2);
+    const byCharger = new Map<string, number[]>();
+    for (const r of h.sim.requests) {
+      const id = /^\/api\/chargers\/([^/]+)\/state$/.exec(r.path)?.[1];
+      if (id) byCharger.set(id, [...(byCharger.get(id) ?? []), r.at]);
+    }
+    for (const times of byCharger.values()) {
+      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(15_000);
+    }
+    expect(h.sim.rejected).toEqual([]);
+  });
+
+  it('answers refresh requests written by another process: a new charger is found, a made-up serial is not', async () => {
+    const h = await harness({ installations: 2, chargersPerInstallation: 3 });
+    const run = h.start();
+    await waitFor(() => {
+      try {
+        return h.one<{ inventory_refreshed_at: string | null }>('SELECT inventory_refreshed_at FROM daemon')
+          .inventory_refreshed_at;
+      } catch {
+        return false;
+      }
+    });
+    const inst = [...h.fleet.installations.keys()][0]!;
+    const added = h.fleet.addCharger(inst, Date.now());
+    const consumer = new Database(h.dbPath);
+    consumer.pragma('busy_timeout = 5000');
+    const t0 = Date.now();
+    const newId = Number(
+      consumer.prepare('INSERT INTO refresh_requests(charger) VALUES (?)').run(added.deviceId)
+        .lastInsertRowid,
+    );
+    const bogusId = Number(
+      consumer.prepare("INSERT INTO refresh_requests(charger) VALUES ('ZAP999999')").run().lastInsertRowid,
+    );
+    const answered = (id: number) =>
+      consumer.prepare('SELECT outcome, handled_at, detail FROM refresh_requests WHERE id = ?').get(id) as {
+        outcome: string | null;
+        handled_at: string | null;
+      };
+    await waitFor(() => answered(newId).handled_at && answered(bogusId).handled_at, {
+      timeoutMs: 5_000,
+      what: 'answers',
+    });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(answered(newId).outcome).toBe('found');
+    expect(answered(bogusId).outcome).toBe('not_found');
+    expect(
+      consumer.prepare('SELECT id, active FROM chargers WHERE device_id = ?').get(added.deviceId),
+    ).toEqual({
+      id: added.id,
+      active: 1,
+    });
+    await waitFor(() => consumer.prepare('SELECT 1 FROM charger_state WHERE charger_id = ?').get(added.id), {
+      what: 'state of the new charger',
+    });
+    consumer.close();
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+  });
+
+  it('SIGKILL during the inventory pass, then a restart: complete, consistent, nothing duplicated, no 429', {
+    timeout: 60_000,
+  }, async () => {
+    const h = await harness({ installations: 40, chargersPerInstallation: 2 });
+    const first = h.start();
+    await waitFor(() => h.sim.requests.filter((r) => r.path.endsWith('/hierarchy')).length >= 10, {
+      what: 'pass under way',
+    });
+    first.child.kill('SIGKILL');
+    await first.exited;
+    expect(count(h, 'SELECT count(*) AS n FROM chargers')).toBe(0); // one transaction: nothing half-written
+    const second = h.start();
+    await waitFor(() => {
+      try {
+        return h.one<{ inventory_refreshed_at: string | null }>('SELECT inventory_refreshed_at FROM daemon')
+          .inventory_refreshed_at;
+      } catch {
+        return false;
+      }
+    });
+    expect(await h.stop(second)).toEqual({ code: 0, signal: null });
+    expect(count(h, 'SELECT count(*) AS n FROM installations')).toBe(40);
+    expect(count(h, 'SELECT count(*) AS n FROM chargers WHERE active = 1')).toBe(80);
+    expect(count(h, 'SELECT count(*) AS n FROM circuits')).toBe(40);
+    expect(h.sim.rejected).toEqual([]);
+    // Every request the simulator saw was recorded in the budget before it was sent (crash included).
+    expect(count(h, "SELECT count(*) AS n FROM api_requests WHERE grp = 'global'")).toBeGreaterThanOrEqual(
+      h.sim.requests.length,
+    );
+  });
+});

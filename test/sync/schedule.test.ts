@@ -1,0 +1,225 @@
+/** The clock-driven behaviours, with an injected clock: hourly spacing, spread reconciliation, daily constants. */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.js';
+import { DaemonRecord } from '../../src/store/daemon-row.js';
+import { openDatabase } from '../../src/store/database.js';
+import { InventoryStore } from '../../src/store/inventory.js';
+import { ObservationStore } from '../../src/store/observations.js';
+import { SyncStatusStore } from '../../src/store/sync-status.js';
+import { INVENTORY_SPACING_MS, InventorySync } from '../../src/sync/inventory.js';
+import { MODE_CHANGE_FOLLOW_UP_MS, type StateApi, StateReader } from '../../src/sync/state-reader.js';
+import type { ZaptecApi } from '../../src/zaptec/api.js';
+import { VirtualClock } from '../clock.js';
+import { tempDir } from '../helpers.js';
+
+const silent = createLogger({ level: 'silent' });
+const INST = '2bbec6f9-c3ce-4edf-a72f-b1b2a663c6ba';
+const id = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+
+function stores(clock: VirtualClock) {
+  const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
+  const daemon = new DaemonRecord(db);
+  daemon.started('test', 1, clock.now());
+  return {
+    db,
+    daemon,
+    inventory: new InventoryStore(db),
+    observations: new ObservationStore(db, { historyDays: 7, now: () => clock.now() }),
+    syncStatus: new SyncStatusStore(db),
+  };
+}
+
+/** A stand-in for the API that counts calls. */
+function fakeApi(chargers: number) {
+  const calls = { installations: 0, chargers: 0, hierarchy: 0, constants: 0 };
+  const api = {
+    installations: async () => (calls.installations++, [{ Id: INST, Name: 'Home' }]),
+    chargers: async () => (
+      calls.chargers++,
+      Array.from({ length: chargers }, (_, i) => ({
+        Id: id(i),
+        DeviceId: `ZAP${i}`,
+        Name: `c${i}`,
+        DeviceType: 4,
+        InstallationId: INST,
+      }))
+    ),
+    hierarchy: async () => (calls.hierarchy++, undefined),
+    constants: async () => (calls.constants++, { Observations: { ChargerOperationMode: 710 }, Schema: {} }),
+  };
+  return { api: api as unknown as ZaptecApi, calls };
+}
+
+describe('inventory spacing and constants (virtual clock)', () => {
+  it('never runs two passes within 60 minutes, even across restarts, and reads constants at most daily', async () => {
+    const clock = new VirtualClock();
+    const s = stores(clock);
+    const { api, calls } = fakeApi(3);
+    const make = () =>
+      new InventorySync({
+        api,
+        ...s,
+        store: s.inventory,
+        clock,
+        log: silent,
+        cronExpression: '7 * * * *',
+        followed: undefined,
+      });
+    let sync = make();
+    await sync.startupPass();
+    expect(calls).toMatchObject({ installations: 1, chargers: 1, hierarchy: 1, constants: 1 });
+    expect(s.syncStatus.all()).toEqual([]); // no row is invented by the inventory itself
+    clock.advance(59 * 60_000);
+    sync = make(); // a restart
+    await sync.startupPass();
+    expect(await sync.refresh('schedule')).toBe(false);
+    expect(calls.installations).toBe(1);
+    clock.advance(60_000);
+    expect(await sync.refresh('schedule')).toBe(true);
+    expect(calls).toMatchObject({ installations: 2, constants: 1 });
+    expect(sync.allowedAt()).toBe(clock.now() + INVENTORY_SPACING_MS);
+    clock.advance(22 * 3_600_000); // 23 h after the first constants
+    await sync.refresh('schedule');
+    expect(calls.constants).toBe(1);
+    clock.advance(3_600_000); // 24 h
+    await sync.refresh('schedule');
+    expect(calls.constants).toBe(2);
+  });
+
+  it('marks vanished chargers inactive and brings reappearing ones back', async () => {
+    const clock = new VirtualClock();
+    const s = stores(clock);
+    const fake = fakeApi(3);
+    const sync = new InventorySync({
+      api: fake.api,
+      ...s,
+      store: s.inventory,
+      clock,
+      log: silent,
+      cronExpression: '7 * * * *',
+      followed: undefined,
+    });
+    await sync.refresh('x');
+    (fake.api as unknown as { chargers: () => Promise<unknown[]> }).chargers = async () => [
+      { Id: id(0), DeviceId: 'ZAP0', Name: 'c0', DeviceType: 4, InstallationId: INST },
+    ];
+    clock.advance(INVENTORY_SPACING_MS);
+    await sync.refresh('x');
+    const rows = s.db.prepare('SELECT id, active, removed_at FROM chargers ORDER BY id').all() as {
+      active: number;
+      removed_at: string | null;
+    }[];
+    expect(rows.map((r) => r.active)).toEqual([1, 0, 0]);
+    expect(rows[1]!.removed_at).toBe(new Date(clock.now()).toISOString());
+  });
+});
+
+describe('reconciliation (virtual clock)', () => {
+  function makeReader(chargers: number, reconcileMinutes: number) {
+    const clock = new VirtualClock();
+    const s = stores(clock);
+    s.inventory.replace(
+      {
+        installations: [{ id: INST, name: 'Home', data: {} }],
+        circuits: [],
+        chargers: Array.from({ length: chargers }, (_, i) => ({
+          id: id(i),
+          installationId: INST,
+          circuitId: null,
+          deviceId: `ZAP${i}`,
+          name: null,
+          deviceType: 4,
+          data: {},
+        })),
+        hierarchyMissing: new Set(),
+      },
+      clock.now(),
+    );
+    const reads: { id: string; at: number }[] = [];
+    const lastRead = new Map<string, number>();
+    const api: StateApi = {
+      state: async (chargerId) => {
+        reads.push({ id: chargerId, at: clock.now() });
+        lastRead.set(chargerId, clock.now());
+        return [
+          {
+            ChargerId: chargerId,
+            StateId: 710,
+            Timestamp: new Date(clock.now()).toISOString(),
+            ValueAsString: '1',
+          },
+        ];
+      },
+      stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + 15_000,
+    };
+    const r = new StateReader({
+      api,
+      ...s,
+      clock,
+      log: silent,
+      reconcileMs: reconcileMinutes * 60_000,
+      requestsPerMinute: 600,
+    });
+    return { clock, reader: r, reads, s };
+  }
+
+  async function runFor(clock: VirtualClock, ms: number) {
+    const end = clock.now() + ms;
+    while (clock.now() < end) await clock.sleep(250);
+  }
+
+  it('reads stale chargers at start, then spreads each charger’s reconcile read evenly over the interval', async () => {
+    const { clock, reader, reads } = makeReader(60, 60);
+    reader.start();
+    await runFor(clock, 5_000);
+    expect(new Set(reads.map((r) => r.id)).size).toBe(60); // the start pass: every state was stale
+    const startReads = reads.length;
+    const t0 = clock.now();
+    await runFor(clock, 3 * 3_600_000);
+    await reader.stop();
+    const later = reads.slice(startReads).filter((r) => r.at >= t0 + 3_600_000);
+    // Steady state: one read per charger per hour, about one a minute, never a burst.
+    const perMinute = new Map<number, number>();
+    for (const r of later)
+      perMinute.set(Math.floor(r.at / 60_000), (perMinute.get(Math.floor(r.at / 60_000)) ?? 0) + 1);
+    expect(Math.max(...perMinute.values())).toBeLessThanOrEqual(2);
+    expect(later.length).toBeGreaterThanOrEqual(115);
+    expect(later.length).toBeLessThanOrEqual(125);
+    const byCharger = new Map<string, number[]>();
+    for (const r of reads) byCharger.set(r.id, [...(byCharger.get(r.id) ?? []), r.at]);
+    for (const times of byCharger.values()) {
+      for (let i = 1; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!).toBeLessThanOrEqual(90 * 60_000);
+    }
+  });
+
+  it('reads a charger again about 20 s after its operation mode changed, and never twice within 15 s', async () => {
+    const { clock, reader, reads } = makeReader(1, 60);
+    reader.start();
+    await runFor(clock, 2_000);
+    const before = reads.length;
+    const changedAt = clock.now();
+    reader.modeChanged(id(0));
+    reader.modeChanged(id(0));
+    await runFor(clock, 30_000);
+    await reader.stop();
+    const followUps = reads.slice(before);
+    expect(followUps).toHaveLength(1);
+    expect(followUps[0]!.at - changedAt).toBeGreaterThanOrEqual(MODE_CHANGE_FOLLOW_UP_MS);
+    expect(followUps[0]!.at - changedAt).toBeLessThan(MODE_CHANGE_FOLLOW_UP_MS + 2_000);
+  });
+
+  it('polls as often as the budget allows while live events are down, and says so', async () => {
+    const { clock, reader, reads, s } = makeReader(20, 60);
+    s.syncStatus.ensure(INST, 'connecting', null);
+    reader.start();
+    reader.setPolling(INST, true);
+    await runFor(clock, 5 * 60_000);
+    await reader.stop();
+    expect(reader.pollIntervalMs()).toBe(15_000); // 20 chargers: the 15 s cache is the limit
+    const perCharger = reads.filter((r) => r.id === id(3)).length;
+    expect(perCharger).toBeGreaterThanOrEqual(18);
+    expect(s.syncStatus.all()[0]?.detail).toMatch(/polling each charger every 15 s/);
+  });
+});
