@@ -18,7 +18,9 @@ function toJson(body: unknown): unknown {
   }
   if (typeof body === 'string') return parseText(body);
   if (body && typeof body === 'object' && !Array.isArray(body)) return body;
-  throw new BodyError(`body is ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}, not an observation`);
+  throw new BodyError(
+    `body is ${body === null ? 'null' : Array.isArray(body) ? 'an array' : typeof body}, not an observation`,
+  );
 }
 
 function parseText(text: string): unknown {
@@ -32,16 +34,24 @@ function parseText(text: string): unknown {
 /** The observation in a message body; throws BodyError with the reason when there is none. */
 export function decodeObservation(body: unknown): Observation {
   const json = toJson(body) as Record<string, unknown>;
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new BodyError('body is not a JSON object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new BodyError('body is not a JSON object');
   const { ChargerId, StateId, Timestamp } = json;
-  if (typeof ChargerId !== 'string' || !GUID.test(ChargerId)) throw new BodyError('ChargerId is missing or not a GUID');
-  const stateId = typeof StateId === 'number' ? StateId : typeof StateId === 'string' && /^-?\d+$/.test(StateId) ? Number(StateId) : NaN;
+  if (typeof ChargerId !== 'string' || !GUID.test(ChargerId))
+    throw new BodyError('ChargerId is missing or not a GUID');
+  const stateId =
+    typeof StateId === 'number'
+      ? StateId
+      : typeof StateId === 'string' && /^-?\d+$/.test(StateId)
+        ? Number(StateId)
+        : NaN;
   if (!Number.isInteger(stateId)) throw new BodyError('StateId is missing or not an integer');
   if (typeof Timestamp !== 'string') throw new BodyError('Timestamp is missing');
   const observedAt = parseZaptecTime(Timestamp);
   if (observedAt === undefined) throw new BodyError('Timestamp is not a time');
   const raw = json.ValueAsString ?? json.Value;
-  const value = raw === undefined || raw === null ? null : typeof raw === 'string' ? raw : JSON.stringify(raw);
+  const value =
+    raw === undefined || raw === null ? null : typeof raw === 'string' ? raw : JSON.stringify(raw);
   const deviceType = typeof json.DeviceType === 'number' ? json.DeviceType : undefined;
   return { chargerId: ChargerId.toLowerCase(), stateId, value, observedAt, source: 'event', deviceType };
 }

@@ -48,7 +48,8 @@ describe('MC-NBFX', () => {
       { numRuns: 2000 },
     );
     for (const frame of [SHORT, LONG]) {
-      for (let n = 0; n < frame.length; n++) expect(() => decodeNbfx(frame.subarray(0, n))).toThrow(BodyError);
+      for (let n = 0; n < frame.length; n++)
+        expect(() => decodeNbfx(frame.subarray(0, n))).toThrow(BodyError);
     }
     fc.assert(
       fc.property(fc.anything(), (body) => {
@@ -64,7 +65,13 @@ describe('MC-NBFX', () => {
 });
 
 describe('decodeObservation', () => {
-  const json = { ChargerId: ID, StateId: 710, Timestamp: '2025-07-23T22:42:37.530253Z', ValueAsString: '5', DeviceType: 4 };
+  const json = {
+    ChargerId: ID,
+    StateId: 710,
+    Timestamp: '2025-07-23T22:42:37.530253Z',
+    ValueAsString: '5',
+    DeviceType: 4,
+  };
 
   it('reads MC-NBFX, a parsed JSON data section, a Buffer of JSON and a string alike', () => {
     const expected = {
