@@ -69,7 +69,16 @@ const fields = {
   ZAPTEC_SERVICEBUS_ENDPOINT: z.string().transform((s, ctx) => {
     try {
       const u = new URL(s);
-      if (u.protocol === 'amqp:' || u.protocol === 'amqps:') return u;
+      if (u.protocol === 'amqps:') return u;
+      // Plain AMQP skips TLS: only towards this machine (the simulator's broker).
+      if (u.protocol === 'amqp:') {
+        if (/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(u.hostname)) return u;
+        ctx.addIssue({
+          code: 'custom',
+          message: 'amqp:// (without TLS) is allowed only to a loopback address',
+        });
+        return z.NEVER;
+      }
     } catch {}
     ctx.addIssue({ code: 'custom', message: 'must be amqp://host:port or amqps://host:port' });
     return z.NEVER;

@@ -53,6 +53,7 @@ describe('configuration', () => {
     ['ZAPTEC_INSTALLATIONS', 'not-a-guid'],
     ['ZAPTEC_EVENTS', 'yes'],
     ['ZAPTEC_SERVICEBUS_ENDPOINT', 'http://127.0.0.1:5672'],
+    ['ZAPTEC_SERVICEBUS_ENDPOINT', 'amqp://broker.example.com:5672'],
     ['ZAPTEC_RECONCILE_MINUTES', '0'],
     ['ZAPTEC_RECONCILE_MINUTES', '1.5'],
     ['ZAPTEC_INVENTORY_CRON', 'every hour'],

@@ -108,15 +108,33 @@ export class ServiceBusBroker {
     this.#keys.set(keyName, key);
   }
 
-  /** A new key for `keyName`; connections that authenticated with the old one are closed. */
+  /**
+   * A new key for `keyName`. Links that authenticated with the old one are detached with an
+   * authorization error, as Service Bus does when a token is no longer valid; re-attaching needs a
+   * put-token signed with the new key.
+   */
   rotateKey(keyName: string, key: string): void {
     this.#keys.set(keyName, key);
     for (const c of this.#connections) {
       const auth = this.#authorized.get(c);
-      if ([...(auth?.values() ?? [])].includes(keyName)) {
-        c.close({ condition: 'amqp:unauthorized-access', description: 'The SAS key was rotated' });
-      }
+      for (const [path, name] of [...(auth?.entries() ?? [])]) if (name === keyName) auth?.delete(path);
     }
+    for (const [sender] of [...this.#links]) {
+      const sub = this.#subscriptionOf(sender);
+      if (sub?.keyName !== keyName) continue;
+      this.#linkGone(sender);
+      sender.close({
+        condition: 'amqp:unauthorized-access',
+        description: 'The token is no longer valid: the SAS key was rotated.',
+      });
+    }
+  }
+
+  #subscriptionOf(sender: Sender): Subscription | undefined {
+    const address = (raw(sender).remote.attach?.source?.address ?? '')
+      .toLowerCase()
+      .replace(/\/\$deadletterqueue$/, '');
+    return this.#subscriptions.get(address);
   }
 
   createSubscription(topic: string, name: string, keyName: string): void {

@@ -8,13 +8,15 @@ import { describeError } from '../log.js';
 import { DaemonRecord } from '../store/daemon-row.js';
 import type { Db } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
-import { ObservationStore } from '../store/observations.js';
+import { type ApplyResult, ObservationStore } from '../store/observations.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
 import type { Component } from './daemon.js';
+import { EventBatcher } from './event-batcher.js';
 import { InventorySync } from './inventory.js';
+import { LiveEvents } from './live-events.js';
 import { ChargerLookup } from './lookup.js';
 import { RefreshRequests } from './refresh-requests.js';
 import { StateReader } from './state-reader.js';
@@ -65,9 +67,11 @@ export function buildComponents(deps: WiringDeps): Wired {
     for (const id of ids) {
       if (!config.events) syncStatus.setEvents(id, 'off', null);
       else syncStatus.ensure(id, 'connecting', null);
-      stateReader.setPolling(id, true); // until live events say they are connected
+      if (!live?.connected(id)) stateReader.setPolling(id, true); // until live events say they are connected
     }
+    if (live && !stopping) void live.follow(ids);
   };
+  let stopping = false;
 
   const inventorySync: InventorySync = new InventorySync({
     api: client.api,
@@ -84,6 +88,29 @@ export function buildComponents(deps: WiringDeps): Wired {
       stateReader.resync();
     },
   });
+  const onApplied = (r: ApplyResult) => {
+    for (const id of r.unknownChargers) lookup.unknownSeen(id);
+    for (const change of r.modeChanges) stateReader.modeChanged(change.chargerId);
+  };
+  const batcher = new EventBatcher({
+    observations,
+    syncStatus,
+    clock,
+    log: log.child({ component: 'events' }),
+    onApplied,
+  });
+  const live: LiveEvents | undefined = config.events
+    ? new LiveEvents({
+        api: client.api,
+        batcher,
+        syncStatus,
+        clock,
+        log: log.child({ component: 'events' }),
+        endpoint: config.servicebusEndpoint,
+        onConnected: (id, connected) => stateReader.setPolling(id, !connected),
+        onGap: (id) => stateReader.afterGap(id),
+      })
+    : undefined;
   const stateReader: StateReader = new StateReader({
     api: client.api,
     observations,
@@ -139,6 +166,17 @@ export function buildComponents(deps: WiringDeps): Wired {
     },
     { name: 'refresh-requests', start: () => refresh.start(), stop: () => refresh.stop() },
     {
+      name: 'live-events',
+      start: () => {
+        if (live) void live.follow(followed());
+      },
+      stop: async () => {
+        stopping = true;
+        await live?.stop();
+        batcher.flush();
+      },
+    },
+    {
       name: 'history',
       start: () => {
         const prune = () => {
@@ -158,7 +196,7 @@ export function buildComponents(deps: WiringDeps): Wired {
   return {
     components,
     requestInventory: () => refresh.sighup(),
-    progress: () => stateReader.reads,
+    progress: () => stateReader.reads + batcher.applied,
     stateReader,
   };
 }

@@ -1,0 +1,128 @@
+/**
+ * The local Zaptec cloud: a fleet, the REST API with Zaptec's limits, and a Service Bus broker with one
+ * topic subscription per installation, publishing observations the way Zaptec does (MC-NBFX-wrapped
+ * JSON in a binary data section, with a message id).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { encodeNbfx } from '../zaptec/nbfx.js';
+import { ServiceBusBroker } from './broker.js';
+import { Fleet, type FleetOptions, type SimObservation } from './fleet.js';
+import type { SimLimits } from './limits.js';
+import { RestSimulator } from './rest.js';
+
+export interface SimulationOptions {
+  fleet: FleetOptions;
+  limits?: SimLimits;
+  lockDurationMs?: number;
+  tokenLifetimeS?: number;
+}
+
+export interface InstallationChannel {
+  topic: string;
+  subscription: string;
+  keyName: string;
+  key: string;
+}
+
+export class Simulation {
+  readonly fleet: Fleet;
+  readonly rest: RestSimulator;
+  readonly broker: ServiceBusBroker;
+  readonly #channels = new Map<string, InstallationChannel>();
+  /** Observations published, by time. */
+  published = 0;
+
+  constructor(options: SimulationOptions) {
+    this.fleet = new Fleet(options.fleet);
+    const broker = new ServiceBusBroker({ lockDurationMs: options.lockDurationMs ?? 30_000 });
+    this.broker = broker;
+    this.rest = new RestSimulator({
+      fleet: this.fleet,
+      ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.tokenLifetimeS ? { tokenLifetimeS: options.tokenLifetimeS } : {}),
+      broker: {
+        host: '127.0.0.1',
+        get port() {
+          return broker.port;
+        },
+        useSsl: false,
+        forInstallation: (id) => this.channel(id),
+      },
+    });
+  }
+
+  /** The topic, subscription and key of an installation (made on first use). */
+  channel(installationId: string): InstallationChannel {
+    let c = this.#channels.get(installationId);
+    if (!c) {
+      const short = installationId.slice(0, 8);
+      c = {
+        topic: `installation-${short}`,
+        subscription: `zaptec-sync-${short}`,
+        keyName: `listen-${short}`,
+        key: randomBytes(32).toString('base64'),
+      };
+      this.#channels.set(installationId, c);
+      this.broker.setKey(c.keyName, c.key);
+      this.broker.createSubscription(c.topic, c.subscription, c.keyName);
+    }
+    return c;
+  }
+
+  /** A new SAS key for the installation: the broker refuses the old one from now on. */
+  rotateKey(installationId: string): void {
+    const c = this.channel(installationId);
+    c.key = randomBytes(32).toString('base64');
+    this.broker.rotateKey(c.keyName, c.key);
+  }
+
+  async start(ports: { rest?: number; broker?: number } = {}): Promise<void> {
+    for (const id of this.fleet.installations.keys()) this.channel(id);
+    await this.broker.start(ports.broker ?? 0);
+    await this.rest.start(ports.rest ?? 0);
+  }
+
+  async stop(): Promise<void> {
+    await this.rest.stop();
+    await this.broker.stop();
+  }
+
+  /** The environment that points `zaptec-sync run` at this simulation. */
+  env(): Record<string, string> {
+    const user = this.rest.users[0]!;
+    return {
+      ZAPTEC_API_URL: this.rest.url,
+      ZAPTEC_USERNAME: user.username,
+      ZAPTEC_PASSWORD: user.password,
+      ZAPTEC_SERVICEBUS_ENDPOINT: `amqp://127.0.0.1:${this.broker.port}`,
+    };
+  }
+
+  /** Publishes one observation on its installation's topic, as Zaptec does. */
+  publish(o: SimObservation, options: { messageId?: string; raw?: Buffer | string } = {}): void {
+    const charger = this.fleet.chargers.get(o.chargerId);
+    const installationId = charger?.installationId;
+    if (!installationId) return;
+    const body =
+      options.raw ??
+      encodeNbfx(
+        JSON.stringify({
+          DeviceId: o.deviceId,
+          DeviceType: o.deviceType,
+          ChargerId: o.chargerId,
+          StateId: o.stateId,
+          Timestamp: new Date(o.at).toISOString(),
+          ...(o.value === null ? {} : { ValueAsString: o.value }),
+        }),
+      );
+    this.broker.publish(this.channel(installationId).topic, body, {
+      messageId: options.messageId ?? randomUUID(),
+    });
+    this.published++;
+  }
+
+  /** Publishes a body as it is (garbage, the all-zero ChargerId, ...) on an installation's topic. */
+  publishRaw(installationId: string, body: Buffer | string): void {
+    this.broker.publish(this.channel(installationId).topic, body, { messageId: randomUUID() });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Live observations are written in batches: every message waits for the commit of the batch that holds
+ * it, and only then is it completed (at-least-once). A batch closes after a few milliseconds or when
+ * it is full, so one transaction carries many messages under load and one message when it is quiet.
+ */
+import type { Logger } from '../log.js';
+import { describeError } from '../log.js';
+import type { Observation } from '../observation.js';
+import type { ApplyResult, ObservationStore } from '../store/observations.js';
+import type { SyncStatusStore } from '../store/sync-status.js';
+import type { Clock } from '../time.js';
+
+/** The longest a message waits for its batch to close. */
+const BATCH_WINDOW_MS = 2;
+const MAX_BATCH = 500;
+
+interface Pending {
+  observation: Observation;
+  installationId: string;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export interface EventBatcherDeps {
+  observations: ObservationStore;
+  syncStatus: SyncStatusStore;
+  clock: Clock;
+  log: Logger;
+  onApplied(result: ApplyResult): void;
+}
+
+export class EventBatcher {
+  readonly #d: EventBatcherDeps;
+  #pending: Pending[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #failing = false;
+  /** Observations committed, for metrics and the watchdog. */
+  applied = 0;
+
+  constructor(deps: EventBatcherDeps) {
+    this.#d = deps;
+  }
+
+  /** Resolves once the observation is committed; rejects when the batch could not be written. */
+  submit(observation: Observation, installationId: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ observation, installationId, resolve, reject });
+      if (this.#pending.length >= MAX_BATCH) this.flush();
+      else this.#timer ??= setTimeout(() => this.flush(), BATCH_WINDOW_MS);
+    });
+  }
+
+  flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#pending;
+    this.#pending = [];
+    if (batch.length === 0) return;
+    let result: ApplyResult;
+    try {
+      result = this.#d.observations.apply(batch.map((p) => p.observation));
+      const now = this.#d.clock.now();
+      for (const inst of new Set(batch.map((p) => p.installationId)))
+        this.#d.syncStatus.eventReceived(inst, now);
+    } catch (err) {
+      if (!this.#failing) {
+        this.#failing = true;
+        this.#d.log.error(
+          { err: describeError(err) },
+          'cannot write live observations; their messages are not completed and will come back',
+        );
+      }
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    if (this.#failing) {
+      this.#failing = false;
+      this.#d.log.info('live observations are written again');
+    }
+    this.applied += batch.length;
+    for (const p of batch) p.resolve();
+    this.#d.onApplied(result);
+  }
+}

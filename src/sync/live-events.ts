@@ -1,0 +1,309 @@
+/**
+ * Live state through Azure Service Bus, one supervisor per followed installation (CONTRACT §5, §7):
+ * connection details fetched before every client it creates; a new client after authentication or
+ * not-found errors and after outages longer than 60 s; peekLock, each message completed only after its
+ * observation is committed; malformed bodies dead-lettered with our own reason; reconnects with
+ * full-jitter backoff from 1 s to 5 min. Liveness is judged by traffic and by the SDK's silence, never
+ * by `processError` alone (servicebus.md P2).
+ */
+import {
+  type ProcessErrorArgs,
+  ServiceBusClient,
+  type ServiceBusClientOptions,
+  type ServiceBusReceivedMessage,
+  type ServiceBusReceiver,
+} from '@azure/service-bus';
+import { fullJitter } from '../http/backoff.js';
+import { HttpStatusError, RateLimitedError } from '../http/errors.js';
+import type { Logger } from '../log.js';
+import { describeError, registerSecret } from '../log.js';
+import { NULL_CHARGER_ID } from '../observation.js';
+import type { SyncStatusStore } from '../store/sync-status.js';
+import { type Clock, quietAbortController } from '../time.js';
+import type { ZaptecApi } from '../zaptec/api.js';
+import { BodyError, decodeObservation } from '../zaptec/message.js';
+import type { ConnectionDetails } from '../zaptec/schemas.js';
+import type { EventBatcher } from './event-batcher.js';
+import { Settler } from './settler.js';
+
+/** An outage longer than this gets a new client with fresh connection details (CONTRACT §7). */
+export const OUTAGE_NEW_CLIENT_MS = 60_000;
+/** Without an error for this long after one, the SDK's own reconnect worked (it reports failures only). */
+const QUIET_AFTER_ERROR_MS = 8_000;
+/** A subscription that has said nothing bad this long after it started is taken as connected. */
+const SETTLE_AFTER_SUBSCRIBE_MS = 2_500;
+const BACKOFF = { baseMs: 1_000, capMs: 5 * 60_000 };
+/** A connection this old was healthy: the backoff starts from 1 s again. */
+const HEALTHY_AFTER_MS = 5 * 60_000;
+/** Where the installation has no live events (not enabled, no access), try again this rarely. */
+const NOT_ENABLED_RETRY_MS = 30 * 60_000;
+/** The SDK's own retries, set explicitly (P1): quick recovery, errors reported within seconds. */
+const RETRY_OPTIONS = { maxRetries: 2, retryDelayInMs: 1_000, timeoutInMs: 30_000 };
+/** Parallel message handlers: with batched commits this is what gives throughput. */
+const MAX_CONCURRENT_CALLS = 100;
+
+export interface LiveEventsDeps {
+  api: Pick<ZaptecApi, 'connectionDetails'>;
+  batcher: EventBatcher;
+  syncStatus: SyncStatusStore;
+  clock: Clock;
+  log: Logger;
+  /** ZAPTEC_SERVICEBUS_ENDPOINT. */
+  endpoint: URL | undefined;
+  /** Live events of an installation became usable (false: poll it). */
+  onConnected(installationId: string, connected: boolean): void;
+  /** After a gap in live events: re-read that installation's chargers. */
+  onGap(installationId: string): void;
+  random?: () => number;
+}
+
+type StreamEnd = { kind: 'stopped' } | { kind: 'auth' | 'not-found' | 'outage'; reason: string };
+
+/** The client for one set of connection details, pointed at the override endpoint when there is one. */
+export function serviceBusClient(details: ConnectionDetails, endpoint: URL | undefined): ServiceBusClient {
+  registerSecret(details.Password);
+  const credentials = `SharedAccessKeyName=${details.Username};SharedAccessKey=${details.Password}`;
+  const options: ServiceBusClientOptions = { retryOptions: RETRY_OPTIONS };
+  if (endpoint?.protocol === 'amqp:') {
+    const host = endpoint.port ? endpoint.host : `${endpoint.hostname}:5672`;
+    return new ServiceBusClient(`Endpoint=sb://${host}/;${credentials};UseDevelopmentEmulator=true`, options);
+  }
+  if (endpoint?.protocol === 'amqps:') options.customEndpointAddress = `sb://${endpoint.host}`;
+  return new ServiceBusClient(`Endpoint=sb://${details.Host}/;${credentials}`, options);
+}
+
+function errorCodes(error: unknown): string[] {
+  const all = error instanceof AggregateError ? error.errors : [error];
+  return all.map((e) => String((e as { code?: unknown }).code ?? (e as Error)?.name ?? 'Error'));
+}
+
+export class InstallationStream {
+  readonly installationId: string;
+  readonly #d: LiveEventsDeps;
+  readonly #abort = quietAbortController();
+  readonly #settler = new Settler();
+  #loop: Promise<void> | undefined;
+  #state: 'connecting' | 'connected' | 'failed' | undefined;
+  /** Authentication or not-found endings in a row, reset by a working connection. */
+  #authFailures = 0;
+  /** Messages received (for tests and metrics). */
+  received = 0;
+  deadLettered = 0;
+
+  constructor(installationId: string, deps: LiveEventsDeps) {
+    this.installationId = installationId;
+    this.#d = deps;
+  }
+
+  start(): void {
+    this.#loop = this.#run();
+  }
+
+  get connected(): boolean {
+    return this.#state === 'connected';
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+  }
+
+  #set(state: 'connecting' | 'connected' | 'failed', detail: string | null): void {
+    const changed = state !== this.#state;
+    this.#state = state;
+    if (state === 'connected') this.#authFailures = 0;
+    this.#d.syncStatus.setEvents(this.installationId, state, detail);
+    if (!changed) return;
+    this.#d.onConnected(this.installationId, state === 'connected');
+    const log = this.#d.log.child({ installation: this.installationId });
+    if (state === 'failed') log.warn({ detail }, 'live events failed');
+    else log.info({ detail }, `live events ${state}`);
+  }
+
+  async #run(): Promise<void> {
+    const { clock } = this.#d;
+    const signal = this.#abort.signal;
+    let attempt = 0;
+    this.#set('connecting', null);
+    while (!signal.aborted) {
+      let details: ConnectionDetails;
+      try {
+        details = await this.#d.api.connectionDetails(this.installationId, {
+          signal,
+          deadline: clock.now() + 60_000,
+        });
+      } catch (err) {
+        if (signal.aborted) break;
+        if (err instanceof RateLimitedError) {
+          await clock.sleep(err.retryAt - clock.now(), signal);
+        } else if (err instanceof HttpStatusError && err.permanent) {
+          this.#set(
+            'failed',
+            `live events are not available for this installation (messagingConnectionDetails answered ${err.status}); enable "Message subscription" in the portal`,
+          );
+          await clock.sleep(NOT_ENABLED_RETRY_MS, signal);
+        } else {
+          this.#set(
+            this.#state === 'failed' ? 'failed' : 'connecting',
+            `cannot fetch connection details: ${describeError(err)}`,
+          );
+          await clock.sleep(fullJitter(attempt++, BACKOFF, this.#d.random), signal);
+        }
+        continue;
+      }
+      const startedAt = clock.now();
+      const end = await this.#consume(details);
+      if (end.kind === 'stopped') break;
+      if (clock.now() - startedAt >= HEALTHY_AFTER_MS) attempt = 0;
+      if (end.kind === 'auth' || end.kind === 'not-found') {
+        // The first time, the details may simply have changed (a rotated key): fetch them again at once.
+        if (this.#authFailures++ === 0) continue;
+        this.#set('failed', end.reason);
+      } else {
+        this.#set('connecting', end.reason);
+      }
+      await clock.sleep(fullJitter(attempt++, BACKOFF, this.#d.random), signal);
+    }
+  }
+
+  /** One client: subscribe, and return when it must be replaced (or on stop). */
+  async #consume(details: ConnectionDetails): Promise<StreamEnd> {
+    const { clock } = this.#d;
+    const client = serviceBusClient(details, this.#d.endpoint);
+    const receiver = client.createReceiver(details.Topic, details.Subscription, {
+      receiveMode: 'peekLock',
+      maxAutoLockRenewalDurationInMs: 5 * 60_000,
+    });
+    const subscribedAt = clock.now();
+    let lastError: { at: number; codes: string[] } | undefined;
+    let lastMessageAt = 0;
+    let downSince: number | undefined;
+    let finish: (end: StreamEnd) => void = () => {};
+    const ended = new Promise<StreamEnd>((resolve) => {
+      finish = resolve;
+    });
+    const subscription = receiver.subscribe(
+      {
+        processMessage: async (m) => {
+          lastMessageAt = clock.now();
+          await this.#handle(receiver, m);
+        },
+        processError: async (args: ProcessErrorArgs) => {
+          const codes = errorCodes(args.error);
+          if (
+            args.errorSource === 'renewLock' ||
+            args.errorSource === 'complete' ||
+            codes.includes('MessageLockLost')
+          ) {
+            return; // P5: a settle that lost its lock; the message comes back
+          }
+          lastError = { at: clock.now(), codes };
+          if (codes.includes('UnauthorizedAccess'))
+            finish({
+              kind: 'auth',
+              reason: `the broker refused the SAS credentials (${describeError(args.error)})`,
+            });
+          else if (codes.includes('MessagingEntityNotFound'))
+            finish({
+              kind: 'not-found',
+              reason: `the subscription does not exist (${describeError(args.error)})`,
+            });
+        },
+      },
+      { autoCompleteMessages: false, maxConcurrentCalls: MAX_CONCURRENT_CALLS },
+    );
+    const health = setInterval(() => {
+      const now = clock.now();
+      const quiet = !lastError || now - lastError.at > QUIET_AFTER_ERROR_MS || lastMessageAt > lastError.at;
+      const settled = now - subscribedAt >= SETTLE_AFTER_SUBSCRIBE_MS || lastMessageAt > 0;
+      if (quiet && settled) {
+        if (this.#state !== 'connected') {
+          const wasDown = downSince !== undefined;
+          downSince = undefined;
+          this.#set('connected', null);
+          if (wasDown) this.#d.onGap(this.installationId);
+        }
+        return;
+      }
+      if (!quiet) {
+        downSince ??= lastError!.at;
+        if (this.#state === 'connected')
+          this.#set('connecting', `connection lost (${lastError!.codes.join(', ')})`);
+        if (now - downSince > OUTAGE_NEW_CLIENT_MS)
+          finish({ kind: 'outage', reason: `no connection for ${Math.round((now - downSince) / 1000)} s` });
+      }
+    }, 250);
+    const onAbort = () => finish({ kind: 'stopped' });
+    this.#abort.signal.addEventListener('abort', onAbort, { once: true });
+    const end = await ended;
+    clearInterval(health);
+    this.#abort.signal.removeEventListener('abort', onAbort);
+    const closing = (async () => {
+      await subscription.close().catch(() => {});
+      await receiver.close().catch(() => {});
+      await client.close().catch(() => {});
+    })();
+    await Promise.race([closing, clock.sleep(3_000)]);
+    return end;
+  }
+
+  async #handle(receiver: ServiceBusReceiver, m: ServiceBusReceivedMessage): Promise<void> {
+    this.received++;
+    let observation: ReturnType<typeof decodeObservation>;
+    try {
+      observation = decodeObservation(m.body);
+    } catch (err) {
+      if (!(err instanceof BodyError)) throw err;
+      this.deadLettered++;
+      await this.#settler.deadLetter(receiver, m, 'MalformedObservation', err.message).catch(() => {});
+      return;
+    }
+    try {
+      if (observation.chargerId !== NULL_CHARGER_ID)
+        await this.#d.batcher.submit(observation, this.installationId);
+    } catch {
+      return; // not committed: not completed; the message comes back when its lock expires
+    }
+    await this.#settler.complete(receiver, m).catch(() => {}); // a lost lock: it comes back, replays are harmless
+  }
+}
+
+/** The supervisors of every followed installation. */
+export class LiveEvents {
+  readonly #d: LiveEventsDeps;
+  readonly #streams = new Map<string, InstallationStream>();
+
+  constructor(deps: LiveEventsDeps) {
+    this.#d = deps;
+  }
+
+  /** Starts streams for new installations and stops those no longer followed. */
+  async follow(installationIds: string[]): Promise<void> {
+    const wanted = new Set(installationIds);
+    for (const [id, s] of this.#streams) {
+      if (!wanted.has(id)) {
+        this.#streams.delete(id);
+        await s.stop();
+      }
+    }
+    for (const id of wanted) {
+      if (this.#streams.has(id)) continue;
+      const s = new InstallationStream(id, this.#d);
+      this.#streams.set(id, s);
+      s.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.#streams.values()].map((s) => s.stop()));
+    this.#streams.clear();
+  }
+
+  connected(installationId: string): boolean {
+    return this.#streams.get(installationId)?.connected ?? false;
+  }
+
+  get streams(): InstallationStream[] {
+    return [...this.#streams.values()];
+  }
+}
