@@ -1,5 +1,91 @@
-/** `demo`: not built yet (see the open issues). */
-export async function demoCommand(_args: string[], _envFile: string | undefined): Promise<number> {
-  process.stderr.write('zaptec-sync demo: not available in this version yet\n');
-  return 1;
+/**
+ * `demo`: the simulator and the daemon together, with a live view of what lands in SQLite
+ * (`./zaptec-demo.db` unless ZAPTEC_DB is set). Ctrl-C stops both and exits 0, leaving a database any
+ * consumer can open.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { environment } from '../config.js';
+import { delay } from '../time.js';
+import { changedLines, progressLine, readView, screen, summaryLine } from './demo-view.js';
+import { parseSimulateArgs, SIMULATE_USAGE, startSimulation } from './simulate.js';
+
+const REFRESH_MS = 1_000;
+
+export async function demoCommand(args: string[], envFile: string | undefined): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`usage: zaptec-sync demo [options]\n\n${SIMULATE_USAGE}\n`);
+    return 0;
+  }
+  const options = parseSimulateArgs(args, { installations: '2', chargers: '4', rate: '6' });
+  const env = environment(envFile);
+  const dbPath = env.ZAPTEC_DB || './zaptec-demo.db';
+  const sim = await startSimulation(options);
+  const daemon = spawn(process.execPath, [fileURLToPath(new URL('../cli.js', import.meta.url)), 'run'], {
+    env: { ...env, ...sim.env(), ZAPTEC_DB: dbPath, ZAPTEC_EVENTS: 'on', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  const keep = (d: Buffer) => {
+    for (const line of String(d).split('\n').filter(Boolean)) logs.push(line.replace(/^<\d>/, ''));
+    logs.splice(0, Math.max(0, logs.length - 5));
+  };
+  daemon.stdout.on('data', keep);
+  daemon.stderr.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => daemon.on('exit', (code) => resolve(code)));
+  let stopping = false;
+  const stop = () => {
+    stopping = true;
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  daemon.on('exit', stop);
+
+  const tty = process.stdout.isTTY === true;
+  const seen = new Map<string, string>();
+  let db: Database.Database | undefined;
+  let lastSummary = 0;
+  while (!stopping) {
+    await delay(REFRESH_MS);
+    if (!db && existsSync(dbPath)) {
+      try {
+        db = new Database(dbPath, { readonly: true, fileMustExist: true });
+        db.pragma('busy_timeout = 2000');
+      } catch {
+        db = undefined;
+      }
+    }
+    if (!db) continue;
+    let view: ReturnType<typeof readView>;
+    try {
+      view = readView(db, Date.now());
+    } catch {
+      continue; // the schema is being created
+    }
+    if (tty) {
+      process.stdout.write(
+        `\x1b[H\x1b[2J${screen(view, dbPath, Date.now())}\n${logs.length ? `\n${logs.join('\n')}\n` : ''}`,
+      );
+    } else {
+      for (const line of changedLines(seen, view, Date.now())) process.stdout.write(`${line}\n`);
+      if (Date.now() - lastSummary >= 10_000) {
+        lastSummary = Date.now();
+        process.stdout.write(`${progressLine(view)}\n${summaryLine(view)}\n`);
+      }
+    }
+  }
+  db?.close();
+  if (daemon.exitCode === null) daemon.kill('SIGTERM');
+  const code = await exited;
+  await sim.stop();
+  process.stdout.write(
+    `\nstopped. The database is ${dbPath}: try  sqlite3 -readonly ${dbPath} "SELECT * FROM charger_state_current LIMIT 5"\n`,
+  );
+  if (code !== 0) {
+    process.stderr.write(`the daemon exited with ${code}:\n${logs.join('\n')}\n`);
+    return 1;
+  }
+  return 0;
 }

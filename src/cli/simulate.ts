@@ -1,27 +1,43 @@
 /**
- * `simulate`: a local stand-in for the Zaptec cloud on loopback, printing the environment that points
- * `run` at it. Runs until SIGTERM/SIGINT, then exits 0.
+ * `simulate`: a local stand-in for the Zaptec cloud on loopback — the REST API with Zaptec's limits and
+ * 15 s state cache, and a Service Bus broker the SDK accepts — whose chargers live charging sessions.
+ * Prints the environment that points `run` at it; exits 0 on SIGTERM/SIGINT.
  */
-import { Fleet } from '../simulator/fleet.js';
-import { RestSimulator } from '../simulator/rest.js';
+import { Simulation } from '../simulator/simulation.js';
 import { parseCommandArgs, UsageError } from './args.js';
 
 export interface SimulateOptions {
   installations: number;
   chargers: number;
   deviceTypes: number[];
+  rate: number;
   port: number;
+  brokerPort: number;
   seed: number;
 }
 
-export function parseSimulateArgs(args: string[]): SimulateOptions {
+export const SIMULATE_USAGE = `options:
+  --installations <n>    installations (default 3)
+  --chargers <n>         chargers per installation (default 4)
+  --device-types <list>  device types to cycle through: 4 Go, 1 Pro (default 4,1)
+  --rate <n>             observations published per second over the fleet (default 5)
+  --port <n>             REST port (default: any free one)
+  --broker-port <n>      AMQP port (default: any free one)
+  --seed <n>             the fleet is the same for the same seed (default 1)`;
+
+export function parseSimulateArgs(
+  args: string[],
+  defaults: Partial<Record<string, string>> = {},
+): SimulateOptions {
   const { values } = parseCommandArgs(
     args,
     {
-      installations: { type: 'string', default: '3' },
-      chargers: { type: 'string', default: '4' },
+      installations: { type: 'string', default: defaults.installations ?? '3' },
+      chargers: { type: 'string', default: defaults.chargers ?? '4' },
       'device-types': { type: 'string', default: '4,1' },
+      rate: { type: 'string', default: defaults.rate ?? '5' },
       port: { type: 'string', default: '0' },
+      'broker-port': { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
     },
     0,
@@ -33,39 +49,50 @@ export function parseSimulateArgs(args: string[]): SimulateOptions {
     return n;
   };
   return {
-    installations: int('installations', values.installations, 0, 10_000),
+    installations: int('installations', values.installations, 1, 10_000),
     chargers: int('chargers', values.chargers, 0, 10_000),
     deviceTypes: values['device-types'].split(',').map((t) => int('device-types', t.trim(), 0, 100)),
+    rate: int('rate', values.rate, 0, 100_000),
     port: int('port', values.port, 0, 65_535),
+    brokerPort: int('broker-port', values['broker-port'], 0, 65_535),
     seed: int('seed', values.seed, 0, 2 ** 31),
   };
 }
 
-export async function simulateCommand(args: string[]): Promise<number> {
-  const o = parseSimulateArgs(args);
-  const fleet = new Fleet({
-    installations: o.installations,
-    chargersPerInstallation: o.chargers,
-    deviceTypes: o.deviceTypes,
-    seed: o.seed,
+export async function startSimulation(o: SimulateOptions): Promise<Simulation> {
+  const sim = new Simulation({
+    fleet: {
+      installations: o.installations,
+      chargersPerInstallation: o.chargers,
+      deviceTypes: o.deviceTypes,
+      seed: o.seed,
+    },
   });
-  const rest = new RestSimulator({ fleet });
-  const url = await rest.start(o.port);
-  const user = rest.users[0]!;
+  await sim.start({ rest: o.port, broker: o.brokerPort });
+  sim.live({ eventsPerSecond: o.rate });
+  return sim;
+}
+
+export async function simulateCommand(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`usage: zaptec-sync simulate [options]\n\n${SIMULATE_USAGE}\n`);
+    return 0;
+  }
+  const o = parseSimulateArgs(args);
+  const sim = await startSimulation(o);
+  const env = sim.env();
   process.stdout.write(
-    [
-      `# zaptec-sync simulator: ${fleet.installations.size} installations, ${fleet.chargers.size} chargers`,
-      `ZAPTEC_API_URL=${url}`,
-      `ZAPTEC_USERNAME=${user.username}`,
-      `ZAPTEC_PASSWORD=${user.password}`,
-      'ZAPTEC_EVENTS=off',
-      '',
-    ].join('\n'),
+    `# zaptec-sync simulator: ${sim.fleet.installations.size} installations, ${sim.fleet.chargers.size} chargers, ~${o.rate} observations/s\n` +
+      '# point the daemon at it with:\n' +
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n') +
+      '\n',
   );
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  await rest.stop();
+  await sim.stop();
   return 0;
 }

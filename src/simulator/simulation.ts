@@ -4,9 +4,11 @@
  * JSON in a binary data section, with a message id).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { NULL_CHARGER_ID } from '../observation.js';
 import { encodeNbfx } from '../zaptec/nbfx.js';
 import { ServiceBusBroker } from './broker.js';
 import { Fleet, type FleetOptions, type SimObservation } from './fleet.js';
+import { FleetLife, type LifeOptions } from './life.js';
 import type { SimLimits } from './limits.js';
 import { RestSimulator } from './rest.js';
 
@@ -29,6 +31,7 @@ export class Simulation {
   readonly rest: RestSimulator;
   readonly broker: ServiceBusBroker;
   readonly #channels = new Map<string, InstallationChannel>();
+  #lifeTimer: NodeJS.Timeout | undefined;
   /** Observations published, by time. */
   published = 0;
 
@@ -83,6 +86,7 @@ export class Simulation {
   }
 
   async stop(): Promise<void> {
+    if (this.#lifeTimer) clearInterval(this.#lifeTimer);
     await this.rest.stop();
     await this.broker.stop();
   }
@@ -119,6 +123,27 @@ export class Simulation {
       messageId: options.messageId ?? randomUUID(),
     });
     this.published++;
+  }
+
+  /** A message with the all-zero ChargerId, as Zaptec sends now and then. */
+  publishNullCharger(installationId: string, at: number): void {
+    this.publishRaw(
+      installationId,
+      encodeNbfx(
+        JSON.stringify({ ChargerId: NULL_CHARGER_ID, StateId: -1, Timestamp: new Date(at).toISOString() }),
+      ),
+    );
+  }
+
+  /** Lets the fleet live: `eventsPerSecond` observations a second, published as they happen. */
+  live(options: LifeOptions, tickMs = 250): void {
+    const life = new FleetLife(this.fleet, this, options);
+    let last = Date.now();
+    this.#lifeTimer = setInterval(() => {
+      const now = Date.now();
+      life.tick(now, now - last);
+      last = now;
+    }, tickMs);
   }
 
   /** Publishes a body as it is (garbage, the all-zero ChargerId, ...) on an installation's topic. */

@@ -1,0 +1,132 @@
+/** The demo's live view: what has landed in SQLite (never what the simulator says), for a terminal or a pipe. */
+import type Database from 'better-sqlite3';
+import { ago, table } from './format.js';
+
+const MODES: Record<string, string> = {
+  '0': 'Unknown',
+  '1': 'Disconnected',
+  '2': 'Car connected',
+  '3': 'Charging',
+  '5': 'Finished',
+};
+
+export interface ChargerLine {
+  id: string;
+  device_id: string | null;
+  name: string | null;
+  mode: string | null;
+  power: string | null;
+  energy: string | null;
+  last: string | null;
+  source: string | null;
+}
+
+export interface ViewData {
+  installations: number;
+  connected: number;
+  chargers: ChargerLine[];
+  withState: number;
+  inventoryAt: string | null;
+  callsLastMinute: number;
+  minuteLimit: number;
+  listsUsed: number;
+  listsLimit: number;
+  rejected: number;
+}
+
+export function readView(db: Database.Database, now: number): ViewData {
+  const count = (sql: string, ...p: unknown[]) =>
+    (db.prepare(sql).get(...p) as { n: number } | undefined)?.n ?? 0;
+  const chargers = db
+    .prepare(
+      `SELECT c.id, c.device_id, c.name,
+         (SELECT value FROM charger_state WHERE charger_id = c.id AND state_id = 710) AS mode,
+         (SELECT value FROM charger_state WHERE charger_id = c.id AND state_id = 513) AS power,
+         (SELECT value FROM charger_state WHERE charger_id = c.id AND state_id = 553) AS energy,
+         (SELECT max(received_at) FROM charger_state WHERE charger_id = c.id) AS last,
+         (SELECT source FROM charger_state WHERE charger_id = c.id ORDER BY received_at DESC LIMIT 1) AS source
+       FROM chargers c WHERE c.active = 1 ORDER BY c.device_id`,
+    )
+    .all() as ChargerLine[];
+  const limit = (grp: string, seconds: number) =>
+    count(
+      `SELECT "limit" AS n FROM api_windows WHERE grp = ? AND kind = 'sliding' AND window_seconds = ?`,
+      grp,
+      seconds,
+    );
+  return {
+    installations: count('SELECT count(*) AS n FROM installations WHERE active = 1'),
+    connected: count("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'"),
+    chargers,
+    withState: chargers.filter((c) => c.last).length,
+    inventoryAt:
+      (db.prepare('SELECT inventory_refreshed_at AS t FROM daemon').get() as { t: string | null } | undefined)
+        ?.t ?? null,
+    callsLastMinute: count(
+      "SELECT count(*) AS n FROM api_requests WHERE grp = 'global' AND at_ms > ?",
+      now - 60_000,
+    ),
+    minuteLimit: limit('global', 60),
+    listsUsed: count(
+      "SELECT count(*) AS n FROM api_requests WHERE grp = 'lists' AND at_ms > ?",
+      now - 1_800_000,
+    ),
+    listsLimit: limit('lists', 1800),
+    rejected: count('SELECT count(*) AS n FROM api_requests WHERE status = 429'),
+  };
+}
+
+export function modeName(mode: string | null): string {
+  return mode === null ? '-' : (MODES[mode] ?? `mode ${mode}`);
+}
+
+export function power(w: string | null): string {
+  return w === null ? '-' : `${(Number(w) / 1000).toFixed(1)} kW`;
+}
+
+export function energy(kwh: string | null): string {
+  return kwh === null ? '-' : `${Number(kwh).toFixed(3)} kWh`;
+}
+
+export function summaryLine(v: ViewData): string {
+  return `API: ${v.callsLastMinute} calls in the last minute (budget ${v.minuteLimit}/min), lists ${v.listsUsed}/${v.listsLimit} per 30 min, ${v.rejected} answered 429`;
+}
+
+export function progressLine(v: ViewData): string {
+  const inv = v.inventoryAt
+    ? `${v.installations} installations, ${v.chargers.length} chargers`
+    : 'reading the inventory…';
+  return `inventory: ${inv} · live events: ${v.connected}/${v.installations} connected · state: ${v.withState}/${v.chargers.length} chargers`;
+}
+
+/** The full screen for a terminal. */
+export function screen(v: ViewData, dbPath: string, now: number): string {
+  const rows = v.chargers.map((c) => [
+    c.device_id ?? c.id.slice(0, 8),
+    c.name ?? '',
+    modeName(c.mode),
+    power(c.power),
+    energy(c.energy),
+    c.last ? `${ago(c.last, now)} (${c.source})` : 'no state yet',
+  ]);
+  return [
+    `zaptec-sync demo — a simulated Zaptec cloud on 127.0.0.1; everything below is read from ${dbPath}. Ctrl-C stops.`,
+    '',
+    progressLine(v),
+    summaryLine(v),
+    '',
+    table([['serial', 'name', 'mode', 'power', 'session', 'last change'], ...rows]),
+  ].join('\n');
+}
+
+/** For a pipe: one line per charger whose mode, power or session energy changed since `before`. */
+export function changedLines(before: Map<string, string>, v: ViewData, now: number): string[] {
+  const out: string[] = [];
+  const time = new Date(now).toISOString().slice(11, 19);
+  for (const c of v.chargers) {
+    const text = `${modeName(c.mode)}, ${power(c.power)}, ${energy(c.energy)}`;
+    if (before.get(c.id) !== text && c.last) out.push(`${time} ${c.device_id ?? c.id} ${text}`);
+    before.set(c.id, text);
+  }
+  return out;
+}

@@ -1,0 +1,176 @@
+/**
+ * Chargers living realistic lives: cars arrive and leave (710: 1 → 2 → 3 → 5 → 1), power (513, W)
+ * ramps up and down while charging, session energy (553, kWh) accumulates, the meter register (554,
+ * OCMF) advances hourly, voltages and currents per phase, online/offline (-2), pulses (-1). Some
+ * changes are made without a push, as Zaptec does (zaptec-api.md §3.4); now and then a charger is
+ * added or removed, and the all-zero ChargerId shows up.
+ */
+import { randomUUID } from 'node:crypto';
+import { type Fleet, ocmf, type SimCharger, type SimObservation } from './fleet.js';
+
+export interface LifeOptions {
+  /** Observations published per second, over the whole fleet (about). */
+  eventsPerSecond: number;
+  /** Share of session-energy updates kept without a push (polls find them). */
+  unpushedShare?: number;
+  /** Chance per tick that a charger is added or removed. */
+  churn?: number;
+}
+
+interface Session {
+  power: number;
+  target: number;
+  energyKwh: number;
+  meterKwh: number;
+  lastMeterHour: number;
+}
+
+export interface LifeSink {
+  publish(o: SimObservation): void;
+  publishNullCharger(installationId: string, at: number): void;
+}
+
+const MAX_POWER_W = 11_000;
+
+export class FleetLife {
+  readonly #fleet: Fleet;
+  readonly #o: Required<LifeOptions>;
+  readonly #sink: LifeSink;
+  readonly #sessions = new Map<string, Session>();
+  #budget = 0;
+
+  constructor(fleet: Fleet, sink: LifeSink, options: LifeOptions) {
+    this.#fleet = fleet;
+    this.#sink = sink;
+    this.#o = { unpushedShare: 0.2, churn: 0.0005, ...options };
+  }
+
+  /** Advances the fleet by `dtMs`; publishes what Zaptec would push. */
+  tick(now: number, dtMs: number): void {
+    const chargers = this.#fleet.activeChargers().filter((c) => c.installationId);
+    if (chargers.length === 0) return;
+    this.#budget += (this.#o.eventsPerSecond * dtMs) / 1000;
+    const r = this.#fleet.random;
+    while (this.#budget >= 1) {
+      const c = chargers[Math.floor(r() * chargers.length)]!;
+      this.#budget -= this.#step(c, now, dtMs);
+    }
+    this.#meters(now);
+    if (r() < this.#o.churn) this.#churn(now);
+    if (r() < 0.002) {
+      const inst = [...this.#fleet.installations.keys()][Math.floor(r() * this.#fleet.installations.size)];
+      if (inst) this.#sink.publishNullCharger(inst, now);
+    }
+  }
+
+  #session(c: SimCharger): Session {
+    let s = this.#sessions.get(c.id);
+    if (!s) {
+      s = {
+        power: 0,
+        target: 0,
+        energyKwh: 0,
+        meterKwh: 1000 + this.#fleet.random() * 4000,
+        lastMeterHour: -1,
+      };
+      this.#sessions.set(c.id, s);
+    }
+    return s;
+  }
+
+  /** One change of one charger; returns how many observations it published. */
+  #step(c: SimCharger, now: number, dtMs: number): number {
+    const r = this.#fleet.random;
+    const mode = c.state.get(710)?.value ?? '1';
+    const s = this.#session(c);
+    const push = (stateId: number, value: string | null) =>
+      this.#sink.publish(this.#fleet.set(c.id, stateId, value, now));
+    const silently = (stateId: number, value: string | null) => this.#fleet.set(c.id, stateId, value, now);
+    const roll = r();
+    if (roll < 0.02) {
+      push(-1, null); // a pulse
+      return 1;
+    }
+    if (roll < 0.025) {
+      const online = c.state.get(-2)?.value !== '0';
+      push(-2, online ? '0' : '1');
+      return 1;
+    }
+    switch (mode) {
+      case '1':
+        if (r() < 0.3) {
+          push(710, '2');
+          push(721, randomUUID());
+          s.energyKwh = 0;
+          return 2;
+        }
+        push(501 + Math.floor(r() * 3), (228 + r() * 6).toFixed(3));
+        return 1;
+      case '2':
+        s.target = 3_700 + r() * (MAX_POWER_W - 3_700);
+        push(710, '3');
+        return 1;
+      case '3': {
+        const ending = r() < 0.08;
+        s.power = ending ? 0 : Math.min(s.target, s.power + s.target * (0.25 + r() * 0.25));
+        s.energyKwh += (s.power * Math.max(dtMs, 1000) * 10) / 3_600_000_000;
+        push(513, s.power.toFixed(0));
+        const amps = (s.power / 230 / 3).toFixed(3);
+        for (const id of [507, 508, 509]) silently(id, amps);
+        const energy = s.energyKwh.toFixed(3);
+        if (r() < this.#o.unpushedShare) silently(553, energy);
+        else push(553, energy);
+        if (ending) {
+          push(710, '5');
+          return 3;
+        }
+        return 2;
+      }
+      default:
+        if (r() < 0.4) {
+          push(710, '1');
+          push(721, '');
+          push(
+            723,
+            JSON.stringify({
+              SessionId: c.state.get(721)?.value ?? randomUUID(),
+              Energy: Number(s.energyKwh.toFixed(3)),
+              StartDateTime: new Date(now - 3_600_000).toISOString(),
+              EndDateTime: new Date(now).toISOString(),
+              ReliableClock: true,
+              StoppedByRFID: false,
+            }),
+          );
+          s.meterKwh += s.energyKwh;
+          return 3;
+        }
+        silently(513, '0');
+        return 1;
+    }
+  }
+
+  /** The signed meter value (554) advances on the hour, as a Go's does. */
+  #meters(now: number): void {
+    const hour = Math.floor(now / 3_600_000);
+    for (const c of this.#fleet.activeChargers()) {
+      const s = this.#session(c);
+      if (s.lastMeterHour === hour) continue;
+      const first = s.lastMeterHour === -1;
+      s.lastMeterHour = hour;
+      const value = ocmf(c.deviceId, s.meterKwh + s.energyKwh, hour * 3_600_000);
+      if (first) this.#fleet.set(c.id, 554, value, hour * 3_600_000);
+      else this.#sink.publish(this.#fleet.set(c.id, 554, value, now));
+    }
+  }
+
+  #churn(now: number): void {
+    const r = this.#fleet.random;
+    const installations = [...this.#fleet.installations.keys()];
+    if (r() < 0.6 && installations.length > 0) {
+      this.#fleet.addCharger(installations[Math.floor(r() * installations.length)]!, now);
+    } else {
+      const active = this.#fleet.activeChargers();
+      if (active.length > 1) this.#fleet.removeCharger(active[Math.floor(r() * active.length)]!.id);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/** Every example of docs/CONSUMERS.md, run against a database the daemon made from the simulator. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers.js';
+import { liveHarness } from '../sync/live-harness.js';
+
+const doc = readFileSync(new URL('../../docs/CONSUMERS.md', import.meta.url), 'utf8');
+const blocks = (lang: string) =>
+  [...doc.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+let dir = '';
+
+describe('docs/CONSUMERS.md', () => {
+  beforeAll(async () => {
+    const h = await liveHarness({ installations: 2, chargersPerInstallation: 3 });
+    h.sim.live({ eventsPerSecond: 40 }, 100);
+    const run = h.start();
+    await h.connected();
+    await waitFor(
+      () =>
+        h.one<{ n: number }>("SELECT count(*) AS n FROM charger_state WHERE state_id = 710 AND value = '3'")
+          .n > 0,
+      {
+        timeoutMs: 30_000,
+        what: 'a charging session',
+      },
+    );
+    run.child.kill('SIGTERM');
+    await run.exited;
+    // The harness cleans up after each test: keep a copy of the database for all of them.
+    dir = mkdtempSync(join(tmpdir(), 'zaptec-consumers-'));
+    copyFileSync(h.dbPath, join(dir, 'zaptec.db'));
+  }, 60_000);
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('has examples for the sqlite3 command line, Python and Node', () => {
+    expect(blocks('sh').length).toBe(3);
+    expect(blocks('python').length).toBe(1);
+    expect(blocks('js').length).toBe(1);
+  });
+
+  it.runIf(has('sqlite3'))('the sqlite3 command-line examples run', () => {
+    const [current, freshness, refresh] = blocks('sh').map((b) =>
+      execFileSync('sh', ['-c', b], { cwd: dir, encoding: 'utf8' }),
+    );
+    expect(current).toMatch(/ChargerOperationMode/);
+    expect(freshness).toMatch(/last_heard/);
+    expect(refresh.trim()).toMatch(/^\d+$/);
+  });
+
+  it.runIf(has('python3'))('the Python example runs', () => {
+    const out = execFileSync('python3', ['-c', blocks('python')[0]!], { cwd: dir, encoding: 'utf8' });
+    expect(out).toMatch(/operation-mode changes in the last day/);
+    expect(out).toMatch(/daemon alive: False/); // it was stopped cleanly
+    expect(out.split('\n')[0]).toMatch(/^Z(AP|PR)\d{6} \d+ [\d.]+$/); // a charging charger: serial, W, kWh
+  });
+
+  it('the Node example runs', () => {
+    const file = join(ROOT, 'build', 'consumer-example.mjs');
+    writeFileSync(file, blocks('js')[0]!.replaceAll("'zaptec.db'", JSON.stringify(join(dir, 'zaptec.db'))));
+    const out = execFileSync(process.execPath, [file], { encoding: 'utf8' });
+    expect(out).toMatch(/sessions completed in the last day/);
+    expect(out).toMatch(/refresh request \d+/);
+  });
+});
