@@ -52,7 +52,7 @@ describe('docs/CONSUMERS.md', () => {
     );
     expect(current).toMatch(/ChargerOperationMode/);
     expect(freshness).toMatch(/last_heard/);
-    expect(refresh.trim()).toMatch(/^\d+$/);
+    expect(refresh?.trim()).toMatch(/^\d+$/);
   });
 
   it.runIf(has('python3'))('the Python example runs', () => {
