@@ -1,5 +1,146 @@
-/** `doctor`: not built yet (see the open issues). */
-export async function doctorCommand(_args: string[], _envFile: string | undefined): Promise<number> {
-  process.stderr.write('zaptec-sync doctor: not available in this version yet\n');
-  return 1;
+/**
+ * `doctor`: each check in plain words, with the fix where one is known. Exit 0 when all is well, 1 when
+ * something is wrong. It uses the daemon's own budget (the same database), so it cannot push the account
+ * over Zaptec's limits either.
+ */
+import { accessSync, constants, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { type Config, ConfigError, environment, packageVersion, parseConfig } from '../config.js';
+import { CredentialsError, HttpStatusError, NetworkError, RateLimitedError } from '../http/errors.js';
+import { createLogger, describeError, registerSecret } from '../log.js';
+import { type Db, migrate, openDatabase } from '../store/database.js';
+import { InventoryStore } from '../store/inventory.js';
+import { systemClock } from '../time.js';
+import { createZaptecClient } from '../zaptec/client.js';
+import { parseCommandArgs } from './args.js';
+
+/** Clocks further apart than this make Zaptec's zone-less timestamps and rate-limit resets misleading. */
+const MAX_SKEW_MS = 30_000;
+
+class Report {
+  failures = 0;
+  ok(what: string, text: string): void {
+    process.stdout.write(`ok    ${what}: ${text}\n`);
+  }
+  bad(what: string, text: string, fix?: string): void {
+    this.failures++;
+    process.stdout.write(`FAIL  ${what}: ${text}${fix ? ` — ${fix}` : ''}\n`);
+  }
+}
+
+function checkDatabase(config: Config, r: Report): Db | undefined {
+  const path = config.dbPath;
+  try {
+    if (!existsSync(path)) {
+      accessSync(dirname(path), constants.W_OK);
+      r.ok('database', `${path} does not exist yet; the daemon will create it (the directory is writable)`);
+      return undefined;
+    }
+    const db = openDatabase(path);
+    migrate(db);
+    db.exec('BEGIN IMMEDIATE; ROLLBACK');
+    r.ok('database', `${path} is writable`);
+    return db;
+  } catch (err) {
+    r.bad(
+      'database',
+      `${path} is not writable (${describeError(err)})`,
+      'give the service user write access to the file and its directory',
+    );
+    return undefined;
+  }
+}
+
+export async function doctorCommand(args: string[], envFile: string | undefined): Promise<number> {
+  parseCommandArgs(args, {}, 0);
+  const r = new Report();
+  let config: Config;
+  try {
+    config = parseConfig(environment(envFile), { requireCredentials: true });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    r.bad('configuration', err.message);
+    return 1;
+  }
+  registerSecret(config.password);
+  r.ok('configuration', `API ${config.apiUrl}, live events ${config.events ? 'on' : 'off'}`);
+  const db = checkDatabase(config, r) ?? openDatabase(':memory:', { create: true });
+  const client = createZaptecClient({
+    apiUrl: config.apiUrl,
+    username: config.username!,
+    password: config.password!,
+    requestsPerMinute: config.requestsPerMinute,
+    version: packageVersion(),
+    db,
+    clock: systemClock,
+    log: createLogger({ level: 'silent' }),
+  });
+  const deadline = () => Date.now() + 20_000;
+  try {
+    try {
+      await client.tokens.token({ deadline: deadline() });
+      r.ok('credentials', `Zaptec accepted the login of ${config.username}`);
+    } catch (err) {
+      if (err instanceof CredentialsError)
+        r.bad(
+          'credentials',
+          'Zaptec refused the username or password',
+          'check ZAPTEC_USERNAME and the password (file or credential)',
+        );
+      else if (err instanceof NetworkError)
+        r.bad('API', `cannot reach ${config.apiUrl} (${err.code})`, 'check the network, DNS and any proxy');
+      else if (err instanceof RateLimitedError)
+        r.bad(
+          'API',
+          `the API budget allows no request before ${new Date(err.retryAt).toISOString()}`,
+          'wait, or look at `zaptec-sync status`',
+        );
+      else r.bad('API', describeError(err));
+      return 1;
+    }
+    r.ok('API', `${config.apiUrl} answers`);
+    const skew = client.http.lastSkewMs;
+    if (skew !== undefined && Math.abs(skew) > MAX_SKEW_MS) {
+      r.bad(
+        'clock',
+        `this machine's clock is ${Math.round(skew / -1000)} s off the API's`,
+        'enable time synchronisation (systemd-timesyncd or chrony)',
+      );
+    } else if (skew !== undefined) r.ok('clock', `within ${Math.ceil(Math.abs(skew) / 1000)} s of the API's`);
+    if (!config.events) {
+      r.ok('live events', 'off (ZAPTEC_EVENTS=off): state is kept by budgeted polling');
+      return r.failures > 0 ? 1 : 0;
+    }
+    let installations = config.installations ?? new InventoryStore(db).activeInstallationIds();
+    if (installations.length === 0) {
+      installations = (await client.api.installations({ deadline: deadline() })).map((i) =>
+        i.Id.toLowerCase(),
+      );
+    }
+    if (installations.length === 0)
+      r.bad(
+        'installations',
+        'the account sees no installation',
+        'check the user’s roles in the Zaptec Portal',
+      );
+    for (const id of installations) {
+      try {
+        const d = await client.api.connectionDetails(id, { deadline: deadline() });
+        registerSecret(d.Password);
+        r.ok(`live events ${id}`, `connection details for topic ${d.Topic}`);
+      } catch (err) {
+        if (err instanceof HttpStatusError && err.permanent) {
+          r.bad(
+            `live events ${id}`,
+            `not available (HTTP ${err.status})`,
+            'enable "Message subscription" in the installation’s settings in the Zaptec Portal, or set ZAPTEC_EVENTS=off',
+          );
+        } else r.bad(`live events ${id}`, describeError(err));
+      }
+    }
+    return r.failures > 0 ? 1 : 0;
+  } finally {
+    await client.close();
+    db.close();
+  }
 }

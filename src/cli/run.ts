@@ -7,6 +7,7 @@ import { createLogger, describeError, type Logger, registerSecret, stdoutIsJourn
 import { DaemonRecord } from '../store/daemon-row.js';
 import { closeForReaders, type Db, openDatabase } from '../store/database.js';
 import { type Component, Daemon } from '../sync/daemon.js';
+import { Notifier } from '../sync/notify.js';
 import { buildComponents } from '../sync/wiring.js';
 import { systemClock } from '../time.js';
 import { parseCommandArgs } from './args.js';
@@ -23,6 +24,7 @@ export async function runCommand(args: string[], envFile: string | undefined): P
 }
 
 async function runDaemon(config: Config, log: Logger): Promise<number> {
+  const notifier = new Notifier(config.notifySocket, log);
   let stopRequested: (() => void) | undefined;
   const stopped = new Promise<void>((resolve) => {
     stopRequested = resolve;
@@ -30,6 +32,7 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
   let hupHandler: () => void = () => {};
   const onStop = (signal: string) => {
     log.info({ signal }, 'stopping');
+    void notifier.stopping();
     stopRequested?.();
   };
   process.on('SIGTERM', () => onStop('SIGTERM'));
@@ -53,8 +56,20 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
       log.info('SIGHUP: inventory refresh requested');
       built.requestInventory();
     };
-    daemon = new Daemon({ record: new DaemonRecord(db), clock: systemClock, log, version, components });
-    const starting = daemon.start();
+    // The watchdog is pinged after each heartbeat write: only while the daemon makes progress.
+    const watchdog = config.watchdogUsec !== undefined;
+    daemon = new Daemon({
+      record: new DaemonRecord(db),
+      clock: systemClock,
+      log,
+      version,
+      components,
+      onHeartbeat: () => {
+        if (watchdog) void notifier.watchdog();
+        void notifier.status(built.statusLine());
+      },
+    });
+    const starting = daemon.start().then(() => notifier.ready(built.statusLine()));
     await Promise.race([starting, stopped]);
     await Promise.race([stopped, starting.then(() => stopped)]);
   } catch (err) {

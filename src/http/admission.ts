@@ -42,6 +42,8 @@ export class Admission {
   readonly #settle;
   readonly #refund;
   #admissions = 0;
+  /** Told of every settled request (metrics). */
+  onSettle: ((groups: string[], outcome: string) => void) | undefined;
 
   constructor(db: Db, clock: Clock, profile: VendorProfile) {
     this.#db = db;
@@ -163,6 +165,7 @@ export class Admission {
     this.#db.transaction(() => {
       for (const id of ticket.ids) this.#settle.run(status, outcome, id);
     })();
+    this.onSettle?.(ticket.groups, outcome);
   }
 
   /** Takes back a request that provably never reached the server (connection refused). */

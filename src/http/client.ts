@@ -109,6 +109,7 @@ export class HttpClient {
         continue;
       }
       const now = clock.now();
+      this.#noteSkew(res.headers.date, now);
       const info = parseRateLimit(res.status, res.headers, now, {
         ...admission.profile.headers,
         ceilingMs: Math.max(60_000, 2 * Math.max(...groups.map(longestWindowMs))),
@@ -174,6 +175,15 @@ export class HttpClient {
       );
     });
     log.warn({ path: label, waitMs: Math.round(until - now), rule }, 'API answered 429: pausing');
+  }
+
+  /** The server's clock minus ours, from the last response's Date header (doctor reports it). */
+  lastSkewMs: number | undefined;
+
+  #noteSkew(date: string | string[] | undefined, now: number): void {
+    const text = Array.isArray(date) ? date[0] : date;
+    const t = text ? Date.parse(text) : Number.NaN;
+    if (!Number.isNaN(t)) this.lastSkewMs = t - now;
   }
 
   async #backoff(

@@ -27,6 +27,8 @@ export interface EventBatcherDeps {
   clock: Clock;
   log: Logger;
   onApplied(result: ApplyResult): void;
+  /** Seconds from Zaptec's observation time to the commit, per live observation (metrics). */
+  lag?: (seconds: number) => void;
 }
 
 export class EventBatcher {
@@ -78,6 +80,10 @@ export class EventBatcher {
       this.#d.log.info('live observations are written again');
     }
     this.applied += batch.length;
+    if (this.#d.lag) {
+      const now = this.#d.clock.now();
+      for (const p of batch) this.#d.lag((now - p.observation.observedAt) / 1000);
+    }
     for (const p of batch) p.resolve();
     this.#d.onApplied(result);
   }

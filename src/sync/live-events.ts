@@ -89,6 +89,9 @@ export class InstallationStream {
   /** Messages received (for tests and metrics). */
   received = 0;
   deadLettered = 0;
+  /** Connections after the first (reconnects). */
+  reconnects = 0;
+  #everConnected = false;
 
   constructor(installationId: string, deps: LiveEventsDeps) {
     this.installationId = installationId;
@@ -111,7 +114,11 @@ export class InstallationStream {
   #set(state: 'connecting' | 'connected' | 'failed', detail: string | null): void {
     const changed = state !== this.#state;
     this.#state = state;
-    if (state === 'connected') this.#authFailures = 0;
+    if (state === 'connected') {
+      this.#authFailures = 0;
+      if (changed && this.#everConnected) this.reconnects++;
+      this.#everConnected = true;
+    }
     this.#d.syncStatus.setEvents(this.installationId, state, detail);
     if (!changed) return;
     this.#d.onConnected(this.installationId, state === 'connected');
@@ -301,6 +308,18 @@ export class LiveEvents {
 
   connected(installationId: string): boolean {
     return this.#streams.get(installationId)?.connected ?? false;
+  }
+
+  counts(): { received: number; deadLettered: number; reconnects: number } {
+    let received = 0;
+    let deadLettered = 0;
+    let reconnects = 0;
+    for (const s of this.#streams.values()) {
+      received += s.received;
+      deadLettered += s.deadLettered;
+      reconnects += s.reconnects;
+    }
+    return { received, deadLettered, reconnects };
   }
 
   get streams(): InstallationStream[] {

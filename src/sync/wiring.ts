@@ -18,6 +18,7 @@ import { EventBatcher } from './event-batcher.js';
 import { InventorySync } from './inventory.js';
 import { LiveEvents } from './live-events.js';
 import { ChargerLookup } from './lookup.js';
+import { Metrics } from './metrics.js';
 import { RefreshRequests } from './refresh-requests.js';
 import { StateReader } from './state-reader.js';
 
@@ -36,6 +37,8 @@ export interface WiringDeps {
 
 export interface Wired {
   components: Component[];
+  /** One line for `systemctl status`. */
+  statusLine(): string;
   requestInventory(): void;
   /** Progress counter for the watchdog: moves while the coordinator works. */
   progress(): number;
@@ -92,12 +95,14 @@ export function buildComponents(deps: WiringDeps): Wired {
     for (const id of r.unknownChargers) lookup.unknownSeen(id);
     for (const change of r.modeChanges) stateReader.modeChanged(change.chargerId);
   };
+  let metrics: Metrics | undefined;
   const batcher = new EventBatcher({
     observations,
     syncStatus,
     clock,
     log: log.child({ component: 'events' }),
     onApplied,
+    lag: (s) => metrics?.eventLag.observe(s),
   });
   const live: LiveEvents | undefined = config.events
     ? new LiveEvents({
@@ -141,9 +146,33 @@ export function buildComponents(deps: WiringDeps): Wired {
     log: log.child({ component: 'refresh' }),
   });
 
+  if (config.metrics) {
+    metrics = new Metrics({
+      db,
+      admission: client.admission,
+      clock,
+      events: () => ({
+        applied: batcher.applied,
+        ...(live?.counts() ?? { received: 0, deadLettered: 0, reconnects: 0 }),
+      }),
+      stateReads: () => stateReader.reads,
+    });
+    const counter = metrics.apiRequests;
+    client.admission.onSettle = (groups, outcome) => {
+      for (const group of groups) counter.inc({ group, outcome });
+    };
+  }
+
   let pruneTimer: NodeJS.Timeout | undefined;
   const components: Component[] = [
     { name: 'api', start: () => {}, stop: () => client.close() },
+    {
+      name: 'metrics',
+      start: async () => {
+        if (metrics && config.metrics) await metrics.start(config.metrics.host, config.metrics.port, log);
+      },
+      stop: () => metrics?.stop(),
+    },
     {
       name: 'state',
       start: () => {
@@ -193,8 +222,21 @@ export function buildComponents(deps: WiringDeps): Wired {
       stop: () => clearInterval(pruneTimer),
     },
   ];
+  const statusLine = (): string => {
+    const rows = syncStatus.all();
+    const connected = rows.filter((r) => r.events === 'connected').length;
+    const used = client.admission.usage().find((u) => u.group === 'global' && u.window.kind === 'sliding');
+    const chargers = inventoryStore.activeChargers().length;
+    const events = config.events
+      ? `live events ${connected}/${rows.length} connected`
+      : 'live events off (polling)';
+    const budget =
+      used && used.window.kind === 'sliding' ? `API ${used.used}/${used.window.limit} per minute` : '';
+    return `${rows.length} installations, ${chargers} chargers; ${events}; ${budget}`;
+  };
   return {
     components,
+    statusLine,
     requestInventory: () => refresh.sighup(),
     progress: () => stateReader.reads + batcher.applied,
     stateReader,

@@ -37,8 +37,8 @@ export async function liveHarness(fleet: FleetOptions, env: Record<string, strin
     dir,
     dbPath,
     env: baseEnv,
-    start(): Running {
-      const run = startCli(['run'], { env: baseEnv, cwd: dir });
+    start(extra: Record<string, string> = {}): Running {
+      const run = startCli(['run'], { env: { ...baseEnv, ...extra }, cwd: dir });
       cleanups.push(() => {
         if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
       });

@@ -1,0 +1,205 @@
+/**
+ * Prometheus `/metrics` and `/healthz` on ZAPTEC_METRICS (host:port). Counters are fed by the components;
+ * gauges are read at scrape time from the admission log and the database, so they always tell the truth.
+ */
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Admission } from '../http/admission.js';
+import type { Logger } from '../log.js';
+import type { Db } from '../store/database.js';
+import { HEARTBEAT_STALE_MS } from '../store/health.js';
+import type { Clock } from '../time.js';
+
+export interface MetricsSources {
+  db: Db;
+  admission: Admission;
+  clock: Clock;
+  events(): { received: number; applied: number; deadLettered: number; reconnects: number };
+  stateReads(): number;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly apiRequests: Counter<'group' | 'outcome'>;
+  readonly eventLag: Histogram;
+  readonly #sources: MetricsSources;
+  #server: Server | undefined;
+
+  constructor(sources: MetricsSources) {
+    this.#sources = sources;
+    const r = this.registry;
+    const { db, admission, clock } = sources;
+    this.apiRequests = new Counter({
+      name: 'zaptec_api_requests_total',
+      help: 'API requests sent, by endpoint group and outcome (ok, http_error, rate_limited, network_error, timeout)',
+      labelNames: ['group', 'outcome'],
+      registers: [r],
+    });
+    new Counter({
+      name: 'zaptec_api_429_total',
+      help: 'API answers 429 (Too Many Requests) since start',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(
+          (
+            db
+              .prepare("SELECT count(*) AS n FROM api_requests WHERE status = 429 AND grp = 'global'")
+              .get() as { n: number }
+          ).n,
+        );
+      },
+    });
+    const windowLabel = (w: { kind: string; seconds?: number; ratePerSecond?: number; burst?: number }) =>
+      w.kind === 'sliding' ? `${w.seconds}s` : `burst${w.burst}@${w.ratePerSecond}/s`;
+    new Gauge({
+      name: 'zaptec_budget_used',
+      help: 'Requests in the current window, per endpoint group and window',
+      labelNames: ['group', 'window'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of admission.usage())
+          this.set({ group: u.group, window: windowLabel(u.window) }, u.used);
+      },
+    });
+    new Gauge({
+      name: 'zaptec_budget_limit',
+      help: 'The most requests the daemon sends per window, per endpoint group',
+      labelNames: ['group', 'window'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of admission.usage()) {
+          this.set(
+            { group: u.group, window: windowLabel(u.window) },
+            u.window.kind === 'sliding' ? u.window.limit : u.window.burst,
+          );
+        }
+      },
+    });
+    new Gauge({
+      name: 'zaptec_budget_blocked',
+      help: '1 while an endpoint group may not send (after a 429)',
+      labelNames: ['group'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const u of admission.usage()) this.set({ group: u.group }, u.blockedUntil ? 1 : 0);
+      },
+    });
+    const events = sources.events;
+    for (const [name, help, pick] of [
+      ['zaptec_events_received_total', 'Service Bus messages received', 'received'],
+      ['zaptec_events_applied_total', 'Live observations committed to SQLite', 'applied'],
+      ['zaptec_events_dead_lettered_total', 'Messages dead-lettered as malformed', 'deadLettered'],
+      ['zaptec_events_reconnects_total', 'Live-event connections re-established', 'reconnects'],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.reset();
+          this.inc(events()[pick]);
+        },
+      });
+    }
+    this.eventLag = new Histogram({
+      name: 'zaptec_event_lag_seconds',
+      help: "From Zaptec's observation time to the commit in SQLite",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: [r],
+    });
+    new Gauge({
+      name: 'zaptec_events_connected',
+      help: '1 while the installation’s live events are connected',
+      labelNames: ['installation'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const s of db.prepare('SELECT installation_id, events FROM sync_status').all() as {
+          installation_id: string;
+          events: string;
+        }[]) {
+          this.set({ installation: s.installation_id }, s.events === 'connected' ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'zaptec_state_age_seconds',
+      help: 'Age of the stalest charger state (since it was last received)',
+      registers: [r],
+      collect() {
+        const row = db
+          .prepare(
+            `SELECT min(last) AS oldest FROM (SELECT (SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id) AS last
+             FROM chargers c WHERE c.active = 1)`,
+          )
+          .get() as { oldest: string | null };
+        this.set(row.oldest ? (clock.now() - Date.parse(row.oldest)) / 1000 : 0);
+      },
+    });
+    new Counter({
+      name: 'zaptec_state_reads_total',
+      help: 'State reads (/api/chargers/{id}/state) completed',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(sources.stateReads());
+      },
+    });
+  }
+
+  /** 200 only with a fresh heartbeat and a database that takes a write lock. */
+  healthy(): { ok: boolean; reason: string } {
+    const { db, clock } = this.#sources;
+    const hb = (
+      db.prepare('SELECT heartbeat_at FROM daemon').get() as { heartbeat_at: string | null } | undefined
+    )?.heartbeat_at;
+    if (!hb || clock.now() - Date.parse(hb) > HEARTBEAT_STALE_MS)
+      return { ok: false, reason: `heartbeat is stale (${hb ?? 'never'})` };
+    try {
+      db.exec('BEGIN IMMEDIATE; ROLLBACK');
+    } catch (err) {
+      return { ok: false, reason: `database is not writable: ${(err as Error).message}` };
+    }
+    return { ok: true, reason: 'ok' };
+  }
+
+  async start(host: string, port: number, log: Logger): Promise<void> {
+    this.#server = createServer((req, res) => {
+      if (req.url === '/metrics') {
+        this.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': this.registry.contentType });
+            res.end(text);
+          },
+          (err) => {
+            res.writeHead(500);
+            res.end(String(err));
+          },
+        );
+      } else if (req.url === '/healthz') {
+        const h = this.healthy();
+        res.writeHead(h.ok ? 200 : 503, { 'content-type': 'text/plain' });
+        res.end(`${h.reason}\n`);
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.#server!.once('error', reject);
+      this.#server!.listen(port, host, () => resolve());
+    });
+    log.info({ host, port }, 'metrics on /metrics and /healthz');
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#server;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
