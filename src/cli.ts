@@ -49,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
     argv = [...argv.slice(0, eq), ...argv.slice(eq + 1)];
   }
   const [name, ...rest] = argv;
+  if (name === 'run') catchEarlySignals();
   if (!name || name === '-h' || name === '--help' || name === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return name ? 0 : 2;
@@ -78,6 +79,18 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`zaptec-sync ${name}: ${describeError(err)}\n`);
     return 1;
   }
+}
+
+/**
+ * SIGTERM at any moment, start-up included, exits 0 (CONTRACT §7): until `run` installs its own handlers,
+ * a stop is remembered here and honoured as soon as it starts.
+ */
+function catchEarlySignals(): void {
+  const early = (signal: NodeJS.Signals) => {
+    (globalThis as { zaptecEarlyStop?: NodeJS.Signals }).zaptecEarlyStop = signal;
+  };
+  process.once('SIGTERM', early);
+  process.once('SIGINT', early);
 }
 
 main(process.argv.slice(2)).then(

@@ -35,8 +35,11 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     void notifier.stopping();
     stopRequested?.();
   };
+  process.removeAllListeners('SIGTERM').removeAllListeners('SIGINT');
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
+  const early = (globalThis as { zaptecEarlyStop?: string }).zaptecEarlyStop;
+  if (early) onStop(early);
   process.on('SIGHUP', () => hupHandler());
 
   let db: Db;

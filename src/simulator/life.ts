@@ -15,6 +15,8 @@ export interface LifeOptions {
   unpushedShare?: number;
   /** Chance per tick that a charger is added or removed. */
   churn?: number;
+  /** Chance that a car arrives at an idle charger, per step of that charger (sessions per day follow). */
+  arrivalChance?: number;
 }
 
 interface Session {
@@ -42,7 +44,7 @@ export class FleetLife {
   constructor(fleet: Fleet, sink: LifeSink, options: LifeOptions) {
     this.#fleet = fleet;
     this.#sink = sink;
-    this.#o = { unpushedShare: 0.2, churn: 0.0005, ...options };
+    this.#o = { unpushedShare: 0.2, churn: 0.0005, arrivalChance: 0.3, ...options };
   }
 
   /** Advances the fleet by `dtMs`; publishes what Zaptec would push. */
@@ -98,7 +100,7 @@ export class FleetLife {
     }
     switch (mode) {
       case '1':
-        if (r() < 0.3) {
+        if (r() < this.#o.arrivalChance) {
           push(710, '2');
           push(721, randomUUID());
           s.energyKwh = 0;

@@ -1,0 +1,57 @@
+/**
+ * Footprint (issue 8 §5): RSS and database size after a run of events on 10,000 chargers, and CPU per
+ * 1,000 observations. Target RSS ≤ 200 MB. `--minutes M` (default 5; the issue's 30 with --minutes 30).
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { allConnected, rssOf, sleep, startBench } from './harness.js';
+import { record } from './machine.js';
+
+const { values } = parseArgs({
+  options: { minutes: { type: 'string', default: '5' }, rate: { type: 'string', default: '200' } },
+});
+const MINUTES = Number(values.minutes);
+const RATE = Number(values.rate);
+
+const b = await startBench(
+  { installations: 100, chargersPerInstallation: 100 },
+  { ZAPTEC_RECONCILE_MINUTES: '600' },
+);
+let line = '';
+try {
+  await b.until('live events', () => allConnected(b), 180_000);
+  const pid = b.daemon.pid!;
+  const cpu0 = cpuSeconds(pid);
+  const obs0 = b.count('SELECT count(*) AS n FROM charger_state_history');
+  b.sim.live({ eventsPerSecond: RATE, churn: 0 });
+  const samples: [number, number][] = [];
+  const start = Date.now();
+  while (Date.now() - start < MINUTES * 60_000) {
+    await sleep(10_000);
+    samples.push([(Date.now() - start) / 60_000, rssOf(pid)]);
+  }
+  const cpu = cpuSeconds(pid) - cpu0;
+  const observations = b.count('SELECT count(*) AS n FROM charger_state_history') - obs0;
+  const rss = samples.at(-1)![1];
+  const half = samples.slice(Math.floor(samples.length / 2));
+  const slope = half.length > 1 ? (half.at(-1)![1] - half[0]![1]) / (half.at(-1)![0] - half[0]![0]) : 0;
+  const dbBytes = ['', '-wal'].reduce((s, x) => s + (safeSize(b.dbPath + x) ?? 0), 0);
+  line = `10,000 chargers, ${MINUTES} min of events at ${RATE}/s (${observations.toLocaleString('en')} observations, state reads running too): RSS ${(rss / 2 ** 20).toFixed(0)} MB (slope over the second half ${(slope / 2 ** 20).toFixed(2)} MB/min) — target ≤ 200 MB: ${rss <= 200 * 2 ** 20 ? 'met' : 'MISSED'}; database ${(dbBytes / 2 ** 20).toFixed(1)} MB; CPU ${((cpu / Math.max(1, observations)) * 1000 * 1000).toFixed(0)} ms per 1,000 observations (all of the daemon's work included)`;
+  console.log(line);
+} finally {
+  await b.stop();
+}
+record('footprint', `npm run bench:footprint -- --minutes ${MINUTES}`, line);
+
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+function safeSize(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
+  }
+}

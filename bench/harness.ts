@@ -1,0 +1,150 @@
+/** What the benchmarks share: the simulation in this process, the real `zaptec-sync run` in another. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import type { FleetOptions, SimObservation } from '../src/simulator/fleet.js';
+import { Simulation } from '../src/simulator/simulation.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Bench {
+  sim: Simulation;
+  dir: string;
+  dbPath: string;
+  daemon: ChildProcess;
+  db(): Database.Database;
+  count(sql: string, ...p: unknown[]): number;
+  until(what: string, cond: () => boolean, timeoutMs: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startBench(fleet: FleetOptions, env: Record<string, string> = {}): Promise<Bench> {
+  const sim = new Simulation({ fleet: { seed: 42, ...fleet } });
+  await sim.start();
+  const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
+  const dbPath = join(dir, 'zaptec.db');
+  const daemon = spawn(process.execPath, [CLI, 'run'], {
+    env: { ...process.env, ...sim.env(), ZAPTEC_DB: dbPath, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  let reader: Database.Database | undefined;
+  const b: Bench = {
+    sim,
+    dir,
+    dbPath,
+    daemon,
+    db() {
+      reader ??= new Database(dbPath, { readonly: true, fileMustExist: true });
+      return reader;
+    },
+    count(sql, ...p) {
+      try {
+        return (
+          b
+            .db()
+            .prepare(sql)
+            .get(...p) as { n: number }
+        ).n;
+      } catch {
+        return -1;
+      }
+    },
+    async until(what, cond, timeoutMs) {
+      const start = Date.now();
+      for (;;) {
+        let ok = false;
+        try {
+          ok = cond();
+        } catch {}
+        if (ok) return Date.now() - start;
+        if (Date.now() - start > timeoutMs) throw new Error(`benchmark: timed out waiting for ${what}`);
+        await sleep(100);
+      }
+    },
+    async stop() {
+      reader?.close();
+      daemon.kill('SIGTERM');
+      await new Promise((r) => daemon.once('exit', r));
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return b;
+}
+
+/** Every followed installation connected. */
+export function allConnected(b: Bench): boolean {
+  return (
+    b.count("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'") ===
+    b.sim.fleet.installations.size
+  );
+}
+
+/**
+ * Publishes `total` observations at `perSecond`, spread over the fleet; returns publish times by
+ * (charger, state, time). Timestamps start an hour ahead so no state read can bring a newer value.
+ */
+export async function publishAtRate(
+  b: Bench,
+  total: number,
+  perSecond: number,
+  states: number[],
+): Promise<Map<string, number>> {
+  const chargers = [...b.sim.fleet.chargers.values()];
+  const published = new Map<string, number>();
+  const t0 = Date.now() + 3_600_000;
+  const tickMs = 5;
+  const perTick = (perSecond * tickMs) / 1000;
+  const start = Date.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((Date.now() - start) / tickMs + 1) * perTick));
+    for (; sent < due; sent++) {
+      const c = chargers[sent % chargers.length]!;
+      const o: SimObservation = b.sim.fleet.set(
+        c.id,
+        states[Math.floor(sent / chargers.length) % states.length]!,
+        String(sent),
+        t0 + sent,
+      );
+      b.sim.publish(o);
+      published.set(`${c.id}:${o.stateId}:${o.at}`, Date.now());
+    }
+    await sleep(tickMs);
+  }
+  return published;
+}
+
+/** Publish→commit latencies (ms), sorted, for the observations published. */
+export function latencies(b: Bench, published: Map<string, number>, fromIso: string): number[] {
+  const rows = b
+    .db()
+    .prepare(
+      'SELECT charger_id, state_id, observed_at, received_at FROM charger_state_history WHERE observed_at >= ?',
+    )
+    .all(fromIso) as { charger_id: string; state_id: number; observed_at: string; received_at: string }[];
+  const out: number[] = [];
+  for (const r of rows) {
+    const at = published.get(`${r.charger_id}:${r.state_id}:${Date.parse(r.observed_at)}`);
+    if (at !== undefined) out.push(Date.parse(r.received_at) - at);
+  }
+  return out.sort((x, y) => x - y);
+}
+
+export function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+export function rssOf(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+  } catch {
+    return 0;
+  }
+}
