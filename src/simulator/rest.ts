@@ -98,6 +98,7 @@ export class RestSimulator {
   readonly faults: Fault[] = [];
   readonly #options: RestSimulatorOptions;
   readonly #tokens = new Map<string, { user: string; expiresAt: number }>();
+  readonly #issued = new Set<string>();
   readonly #limits = new Map<string, UserLimits>();
   readonly #tokenLimit: TokenLimit;
   readonly #stateCache = new Map<string, { at: number; body: string }>();
@@ -110,15 +111,20 @@ export class RestSimulator {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#tokenLimit = new TokenLimit(options.limits ?? zaptecLimits());
+    this.users = options.users ?? [{ username: 'demo@example.com', password: 'demo-password' }];
   }
 
-  get users(): { username: string; password: string }[] {
-    return this.#options.users ?? [{ username: 'demo@example.com', password: 'demo-password' }];
-  }
+  /** The accounts it accepts (tests may change a password). */
+  readonly users: { username: string; password: string }[];
 
   /** Answers 429 the simulator gave (a correct client causes none). */
   get rejected(): SimRequest[] {
     return this.requests.filter((r) => r.status === 429);
+  }
+
+  /** Every access token handed out so far (tests look for them where they must not be). */
+  get issuedTokens(): string[] {
+    return [...this.#issued];
   }
 
   /** Revokes every token: the next call with one gets 401 (token expiry mid-run). */
@@ -225,6 +231,7 @@ export class RestSimulator {
     const token = randomBytes(24).toString('base64url');
     const lifetime = this.#options.tokenLifetimeS ?? 3600;
     this.#tokens.set(token, { user: user.username, expiresAt: at + lifetime * 1000 });
+    this.#issued.add(token);
     return answer(200, { access_token: token, token_type: 'bearer', expires_in: lifetime, scope: 'openid' });
   }
 
