@@ -163,3 +163,15 @@ describe('zaptec-sync run against the simulator', () => {
     );
   });
 });
+
+describe('SIGHUP', () => {
+  it('asks for an inventory refresh, deferred inside the 60-minute spacing, and the daemon keeps running', async () => {
+    const h = await harness({ installations: 1, chargersPerInstallation: 2 });
+    const run = h.start();
+    await waitFor(() => run.output().includes('inventory pass completed'));
+    run.child.kill('SIGHUP');
+    await waitFor(() => run.output().includes('SIGHUP: inventory refresh deferred'), { what: 'the deferral' });
+    expect(h.sim.requests.filter((r) => r.path === '/api/installation')).toHaveLength(1);
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+  });
+});

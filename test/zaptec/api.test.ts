@@ -162,3 +162,27 @@ describe('the Zaptec client against the simulator', () => {
     expect(sim.requests.map((r) => r.path)).toEqual(['/api/constants']);
   });
 });
+
+describe('retries', () => {
+  it('retries a read on 5xx with backoff, and never retries a write', async () => {
+    const { sim, client } = await setup();
+    await client.api.installations(); // token in hand
+    sim.faults.push({ path: /^\/api\/installation$/, status: 503, times: 2 });
+    expect(await client.api.installations()).toHaveLength(3);
+    expect(sim.requests.filter((r) => r.path === '/api/installation').map((r) => r.status)).toEqual([200, 503, 503, 200]);
+    sim.faults.push({ path: /^\/api\/chargers\/x\/write$/, status: 500, times: 5 });
+    const res = await client.http.request({ method: 'POST', path: '/api/chargers/x/write', body: '{}' });
+    expect(res.status).toBe(500);
+    expect(sim.requests.filter((r) => r.path === '/api/chargers/x/write')).toHaveLength(1);
+  });
+
+  it('gives up on a read after its attempts, with the status in a typed error', async () => {
+    const { sim, client } = await setup();
+    await client.api.installations();
+    sim.faults.push({ path: /^\/api\/installation$/, status: 502, times: 10 });
+    const err = await client.api.installations().catch((e) => e);
+    expect(err.name).toBe('HttpStatusError');
+    expect(err.status).toBe(502);
+    expect(sim.requests.filter((r) => r.status === 502)).toHaveLength(4);
+  });
+});
