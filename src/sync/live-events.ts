@@ -39,6 +39,8 @@ const HEALTHY_AFTER_MS = 5 * 60_000;
 const NOT_ENABLED_RETRY_MS = 30 * 60_000;
 /** The SDK's own retries, set explicitly (P1): quick recovery, errors reported within seconds. */
 const RETRY_OPTIONS = { maxRetries: 2, retryDelayInMs: 1_000, timeoutInMs: 30_000 };
+/** A message whose commit failed is tried again, at most this far apart, while its lock is renewed. */
+const COMMIT_RETRY_CAP_MS = 30_000;
 /** Parallel message handlers: with batched commits this is what gives throughput. */
 const MAX_CONCURRENT_CALLS = 100;
 
@@ -254,6 +256,24 @@ export class InstallationStream {
     return end;
   }
 
+  /**
+   * Commits one observation, trying again while the database refuses (locked by a consumer, disk full):
+   * the SDK keeps the message's lock renewed meanwhile, and nothing is abandoned towards the broker's
+   * max delivery count. False when the daemon stops first: the message is left to come back.
+   */
+  async #commit(observation: ReturnType<typeof decodeObservation>): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#d.batcher.submit(observation, this.installationId);
+        return true;
+      } catch {
+        if (this.#abort.signal.aborted) return false;
+        await this.#d.clock.sleep(Math.min(COMMIT_RETRY_CAP_MS, 500 * 2 ** attempt), this.#abort.signal);
+        if (this.#abort.signal.aborted) return false;
+      }
+    }
+  }
+
   async #handle(receiver: ServiceBusReceiver, m: ServiceBusReceivedMessage): Promise<void> {
     this.received++;
     let observation: ReturnType<typeof decodeObservation>;
@@ -265,12 +285,7 @@ export class InstallationStream {
       await this.#settler.deadLetter(receiver, m, 'MalformedObservation', err.message).catch(() => {});
       return;
     }
-    try {
-      if (observation.chargerId !== NULL_CHARGER_ID)
-        await this.#d.batcher.submit(observation, this.installationId);
-    } catch {
-      return; // not committed: not completed; the message comes back when its lock expires
-    }
+    if (observation.chargerId !== NULL_CHARGER_ID && !(await this.#commit(observation))) return;
     await this.#settler.complete(receiver, m).catch(() => {}); // a lost lock: it comes back, replays are harmless
   }
 }

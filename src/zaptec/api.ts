@@ -205,6 +205,21 @@ export class ZaptecApi {
     return p;
   }
 
+  /**
+   * Keeps an answer for the 15 s it is valid, and no longer: entries are kept in the order they were
+   * stored, so the expired ones are at the front (a fleet-wide start pass would otherwise keep every
+   * charger's state in memory).
+   */
+  #remember(chargerId: string, data: ApiObservation[]): void {
+    const now = this.#clock.now();
+    this.#stateCache.delete(chargerId);
+    this.#stateCache.set(chargerId, { at: now, data });
+    for (const [id, entry] of this.#stateCache) {
+      if (now - entry.at < STATE_CACHE_MS) break;
+      this.#stateCache.delete(id);
+    }
+  }
+
   /** When this charger's state may next be read (epoch ms). */
   stateReadableAt(chargerId: string): number {
     const last = this.#lastRead.get(chargerId)?.read_at_ms;
@@ -225,8 +240,7 @@ export class ZaptecApi {
     this.#markRead.run(chargerId, this.#clock.now());
     if (!Array.isArray(body)) throw new PayloadError('/api/chargers/{id}/state: not an array');
     const data = this.#items(observationSchema, body, 'state observation');
-    this.#stateCache.set(chargerId, { at: this.#clock.now(), data });
-    if (this.#stateCache.size > 20_000) this.#stateCache.clear();
+    this.#remember(chargerId, data);
     return data;
   }
 }

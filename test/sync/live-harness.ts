@@ -11,8 +11,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-export async function liveHarness(fleet: FleetOptions, env: Record<string, string> = {}) {
-  const sim = new Simulation({ fleet: { seed: 5, ...fleet } });
+export async function liveHarness(
+  fleet: FleetOptions,
+  env: Record<string, string> = {},
+  lockDurationMs?: number,
+) {
+  const sim = new Simulation({ fleet: { seed: 5, ...fleet }, ...(lockDurationMs ? { lockDurationMs } : {}) });
   await sim.start();
   cleanups.push(() => sim.stop());
   const dir = tempDir();

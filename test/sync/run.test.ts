@@ -170,7 +170,9 @@ describe('SIGHUP', () => {
     const run = h.start();
     await waitFor(() => run.output().includes('inventory pass completed'));
     run.child.kill('SIGHUP');
-    await waitFor(() => run.output().includes('SIGHUP: inventory refresh deferred'), { what: 'the deferral' });
+    await waitFor(() => run.output().includes('SIGHUP: inventory refresh deferred'), {
+      what: 'the deferral',
+    });
     expect(h.sim.requests.filter((r) => r.path === '/api/installation')).toHaveLength(1);
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
   });

@@ -169,7 +169,9 @@ describe('retries', () => {
     await client.api.installations(); // token in hand
     sim.faults.push({ path: /^\/api\/installation$/, status: 503, times: 2 });
     expect(await client.api.installations()).toHaveLength(3);
-    expect(sim.requests.filter((r) => r.path === '/api/installation').map((r) => r.status)).toEqual([200, 503, 503, 200]);
+    expect(sim.requests.filter((r) => r.path === '/api/installation').map((r) => r.status)).toEqual([
+      200, 503, 503, 200,
+    ]);
     sim.faults.push({ path: /^\/api\/chargers\/x\/write$/, status: 500, times: 5 });
     const res = await client.http.request({ method: 'POST', path: '/api/chargers/x/write', body: '{}' });
     expect(res.status).toBe(500);
