@@ -34,19 +34,28 @@ function stores(clock: VirtualClock) {
 function fakeApi(chargers: number) {
   const calls = { installations: 0, chargers: 0, hierarchy: 0, constants: 0 };
   const api = {
-    installations: async () => (calls.installations++, [{ Id: INST, Name: 'Home' }]),
-    chargers: async () => (
-      calls.chargers++,
-      Array.from({ length: chargers }, (_, i) => ({
+    installations: async () => {
+      calls.installations++;
+      return [{ Id: INST, Name: 'Home' }];
+    },
+    chargers: async () => {
+      calls.chargers++;
+      return Array.from({ length: chargers }, (_, i) => ({
         Id: id(i),
         DeviceId: `ZAP${i}`,
         Name: `c${i}`,
         DeviceType: 4,
         InstallationId: INST,
-      }))
-    ),
-    hierarchy: async () => (calls.hierarchy++, undefined),
-    constants: async () => (calls.constants++, { Observations: { ChargerOperationMode: 710 }, Schema: {} }),
+      }));
+    },
+    hierarchy: async () => {
+      calls.hierarchy++;
+      return undefined;
+    },
+    constants: async () => {
+      calls.constants++;
+      return { Observations: { ChargerOperationMode: 710 }, Schema: {} };
+    },
   };
   return { api: api as unknown as ZaptecApi, calls };
 }
