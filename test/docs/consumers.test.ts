@@ -1,6 +1,6 @@
 /** Every example of docs/CONSUMERS.md, run against a database the daemon made from the simulator. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,6 +63,7 @@ describe('docs/CONSUMERS.md', () => {
   });
 
   it('the Node example runs', () => {
+    mkdirSync(join(ROOT, 'build'), { recursive: true }); // imports resolve from the project's node_modules
     const file = join(ROOT, 'build', 'consumer-example.mjs');
     writeFileSync(file, blocks('js')[0]!.replaceAll("'zaptec.db'", JSON.stringify(join(dir, 'zaptec.db'))));
     const out = execFileSync(process.execPath, [file], { encoding: 'utf8' });
