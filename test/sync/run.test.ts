@@ -5,6 +5,18 @@ import { harness, waitFor } from './harness.js';
 
 const count = (h: Awaited<ReturnType<typeof harness>>, sql: string) => h.one<{ n: number }>(sql).n;
 
+/** The time of the last complete inventory pass, or false while there is none (or no database yet). */
+function inventoryDone(h: Awaited<ReturnType<typeof harness>>): string | false {
+  try {
+    return (
+      h.one<{ inventory_refreshed_at: string | null }>('SELECT inventory_refreshed_at FROM daemon')
+        .inventory_refreshed_at ?? false
+    );
+  } catch {
+    return false;
+  }
+}
+
 function stateReadsPerCharger(paths: string[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const p of paths) {
@@ -87,14 +99,7 @@ describe('zaptec-sync run against the simulator', () => {
   it('answers refresh requests written by another process: a new charger is found, a made-up serial is not', async () => {
     const h = await harness({ installations: 2, chargersPerInstallation: 3 });
     const run = h.start();
-    await waitFor(() => {
-      try {
-        return h.one<{ inventory_refreshed_at: string | null }>('SELECT inventory_refreshed_at FROM daemon')
-          .inventory_refreshed_at;
-      } catch {
-        return false;
-      }
-    });
+    await waitFor(() => inventoryDone(h));
     const inst = [...h.fleet.installations.keys()][0]!;
     const added = h.fleet.addCharger(inst, Date.now());
     const consumer = new Database(h.dbPath);
@@ -144,14 +149,7 @@ describe('zaptec-sync run against the simulator', () => {
     await first.exited;
     expect(count(h, 'SELECT count(*) AS n FROM chargers')).toBe(0); // one transaction: nothing half-written
     const second = h.start();
-    await waitFor(() => {
-      try {
-        return h.one<{ inventory_refreshed_at: string | null }>('SELECT inventory_refreshed_at FROM daemon')
-          .inventory_refreshed_at;
-      } catch {
-        return false;
-      }
-    });
+    await waitFor(() => inventoryDone(h));
     expect(await h.stop(second)).toEqual({ code: 0, signal: null });
     expect(count(h, 'SELECT count(*) AS n FROM installations')).toBe(40);
     expect(count(h, 'SELECT count(*) AS n FROM chargers WHERE active = 1')).toBe(80);
