@@ -26,25 +26,31 @@ const WINDOW_S = Number(values.window);
 /** The profile's burst bucket: the fastest steady rate the daemon allows itself (ZAPTEC_REQUESTS_PER_MINUTE 600 → 10/s). */
 const ALLOWED_PER_S = 9;
 const PER_INSTALLATION = 100;
+/** The lists group's one-minute window in the Zaptec profile. */
+const LISTS_PER_MIN = 25;
 
 function fleet(n = N) {
   return { installations: Math.ceil(n / PER_INSTALLATION), chargersPerInstallation: PER_INSTALLATION };
 }
 
+/**
+ * From the daemon's spawn to every charger's state in SQLite. The budget-limited minimum is the larger of
+ * all calls at the burst bucket's rate and the list pages at the lists group's 25 a minute.
+ */
 async function coldStart(b: Bench, n = N): Promise<{ line: string; readyAt: number }> {
-  const start = Date.now();
   await b.until(
     'every charger with state',
     () => b.count('SELECT count(DISTINCT charger_id) AS n FROM charger_state') >= n,
     3_600_000,
   );
-  const seconds = (Date.now() - start) / 1000;
+  const seconds = (Date.now() - b.startedAt) / 1000;
   const calls = b.sim.rest.requests.length;
-  const minimum = calls / ALLOWED_PER_S;
+  const lists = b.sim.rest.requests.filter((r) => /^\/api\/(installation|chargers)$/.test(r.path)).length;
+  const minimum = Math.max(calls / ALLOWED_PER_S, Math.floor((lists - 1) / LISTS_PER_MIN) * 60);
   const over = seconds / minimum - 1;
   return {
     readyAt: Date.now(),
-    line: `cold start, ${n} chargers: ${seconds.toFixed(1)} s for ${calls} calls; budget-limited minimum ${minimum.toFixed(1)} s (${ALLOWED_PER_S}/s) — ${(over * 100).toFixed(1)} % over, target ≤ 10 %: ${over <= 0.1 ? 'met' : 'MISSED'}`,
+    line: `cold start, ${n} chargers: ${seconds.toFixed(1)} s from spawn for ${calls} calls (${lists} list pages); budget-limited minimum ${minimum.toFixed(1)} s (${ALLOWED_PER_S}/s, lists ${LISTS_PER_MIN}/min) — ${(over * 100).toFixed(1)} % over, target ≤ 10 %: ${over <= 0.1 ? 'met' : 'MISSED'}`,
   };
 }
 
@@ -52,8 +58,8 @@ async function coldStart(b: Bench, n = N): Promise<{ line: string; readyAt: numb
 async function eventsOn(): Promise<string[]> {
   const b = await startBench(fleet());
   try {
-    await b.until('live events', () => allConnected(b), 120_000);
     const cold = await coldStart(b);
+    await b.until('live events', () => allConnected(b), 600_000);
     // Realistic lives: ~20 observations/s over the fleet, a car about three times a day per charger.
     b.sim.live({ eventsPerSecond: 20, arrivalChance: 3 / ((20 * 86_400) / N), churn: 0 });
     const from = Date.now();

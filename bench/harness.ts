@@ -17,6 +17,8 @@ export interface Bench {
   dir: string;
   dbPath: string;
   daemon: ChildProcess;
+  /** When the daemon was spawned (epoch ms). */
+  startedAt: number;
   db(): Database.Database;
   count(sql: string, ...p: unknown[]): number;
   until(what: string, cond: () => boolean, timeoutMs: number): Promise<number>;
@@ -28,6 +30,7 @@ export async function startBench(fleet: FleetOptions, env: Record<string, string
   await sim.start();
   const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
   const dbPath = join(dir, 'zaptec.db');
+  const startedAt = Date.now();
   const daemon = spawn(process.execPath, [CLI, 'run'], {
     env: { ...process.env, ...sim.env(), ZAPTEC_DB: dbPath, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -38,6 +41,7 @@ export async function startBench(fleet: FleetOptions, env: Record<string, string
     dir,
     dbPath,
     daemon,
+    startedAt,
     db() {
       reader ??= new Database(dbPath, { readonly: true, fileMustExist: true });
       return reader;

@@ -195,6 +195,19 @@ export class Admission {
       .get(group, beforeId)?.status;
   }
 
+  /** How many of the group's newest settled requests, up to `max`, failed in a row (5xx, timeout, network). */
+  failuresInARow(group: string, max: number): number {
+    const rows = this.#db
+      .prepare<[string, number], { status: number | null; outcome: string }>(
+        'SELECT status, outcome FROM api_requests WHERE grp = ? AND outcome IS NOT NULL ORDER BY id DESC LIMIT ?',
+      )
+      .all(group, max);
+    const failed = (r: { status: number | null; outcome: string }) =>
+      (r.status ?? 0) >= 500 || r.outcome === 'timeout' || r.outcome === 'network_error';
+    const n = rows.findIndex((r) => !failed(r));
+    return n === -1 ? rows.length : n;
+  }
+
   /**
    * When the group's longest sliding window frees: the oldest of the last `limit` requests leaves it.
    * Used after a second 429 in a row, when the server's `Retry-After: 1` says nothing about it.

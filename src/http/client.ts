@@ -43,17 +43,31 @@ export interface HttpClientOptions {
   maxAttempts?: number;
   backoff?: Backoff;
   headersTimeoutMs?: number;
+  /** Longest silence between body chunks. */
   bodyTimeoutMs?: number;
+  /** Longest a whole attempt may take, however steadily a slow body trickles in. */
+  attemptTimeoutMs?: number;
 }
 
 /** Connection errors that prove the request never reached the server: refunded, not counted. */
 const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ATTEMPT_TIMEOUT']);
 
 /** At least this long after a second 429 in a row: the group's shortest window (60 s for Zaptec's lists). */
 function shortestWindowMs(group: GroupDef): number {
   const sliding = group.windows.flatMap((w) => (w.kind === 'sliding' ? [w.seconds * 1000] : []));
   return sliding.length > 0 ? Math.min(...sliding) : 60_000;
 }
+
+/**
+ * The circuit breaker (rate-limits.md §5.5): after this many failures in a row in a group (5xx, timeouts,
+ * network errors), the group pauses — 30–60 s, doubling with each further failure up to 5 minutes — and the
+ * next request after the pause is the one probe. The count and the pause live in SQLite, so a restart
+ * neither forgets an outage nor floods the API when it ends.
+ */
+const BREAKER_THRESHOLD = 5;
+const BREAKER_BASE_MS = 30_000;
+const BREAKER_CAP_MS = 5 * 60_000;
 
 /** Ids and serials out of paths, so the log and the budget table hold no identifiers and no secrets. */
 export function pathLabel(path: string): string {
@@ -74,6 +88,7 @@ export class HttpClient {
       backoff: { baseMs: 1000, capMs: 60_000 },
       headersTimeoutMs: headersTimeout,
       bodyTimeoutMs: bodyTimeout,
+      attemptTimeoutMs: 60_000,
       ...options,
       dispatcher:
         options.dispatcher ??
@@ -101,7 +116,10 @@ export class HttpClient {
       } catch (err) {
         const code = (err as { code?: string }).code ?? 'ERROR';
         if (NEVER_SENT.has(code)) admission.refund(ticket);
-        else admission.settle(ticket, null, code === 'UND_ERR_HEADERS_TIMEOUT' ? 'timeout' : 'network_error');
+        else {
+          admission.settle(ticket, null, TIMEOUTS.has(code) ? 'timeout' : 'network_error');
+          this.#breaker(ticket, label, code);
+        }
         if (req.signal?.aborted) throw err;
         const netErr = new NetworkError(req.method, label, code, describeError(err));
         if (!retry || attempt + 1 >= this.#o.maxAttempts) throw netErr;
@@ -125,6 +143,7 @@ export class HttpClient {
         continue; // admission waits for the block, or fails at once past the deadline
       }
       admission.settle(ticket, res.status, res.status < 400 ? 'ok' : 'http_error');
+      if (res.status >= 500) this.#breaker(ticket, label, String(res.status));
       if (info.exhausted && info.waitMs !== undefined && info.waitMs > 0) {
         for (const g of ticket.groups) {
           admission.block(
@@ -177,6 +196,30 @@ export class HttpClient {
     log.warn({ path: label, waitMs: Math.round(until - now), rule }, 'API answered 429: pausing');
   }
 
+  /** Opens the breaker of each group of a failed request whose failures in a row reached the threshold. */
+  #breaker(ticket: Ticket, label: string, cause: string): void {
+    const { admission, clock, log } = this.#o;
+    const now = clock.now();
+    for (const group of ticket.groups) {
+      const n = admission.failuresInARow(group, BREAKER_THRESHOLD + 8);
+      if (n < BREAKER_THRESHOLD) continue;
+      const pause = Math.min(
+        BREAKER_CAP_MS,
+        BREAKER_BASE_MS * 2 ** (n - BREAKER_THRESHOLD) * (1 + this.#o.random()),
+      );
+      admission.block(
+        group,
+        now + pause,
+        'local:breaker',
+        `${n} failures in a row, last ${cause} on ${label}`,
+      );
+      log.warn(
+        { group, failures: n, pauseMs: Math.round(pause), path: label, cause },
+        'API failing: pausing the group, then one probe',
+      );
+    }
+  }
+
   /** The server's clock minus ours, from the last response's Date header (doctor reports it). */
   lastSkewMs: number | undefined;
 
@@ -202,16 +245,25 @@ export class HttpClient {
     const url = new URL(this.#o.baseUrl + req.path);
     for (const [k, v] of Object.entries(req.query ?? {}))
       if (v !== undefined) url.searchParams.set(k, String(v));
-    const res = await request(url, {
-      method: req.method,
-      headers: { 'user-agent': this.#o.userAgent, accept: 'application/json', ...req.headers },
-      body: req.body,
-      signal: req.signal,
-      dispatcher: this.#o.dispatcher,
-      headersTimeout: this.#o.headersTimeoutMs,
-      bodyTimeout: this.#o.bodyTimeoutMs,
-    });
-    const body = await res.body.text();
-    return { status: res.statusCode, headers: res.headers as HttpResponse['headers'], body };
+    const limit = AbortSignal.timeout(this.#o.attemptTimeoutMs);
+    const signal = req.signal ? AbortSignal.any([req.signal, limit]) : limit;
+    try {
+      const res = await request(url, {
+        method: req.method,
+        headers: { 'user-agent': this.#o.userAgent, accept: 'application/json', ...req.headers },
+        body: req.body,
+        signal,
+        dispatcher: this.#o.dispatcher,
+        headersTimeout: this.#o.headersTimeoutMs,
+        bodyTimeout: this.#o.bodyTimeoutMs,
+      });
+      const body = await res.body.text();
+      return { status: res.statusCode, headers: res.headers as HttpResponse['headers'], body };
+    } catch (err) {
+      if (!limit.aborted || req.signal?.aborted) throw err;
+      throw Object.assign(new Error(`no complete answer within ${this.#o.attemptTimeoutMs} ms`), {
+        code: 'ATTEMPT_TIMEOUT',
+      });
+    }
   }
 }

@@ -23,11 +23,16 @@ export interface SimRequest {
 export interface Fault {
   path: RegExp;
   status: number;
-  headers?: Record<string, string>;
+  /** Fixed headers, or headers made for the request's arrival time (a reset relative to it). */
+  headers?: Record<string, string> | ((at: number) => Record<string, string>);
   body?: string;
   times: number;
   /** Hold the answer this long first (timeouts, slow servers). */
   delayMs?: number;
+  /** Send the headers, then hold the body this long (a stalled body). */
+  bodyDelayMs?: number;
+  /** Send the body one byte at a time, this many ms apart (a body that trickles in). */
+  trickleMs?: number;
 }
 
 export interface BrokerDetails {
@@ -185,7 +190,9 @@ export class RestSimulator {
     if (fault) {
       fault.times--;
       if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
-      return answer(fault.status, fault.body ?? '', fault.headers);
+      const headers = typeof fault.headers === 'function' ? fault.headers(at) : fault.headers;
+      if (fault.bodyDelayMs || fault.trickleMs) return slowAnswer(res, fault, entry, headers);
+      return answer(fault.status, fault.body ?? '', headers);
     }
     if (url.pathname === '/oauth/token' && req.method === 'POST') return this.#token(body, at, answer, entry);
     if (url.pathname === '/api/constants') return answer(200, SIM_CONSTANTS);
@@ -391,4 +398,32 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('end', () => resolve(data));
     req.on('error', reject);
   });
+}
+
+/** A fault's answer whose body stalls or trickles; gives up quietly when the client hangs up. */
+async function slowAnswer(
+  res: ServerResponse,
+  fault: Fault,
+  entry: SimRequest,
+  headers: Record<string, string> = {},
+): Promise<void> {
+  entry.status = fault.status;
+  const body = Buffer.from(fault.body ?? '{}');
+  res.writeHead(fault.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(body.length),
+    ...headers,
+  });
+  res.flushHeaders();
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  if (fault.bodyDelayMs) await pause(fault.bodyDelayMs);
+  for (let i = 0; i < body.length && !res.destroyed; i++) {
+    res.write(body.subarray(i, i + 1));
+    if (fault.trickleMs) await pause(fault.trickleMs);
+    else {
+      res.write(body.subarray(i + 1));
+      break;
+    }
+  }
+  if (!res.destroyed) res.end();
 }

@@ -21,6 +21,8 @@ export interface ZaptecClientOptions {
   /** Defaults to Zaptec's profile at `requestsPerMinute`; tests scale it. */
   profile?: VendorProfile;
   random?: () => number;
+  /** Defaults: 15 s for the headers, 30 s between body chunks, 60 s for a whole attempt; tests shorten them. */
+  timeouts?: { headersMs: number; bodyMs: number; attemptMs: number };
 }
 
 export interface ZaptecClient {
@@ -40,6 +42,13 @@ export function createZaptecClient(o: ZaptecClientOptions): ZaptecClient {
     userAgent: `zaptec-sync/${o.version}`,
     log: o.log,
     ...(o.random ? { random: o.random } : {}),
+    ...(o.timeouts
+      ? {
+          headersTimeoutMs: o.timeouts.headersMs,
+          bodyTimeoutMs: o.timeouts.bodyMs,
+          attemptTimeoutMs: o.timeouts.attemptMs,
+        }
+      : {}),
   });
   const tokens = new TokenSource(http, o.clock, o.username, o.password);
   const api = new ZaptecApi(http, tokens, o.db, o.clock, o.log);

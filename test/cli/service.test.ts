@@ -1,9 +1,8 @@
 /** issue 7: readiness under a fake NOTIFY_SOCKET, doctor against the simulator, /metrics and /healthz. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli, tempDir, waitFor } from '../helpers.js';
+import { freePort, runCli, tempDir, waitFor } from '../helpers.js';
 import { liveHarness } from '../sync/live-harness.js';
 
 const hasPython = spawn('sh', ['-c', 'command -v python3 && command -v systemd-notify']);
@@ -23,14 +22,6 @@ while True:
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   return { child, lines: () => out.split('\n').filter(Boolean) };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 describe('running as a service', () => {

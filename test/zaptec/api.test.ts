@@ -19,7 +19,11 @@ afterEach(async () => {
   }
 });
 
-async function setup(fleetOptions = { installations: 3, chargersPerInstallation: 2 }, simOptions = {}) {
+async function setup(
+  fleetOptions = { installations: 3, chargersPerInstallation: 2 },
+  simOptions = {},
+  clientOptions: Partial<Parameters<typeof createZaptecClient>[0]> = {},
+) {
   const fleet = new Fleet({ ...fleetOptions, seed: 7 });
   const sim = new RestSimulator({ fleet, ...simOptions });
   const url = await sim.start();
@@ -34,8 +38,19 @@ async function setup(fleetOptions = { installations: 3, chargersPerInstallation:
     }),
   });
   const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
-  const client = createZaptecClient({
-    apiUrl: url,
+  const client = clientOn(url, db, log, { profile: zaptecProfile(600), ...clientOptions });
+  running.push({ sim, client });
+  return { fleet, sim, client, db, lines };
+}
+
+function clientOn(
+  apiUrl: string,
+  db: ReturnType<typeof openDatabase>,
+  log: ReturnType<typeof createLogger>,
+  extra: Partial<Parameters<typeof createZaptecClient>[0]> = {},
+): ZaptecClient {
+  return createZaptecClient({
+    apiUrl,
     username: 'demo@example.com',
     password: 'demo-password',
     requestsPerMinute: 600,
@@ -43,10 +58,13 @@ async function setup(fleetOptions = { installations: 3, chargersPerInstallation:
     db,
     clock: systemClock,
     log,
-    profile: zaptecProfile(600),
+    ...extra,
   });
-  running.push({ sim, client });
-  return { fleet, sim, client, db, lines };
+}
+
+/** A second client on the same database: what a restarted daemon would be. */
+function restarted(sim: RestSimulator, db: ReturnType<typeof openDatabase>): ZaptecClient {
+  return clientOn(sim.url, db, createLogger({ level: 'silent' }));
 }
 
 describe('the Zaptec client against the simulator', () => {
@@ -138,16 +156,7 @@ describe('the Zaptec client against the simulator', () => {
     await client.api.state(c.id);
     expect(sim.requests.filter((r) => r.path.endsWith('/state'))).toHaveLength(1);
     // A restarted daemon (new client, same database) must not read it again within 15 s either.
-    const again = createZaptecClient({
-      apiUrl: sim.url,
-      username: 'demo@example.com',
-      password: 'demo-password',
-      requestsPerMinute: 600,
-      version: '9.9.9',
-      db,
-      clock: systemClock,
-      log: createLogger({ level: 'silent' }),
-    });
+    const again = restarted(sim, db);
     const err = await again.api.state(c.id, { deadline: Date.now() + 1000 }).catch((e) => e);
     expect(err).toBeInstanceOf(RateLimitedError);
     expect(err.retryAt - Date.now()).toBeGreaterThan(10_000);
@@ -186,5 +195,53 @@ describe('retries', () => {
     expect(err.name).toBe('HttpStatusError');
     expect(err.status).toBe(502);
     expect(sim.requests.filter((r) => r.status === 502)).toHaveLength(4);
+  });
+
+  it('opens the breaker after 5 failures in a row: the group pauses 30-60 s, kept in the database', async () => {
+    const { sim, client, db } = await setup();
+    await client.api.installations();
+    sim.faults.push({ path: /^\/api\/installation$/, status: 503, times: 100 });
+    expect((await client.api.installations().catch((e) => e)).status).toBe(503); // 4 attempts
+    const before = Date.now();
+    const err = await client.http
+      .request({ method: 'GET', path: '/api/installation', deadline: Date.now() + 10_000 })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(RateLimitedError);
+    expect(err.retryAt).toBeGreaterThanOrEqual(before + 30_000);
+    expect(err.retryAt).toBeLessThanOrEqual(Date.now() + 60_000 + 1000);
+    expect(sim.requests.filter((r) => r.status === 503)).toHaveLength(5);
+    expect(db.prepare('SELECT source FROM api_blocks WHERE grp = ?').get('global')).toEqual({
+      source: 'local:breaker',
+    });
+    // A restart (a new client on the same database) keeps the pause instead of probing at once.
+    const again = restarted(sim, db);
+    const err2 = await again.api.installations({ deadline: Date.now() + 5_000 }).catch((e) => e);
+    await again.close();
+    expect(err2).toBeInstanceOf(RateLimitedError);
+    expect(sim.requests.filter((r) => r.status === 503)).toHaveLength(5);
+  });
+});
+
+describe('timeouts', () => {
+  // undici checks body silence on a timer of about a second's resolution, hence these lengths.
+  const timeouts = { headersMs: 500, bodyMs: 1_000, attemptMs: 2_500 };
+
+  it.each([
+    ['headers that never come in time', { delayMs: 1_500 }],
+    ['a body that stalls', { bodyDelayMs: 3_000 }],
+    ['a body that trickles in past the attempt limit', { trickleMs: 150 }],
+  ])('gives up on %s, counts a timeout and retries the read', async (_what, slow) => {
+    const { sim, client, db } = await setup(undefined, {}, { timeouts });
+    await client.api.installations();
+    const body = JSON.stringify({ Pages: 1, Data: [] }).padEnd(40, ' ');
+    sim.faults.push({ path: /^\/api\/installation$/, status: 200, body, times: 1, ...slow });
+    expect(await client.api.installations()).toHaveLength(3);
+    const outcomes = db
+      .prepare(
+        "SELECT outcome FROM api_requests WHERE grp = 'global' AND path = '/api/installation' ORDER BY id",
+      )
+      .all()
+      .map((r) => (r as { outcome: string }).outcome);
+    expect(outcomes).toEqual(['ok', 'timeout', 'ok']);
   });
 });
