@@ -5,7 +5,7 @@
 import { type Config, environment, packageVersion, parseConfig } from '../config.js';
 import { createLogger, describeError, type Logger, registerSecret, stdoutIsJournal } from '../log.js';
 import { DaemonRecord } from '../store/daemon-row.js';
-import { closeForReaders, type Db, openDatabase } from '../store/database.js';
+import { closeForReaders, type Db, openDatabase, WalWatch } from '../store/database.js';
 import { type Component, Daemon } from '../sync/daemon.js';
 import { Notifier } from '../sync/notify.js';
 import { buildComponents } from '../sync/wiring.js';
@@ -61,6 +61,7 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     };
     // The watchdog is pinged after each heartbeat write: only while the daemon makes progress.
     const watchdog = config.watchdogUsec !== undefined;
+    const wal = new WalWatch(db, log);
     daemon = new Daemon({
       record: new DaemonRecord(db),
       clock: systemClock,
@@ -68,6 +69,7 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
       version,
       components,
       onHeartbeat: () => {
+        wal.check();
         if (watchdog) void notifier.watchdog();
         void notifier.status(built.statusLine());
       },

@@ -30,6 +30,8 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Retry on 5xx/network errors/429. Default: GET only. Writes are never retried. */
   retry?: boolean;
+  /** Told the admission time of each attempt, just before it is sent (what a crash must not forget). */
+  onAdmit?: (at: number) => void;
 }
 
 export interface HttpClientOptions {
@@ -110,6 +112,7 @@ export class HttpClient {
         deadline: req.deadline,
         signal: req.signal,
       });
+      req.onAdmit?.(ticket.at);
       let res: HttpResponse;
       try {
         res = await this.#send(req);

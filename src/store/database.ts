@@ -3,15 +3,22 @@
  * `migrations/`, applied in order by `PRAGMA user_version`, each in one transaction (Signal Desktop's
  * scheme); a database newer than this code is refused rather than misread.
  */
-import { chmodSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import type { Logger } from '../log.js';
 
 export type Db = Database.Database;
 
 /** How long a statement waits for another connection's lock before failing. */
 export const BUSY_TIMEOUT_MS = 5_000;
+
+/**
+ * The WAL is truncated back to this after a checkpoint that reached its end. It grows past it only while a
+ * reader's transaction holds checkpoints back (or between two checkpoints of a very busy minute).
+ */
+export const WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export class StoreError extends Error {
   override name = 'StoreError';
@@ -112,7 +119,7 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
     // Checkpoint every ~40 MiB of WAL instead of 4 MiB: a fleet's state rows are spread over many pages,
     // and rarer checkpoints write each hot page back once instead of many times (+30 % ingest).
     db.pragma('wal_autocheckpoint = 10000');
-    db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+    db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
   }
   if (options.create) migrate(db);
   return db;
@@ -131,4 +138,50 @@ export function closeForReaders(db: Db): void {
     // Another connection holds the file: WAL stays, and readers still work while it exists.
   }
   db.close();
+}
+
+/**
+ * Watches the WAL's size (called with the heartbeat): past the limit, says once per doubling that a reader
+ * is probably holding a transaction open, and says when it is back within the limit.
+ */
+export class WalWatch {
+  readonly #path: string;
+  readonly #log: Logger;
+  #warnedAt = 0;
+
+  constructor(db: Db, log: Logger) {
+    this.#path = `${db.name}-wal`;
+    this.#log = log;
+  }
+
+  check(): void {
+    let size: number;
+    try {
+      size = statSync(this.#path).size;
+    } catch {
+      return; // no WAL (rollback-journal mode, or not created yet)
+    }
+    const mb = Math.round(size / 2 ** 20);
+    if (size > WAL_LIMIT_BYTES && size >= 2 * this.#warnedAt) {
+      this.#warnedAt = Math.max(size, WAL_LIMIT_BYTES);
+      this.#log.warn(
+        { walMb: mb, limitMb: WAL_LIMIT_BYTES / 2 ** 20 },
+        'the database WAL keeps growing: a reader is probably holding a transaction open, and checkpoints wait for it to end',
+      );
+    } else if (size <= WAL_LIMIT_BYTES && this.#warnedAt > 0) {
+      this.#warnedAt = 0;
+      this.#log.info({ walMb: mb }, 'the database WAL is back within its limit');
+    }
+  }
+}
+
+/** A failed database write in words an operator can act on (the SQLite code kept at the end). */
+export function describeWriteError(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'SQLITE_FULL') return `the disk or the database is full (${code})`;
+  if (typeof code === 'string' && code.startsWith('SQLITE_IOERR'))
+    return `cannot write the database file: the disk may be full or failing (${code}: ${message})`;
+  if (code === 'SQLITE_BUSY') return `another connection holds the database's write lock (${code})`;
+  return message;
 }

@@ -5,6 +5,7 @@
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { DaemonRecord } from '../store/daemon-row.js';
+import { describeWriteError } from '../store/database.js';
 import type { Clock } from '../time.js';
 
 /** A part of the daemon with work of its own: the constructor only stores dependencies. */
@@ -55,7 +56,7 @@ export class Daemon {
       this.#deps.record.heartbeat(this.#deps.clock.now());
       this.#deps.onHeartbeat?.();
     } catch (err) {
-      this.#deps.log.warn({ err: describeError(err) }, 'heartbeat could not be written');
+      this.#deps.log.warn({ err: describeWriteError(err) }, 'heartbeat could not be written');
     }
   }
 

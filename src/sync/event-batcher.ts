@@ -4,8 +4,8 @@
  * it is full, so one transaction carries many messages under load and one message when it is quiet.
  */
 import type { Logger } from '../log.js';
-import { describeError } from '../log.js';
 import type { Observation } from '../observation.js';
+import { describeWriteError } from '../store/database.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
@@ -68,7 +68,7 @@ export class EventBatcher {
       if (!this.#failing) {
         this.#failing = true;
         this.#d.log.error(
-          { err: describeError(err) },
+          { err: describeWriteError(err) },
           'cannot write live observations; their messages are not completed and will come back',
         );
       }

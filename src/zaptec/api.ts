@@ -26,6 +26,11 @@ import {
 
 /** Zaptec caches `/api/chargers/{id}/state` for 15 s: reading sooner only returns the same answer. */
 export const STATE_CACHE_MS = 15_000;
+/**
+ * Added to the 15 s between two reads of one charger: a read's time is recorded when it is admitted, and
+ * the next one may travel faster than it did (the same guard the budget windows keep).
+ */
+const STATE_GUARD_MS = 250;
 /** Items per page of the list endpoints (stekker's value; fewer pages = fewer list calls). */
 export const PAGE_SIZE = 100;
 
@@ -67,6 +72,7 @@ export class ZaptecApi {
     path: string,
     query: Record<string, string | number> | undefined,
     o: CallOptions,
+    onAdmit?: (at: number) => void,
   ): Promise<unknown> {
     for (let attempt = 0; ; attempt++) {
       const token = await this.#tokens.token(o);
@@ -76,6 +82,7 @@ export class ZaptecApi {
         query,
         headers: { authorization: `Bearer ${token}` },
         ...o,
+        ...(onAdmit ? { onAdmit } : {}),
       });
       if (res.status === 401 && attempt === 0) {
         this.#tokens.invalidate(token);
@@ -220,10 +227,15 @@ export class ZaptecApi {
     }
   }
 
+  /** When this charger's state was last read (epoch ms), by this process or an earlier one. */
+  lastStateRead(chargerId: string): number | undefined {
+    return this.#lastRead.get(chargerId)?.read_at_ms;
+  }
+
   /** When this charger's state may next be read (epoch ms). */
   stateReadableAt(chargerId: string): number {
-    const last = this.#lastRead.get(chargerId)?.read_at_ms;
-    return last === undefined ? 0 : last + STATE_CACHE_MS;
+    const last = this.lastStateRead(chargerId);
+    return last === undefined ? 0 : last + STATE_CACHE_MS + STATE_GUARD_MS;
   }
 
   async #readState(chargerId: string, o: CallOptions): Promise<ApiObservation[]> {
@@ -233,8 +245,11 @@ export class ZaptecApi {
         throw new RateLimitedError('state', readable, 'local');
       await this.#clock.sleep(readable - this.#clock.now(), o.signal);
     }
-    this.#markRead.run(chargerId, this.#clock.now());
-    const body = await this.#get(`/api/chargers/${encodeURIComponent(chargerId)}/state`, undefined, o);
+    // Marked as each attempt is admitted, before it is sent: a crash right after cannot let a restarted
+    // daemon read this charger again within 15 s.
+    const body = await this.#get(`/api/chargers/${encodeURIComponent(chargerId)}/state`, undefined, o, (at) =>
+      this.#markRead.run(chargerId, at),
+    );
     // Counted from the answer too: admission may have held the request, and the next read must come
     // 15 s after the server served this one.
     this.#markRead.run(chargerId, this.#clock.now());

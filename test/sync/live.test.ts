@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { NULL_CHARGER_ID } from '../../src/observation.js';
 import type { SimObservation } from '../../src/simulator/fleet.js';
+import { seededRandom } from '../../src/simulator/random.js';
 import { encodeNbfx } from '../../src/zaptec/nbfx.js';
 import { waitFor } from '../helpers.js';
 import { liveHarness } from './live-harness.js';
@@ -140,23 +141,34 @@ describe('live events into SQLite', () => {
     expect(await run.exited).toEqual({ code: 0, signal: null });
   });
 
-  it('loses nothing when the daemon is SIGKILLed mid-stream, and replays add no duplicate history', async () => {
+  it('loses nothing when the daemon is SIGKILLed three times mid-stream, and replays add no duplicate history', async () => {
     const h = await liveHarness(
       { installations: 2, chargersPerInstallation: 10 },
       { ZAPTEC_RECONCILE_MINUTES: '600' },
     );
-    const first = h.start();
+    let run = h.start();
     await h.connected();
     const t0 = Date.now();
     const all = publishMany(h, 6000, t0);
-    await waitFor(
-      () =>
-        h.one<{ n: number }>("SELECT count(*) AS n FROM charger_state_history WHERE source = 'event'").n >
-        500,
-    );
-    first.child.kill('SIGKILL');
-    await first.exited;
-    const second = h.start();
+    // Three SIGKILLs at seeded random points of the stream, each in the middle of a batch or between two.
+    const random = seededRandom(9);
+    let committed = 0;
+    for (let i = 0; i < 3; i++) {
+      const target = committed + 200 + Math.floor(random() * 1200);
+      committed = await waitFor(
+        () => {
+          const n = h.one<{ n: number }>(
+            "SELECT count(*) AS n FROM charger_state_history WHERE source = 'event'",
+          ).n;
+          return n > target ? n : 0;
+        },
+        { timeoutMs: 30_000, what: `${target} observations before kill ${i + 1}` },
+      );
+      run.child.kill('SIGKILL');
+      await run.exited;
+      run = h.start();
+    }
+    const second = run;
     await waitFor(drained(h), { timeoutMs: 30_000, what: 'drained after the restart' });
     expectCurrent(h, all);
     const events = h.one<{ n: number }>(
