@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SimRequest } from '../src/simulator/rest.js';
 import { waitFor } from './helpers.js';
-import { harness } from './sync/harness.js';
+import { type Harness, harness } from './sync/harness.js';
 
 /** A server's "wait until" in each convention, for a reset at `t` (whole seconds) named at arrival `at`. */
 const CONVENTIONS: [string, (t: number, at: number) => Record<string, string>][] = [
@@ -43,8 +43,14 @@ const CONVENTIONS: [string, (t: number, at: number) => Record<string, string>][]
 
 const isState = (r: SimRequest) => r.path.endsWith('/state');
 
+/** Issue 9 §5 under these faults: neither the password nor any token issued appears in the output. */
+function expectNoSecrets(h: Harness, output: string): void {
+  expect(output).not.toContain(h.sim.users[0]!.password);
+  for (const token of h.sim.issuedTokens) expect(output).not.toContain(token);
+}
+
 async function polling(fleet = { installations: 1, chargersPerInstallation: 3 }) {
-  const h = await harness(fleet, { ZAPTEC_EVENTS: 'off' });
+  const h = await harness(fleet, { ZAPTEC_EVENTS: 'off', LOG_LEVEL: 'debug' });
   const run = h.start();
   await waitFor(() => h.sim.requests.filter((r) => isState(r) && r.status === 200).length >= 3, {
     timeoutMs: 30_000,
@@ -86,6 +92,7 @@ describe('API faults against the daemon', () => {
     }
     expect(h.sim.requests.filter((r) => r.limit)).toEqual([]);
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+    expectNoSecrets(h, run.output());
   });
 
   it('keeps a long Retry-After across a restart, clamped to twice the longest window it concerns', {
@@ -104,6 +111,7 @@ describe('API faults against the daemon', () => {
     expect(block.blocked_until_ms).toBeGreaterThanOrEqual(hit.at + 119_000);
     expect(block.blocked_until_ms).toBeLessThanOrEqual(hit.at + 122_000);
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+    expectNoSecrets(h, run.output());
     const sent = h.sim.requests.length;
     const again = h.start();
     const started = Date.now();
@@ -116,6 +124,7 @@ describe('API faults against the daemon', () => {
     );
     expect(h.sim.requests.slice(sent)).toEqual([]);
     expect(await h.stop(again)).toEqual({ code: 0, signal: null });
+    expectNoSecrets(h, again.output());
   });
 
   it('turns a 5xx storm into a pause after 5 failures in a row, then recovers with one probe', {
@@ -146,5 +155,6 @@ describe('API faults against the daemon', () => {
     expect(probe?.status).toBe(200);
     expect(run.output()).toMatch(/API failing: pausing the group, then one probe/);
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+    expectNoSecrets(h, run.output());
   });
 });

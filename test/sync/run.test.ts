@@ -1,6 +1,7 @@
 /** issue 4 "done when", each against the simulator with the real `zaptec-sync run` process. */
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../src/simulator/random.js';
 import { harness, waitFor } from './harness.js';
 
 const count = (h: Awaited<ReturnType<typeof harness>>, sql: string) => h.one<{ n: number }>(sql).n;
@@ -137,17 +138,20 @@ describe('zaptec-sync run against the simulator', () => {
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
   });
 
-  it('SIGKILL during the inventory pass, then a restart: complete, consistent, nothing duplicated, no 429', {
-    timeout: 60_000,
+  it('SIGKILL at three random points of the inventory pass, then a restart: complete, consistent, nothing duplicated, no 429', {
+    timeout: 90_000,
   }, async () => {
     const h = await harness({ installations: 40, chargersPerInstallation: 2 });
-    const first = h.start();
-    await waitFor(() => h.sim.requests.filter((r) => r.path.endsWith('/hierarchy')).length >= 10, {
-      what: 'pass under way',
-    });
-    first.child.kill('SIGKILL');
-    await first.exited;
-    expect(count(h, 'SELECT count(*) AS n FROM chargers')).toBe(0); // one transaction: nothing half-written
+    const hierarchies = () => h.sim.requests.filter((r) => r.path.endsWith('/hierarchy')).length;
+    const random = seededRandom(23);
+    for (let kill = 0; kill < 3; kill++) {
+      const run = h.start();
+      const target = hierarchies() + 1 + Math.floor(random() * 38);
+      await waitFor(() => hierarchies() >= target, { timeoutMs: 30_000, what: `hierarchy ${target}` });
+      run.child.kill('SIGKILL');
+      await run.exited;
+      expect(count(h, 'SELECT count(*) AS n FROM chargers')).toBe(0); // one transaction: nothing half-written
+    }
     const second = h.start();
     await waitFor(() => inventoryDone(h));
     expect(await h.stop(second)).toEqual({ code: 0, signal: null });
