@@ -157,6 +157,18 @@ function retryAfter(b: Builder, h: Headers): void {
   }
 }
 
+/** A whole number; a decimal is read leniently, rounded up and warned (rate-limits.md §5.6 rule 2). */
+function wholeNumber(b: Builder, text: string, source: string): number | undefined {
+  if (INTEGER.test(text)) return Number(text);
+  if (DECIMAL.test(text)) {
+    const n = Math.ceil(Number(text));
+    b.info.warnings.push(`${source} "${text.trim()}" is not a whole number; read as ${n}`);
+    return n;
+  }
+  b.info.warnings.push(`${source} "${text.trim()}" is not a number; ignored`);
+  return undefined;
+}
+
 /** A reset value in the vendor's format (or detected), as a wait in ms. */
 function resetWait(b: Builder, raw: string, source: string): number | undefined {
   const format = b.options.resetFormat ?? 'auto';
@@ -167,11 +179,8 @@ function resetWait(b: Builder, raw: string, source: string): number | undefined 
     return undefined;
   }
   if (iso !== undefined) return untilServerTime(b, iso);
-  if (!INTEGER.test(text)) {
-    b.info.warnings.push(`${source} "${text}" is not a time; ignored`);
-    return undefined;
-  }
-  const n = Number(text);
+  const n = wholeNumber(b, text, source);
+  if (n === undefined) return undefined;
   switch (format) {
     case 'epoch-s':
       return untilServerTime(b, n * 1000);
@@ -281,7 +290,8 @@ function ietf(b: Builder, h: Headers): void {
     b.info.remaining = Math.min(b.info.remaining ?? Infinity, Number(remaining));
     if (Number(remaining) === 0) {
       b.info.exhausted = true;
-      if (reset && INTEGER.test(reset)) addWait(b, Number(reset) * 1000, 'ratelimit-reset');
+      const seconds = reset === undefined ? undefined : wholeNumber(b, reset, 'ratelimit-reset');
+      if (seconds !== undefined) addWait(b, seconds * 1000, 'ratelimit-reset');
     }
   }
 }

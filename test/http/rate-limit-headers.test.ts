@@ -201,6 +201,16 @@ const vectors: [number, string, number, Headers, Expect, ParseOptions?][] = [
     },
     ZAPTEC,
   ],
+  [
+    8,
+    'decimal reset delta (rule 2), rounded up, warned',
+    429,
+    { 'ratelimit-remaining': '0', 'ratelimit-reset': '3.2' },
+    (i) => {
+      expect(i.waitMs).toBe(4000);
+      expect(i.warnings.join()).toMatch(/whole number/);
+    },
+  ],
   [32, 'no rate headers at all', 429, {}, 'backoff'],
   [
     33,
