@@ -89,13 +89,13 @@ describe('SIGKILL at random points of a state pass', () => {
     // The budget held across the kills: no 429 from the simulator's limits, and no charger read twice within 15 s.
     const requests = faulty.sim.requests;
     expect(requests.filter((r) => r.status === 429)).toEqual([]);
-    // Zaptec's bucket as the profile reads it (9/s, burst 15): at most 15 + 9 in any second, 600 a minute.
+    // Zaptec's bucket (10/s, burst 15) lets 15 + 10 through in any second (ours keeps to 12 + 9); 600 a minute.
     expect(
       maxInWindow(
         requests.map((r) => r.at),
         1000,
       ),
-    ).toBeLessThanOrEqual(24);
+    ).toBeLessThanOrEqual(25);
     expect(
       maxInWindow(
         requests.map((r) => r.at),

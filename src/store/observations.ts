@@ -75,6 +75,14 @@ export class ObservationStore {
     this.#nameCache.clear();
   }
 
+  /**
+   * Chargers an inventory pass in flight has seen, before it commits: their observations are named by
+   * their device type and not reported unknown. `invalidate()` (after the pass) returns to the table.
+   */
+  expect(chargers: readonly { id: string; deviceType: number | null }[]): void {
+    for (const c of chargers) if (!this.#deviceTypes.get(c.id)) this.#deviceTypes.set(c.id, c.deviceType);
+  }
+
   /** The device type known for a charger; undefined when the charger is not in the inventory. */
   #deviceType(chargerId: string): number | null | undefined {
     let type = this.#deviceTypes.get(chargerId);

@@ -39,6 +39,11 @@ export interface InventoryDeps {
   followed: string[] | undefined;
   /** Called after each completed pass with the followed installations. */
   onRefreshed?: (installationIds: string[], change: InventoryChange) => void;
+  /**
+   * The chargers of the followed installations' hierarchies, before the charger list's pages (which the
+   * lists budget may spread over minutes) and the commit: their state can be read meanwhile.
+   */
+  onChargersSeen?: (chargers: ChargerRecord[]) => void;
 }
 
 export class InventorySync {
@@ -126,11 +131,12 @@ export class InventorySync {
       const installations = (await api.installations({ signal })).filter(
         (i) => !this.#d.followed || this.#d.followed.includes(i.Id.toLowerCase()),
       );
-      const chargers = await api.chargers({ signal });
       const followedIds = new Set(installations.map((i) => i.Id.toLowerCase()));
       const circuits: CircuitRecord[] = [];
       const fromHierarchy = new Map<string, ChargerRecord>();
       const hierarchyMissing = new Set<string>();
+      // Hierarchies first: they cost no list budget, and name the chargers whose state can be read while
+      // the charger list's pages wait for the lists window.
       for (const inst of installations) {
         if (this.#stopped) return false;
         const h = await api.hierarchy(inst.Id, { signal });
@@ -141,6 +147,8 @@ export class InventorySync {
         }
         for (const c of parseHierarchy(id, h, circuits)) fromHierarchy.set(c.id, c);
       }
+      this.#d.onChargersSeen?.([...fromHierarchy.values()]);
+      const chargers = await api.chargers({ signal });
       const records = mergeChargers(chargers, fromHierarchy, followedIds, this.#d.followed !== undefined);
       const snapshot: InventorySnapshot = {
         installations: installations.map((i) => ({ id: i.Id.toLowerCase(), name: i.Name ?? null, data: i })),
@@ -168,6 +176,7 @@ export class InventorySync {
       this.#d.onRefreshed?.([...followedIds], change);
       return true;
     } catch (err) {
+      this.#d.observations.invalidate(); // what the pass had seen is not the inventory after all
       if (!this.#stopped)
         log.warn({ err: describeError(err) }, 'inventory pass failed; the stored inventory is kept');
       throw err;

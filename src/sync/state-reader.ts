@@ -117,15 +117,29 @@ export class StateReader {
       .sort((a, b) => a.at - b.at);
     newcomers.forEach((a, i) => {
       const cadence = this.#cadence(a.installation_id);
-      if (now - a.at >= this.#d.reconcileMs) this.readSoon(a.id, 'start: stored state is stale', now);
+      // A read in flight (started before the inventory pass committed) is the start read already.
+      if (now - a.at >= this.#d.reconcileMs && !this.#inflight.has(a.id))
+        this.readSoon(a.id, 'start: stored state is stale', now);
       this.#slots.set(a.id, {
         installationId: a.installation_id,
-        due: now + Math.round((cadence * (i + 1)) / newcomers.length),
+        // Spread evenly, but never sooner than a cadence after the charger's last read.
+        due: Math.max(now + Math.round((cadence * (i + 1)) / newcomers.length), a.at + cadence),
         cadenceMs: cadence,
       });
     });
     this.#respread();
     this.#wakeAll();
+  }
+
+  /**
+   * Chargers an inventory pass in flight has seen: the ones without a slot that were never read are read
+   * now, while the pass waits for the lists budget (their slots come with the pass's `resync`).
+   */
+  prefetch(chargerIds: readonly string[]): void {
+    for (const id of chargerIds) {
+      if (!this.#slots.has(id) && this.#d.api.stateReadableAt(id) === 0)
+        this.readSoon(id, 'start: charger seen by the inventory pass');
+    }
   }
 
   /** A read as soon as the budget and the 15 s rule allow (or at `at`). */

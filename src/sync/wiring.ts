@@ -90,6 +90,10 @@ export function buildComponents(deps: WiringDeps): Wired {
       markInstallations(ids);
       stateReader.resync();
     },
+    onChargersSeen: (chargers) => {
+      observations.expect(chargers);
+      stateReader.prefetch(chargers.map((c) => c.id));
+    },
   });
   const onApplied = (r: ApplyResult) => {
     for (const id of r.unknownChargers) lookup.unknownSeen(id);
