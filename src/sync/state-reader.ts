@@ -115,17 +115,18 @@ export class StateReader {
       .filter((a) => !this.#slots.has(a.id))
       .map((a) => ({ ...a, at: a.received_at ? Date.parse(a.received_at) : 0 }))
       .sort((a, b) => a.at - b.at);
+    // Every slot first: the polling cadence depends on how many chargers are polled.
+    for (const a of newcomers)
+      this.#slots.set(a.id, { installationId: a.installation_id, due: 0, cadenceMs: 0 });
     newcomers.forEach((a, i) => {
       const cadence = this.#cadence(a.installation_id);
       // A read in flight (started before the inventory pass committed) is the start read already.
       if (now - a.at >= this.#d.reconcileMs && !this.#inflight.has(a.id))
         this.readSoon(a.id, 'start: stored state is stale', now);
-      this.#slots.set(a.id, {
-        installationId: a.installation_id,
-        // Spread evenly, but never sooner than a cadence after the charger's last read.
-        due: Math.max(now + Math.round((cadence * (i + 1)) / newcomers.length), a.at + cadence),
-        cadenceMs: cadence,
-      });
+      const slot = this.#slots.get(a.id)!;
+      slot.cadenceMs = cadence;
+      // Spread evenly, but never sooner than a cadence after the charger's last read.
+      slot.due = Math.max(now + Math.round((cadence * (i + 1)) / newcomers.length), a.at + cadence);
     });
     this.#respread();
     this.#wakeAll();

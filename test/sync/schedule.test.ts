@@ -219,6 +219,23 @@ describe('reconciliation (virtual clock)', () => {
     expect(followUps[0]!.at - changedAt).toBeLessThan(MODE_CHANGE_FOLLOW_UP_MS + 2_000);
   });
 
+  it('gives every polled charger the cadence of the whole fleet, the first ones of a resync included', async () => {
+    const { clock, reader, reads, s } = makeReader(200, 60);
+    s.syncStatus.ensure(INST, 'connecting', null);
+    reader.setPolling(INST, true); // as the inventory pass does, before the resync that adds the slots
+    reader.start();
+    await runFor(clock, 4 * 60_000);
+    await reader.stop();
+    const cadence = reader.pollIntervalMs();
+    expect(cadence).toBe(44_445); // 200 chargers at half of 9/s
+    const byCharger = new Map<string, number[]>();
+    for (const r of reads) byCharger.set(r.id, [...(byCharger.get(r.id) ?? []), r.at]);
+    let shortest = Infinity;
+    for (const times of byCharger.values())
+      for (let i = 1; i < times.length; i++) shortest = Math.min(shortest, times[i]! - times[i - 1]!);
+    expect(shortest).toBeGreaterThanOrEqual(cadence / 2);
+  });
+
   it('polls as often as the budget allows while live events are down, and says so', async () => {
     const { clock, reader, reads, s } = makeReader(20, 60);
     s.syncStatus.ensure(INST, 'connecting', null);
