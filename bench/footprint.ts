@@ -3,6 +3,7 @@
  * 1,000 observations. Target RSS ≤ 200 MB. `--minutes M` (default 5; the issue's 30 with --minutes 30).
  */
 import { readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { allConnected, rssOf, sleep, startBench } from './harness.js';
 import { record } from './machine.js';
@@ -13,9 +14,10 @@ const { values } = parseArgs({
 const MINUTES = Number(values.minutes);
 const RATE = Number(values.rate);
 
+const port = await freePort();
 const b = await startBench(
   { installations: 100, chargersPerInstallation: 100 },
-  { ZAPTEC_RECONCILE_MINUTES: '600' },
+  { ZAPTEC_RECONCILE_MINUTES: '600', ZAPTEC_METRICS: `127.0.0.1:${port}` },
 );
 let line = '';
 try {
@@ -34,10 +36,14 @@ try {
   const cpu = cpuSeconds(pid) - cpu0;
   const observations = b.count('SELECT count(*) AS n FROM charger_state_history') - obs0;
   const rss = samples.at(-1)![1];
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const gauge = (name: string) =>
+    Number(new RegExp(`^${name} (\\S+)`, 'm').exec(metrics)?.[1] ?? Number.NaN) / 2 ** 20;
+  const heap = `V8 heap ${gauge('nodejs_heap_size_used_bytes').toFixed(0)} MB used of ${gauge('nodejs_heap_size_total_bytes').toFixed(0)}, external ${gauge('nodejs_external_memory_bytes').toFixed(0)} MB`;
   const half = samples.slice(Math.floor(samples.length / 2));
   const slope = half.length > 1 ? (half.at(-1)![1] - half[0]![1]) / (half.at(-1)![0] - half[0]![0]) : 0;
   const dbBytes = ['', '-wal'].reduce((s, x) => s + (safeSize(b.dbPath + x) ?? 0), 0);
-  line = `10,000 chargers, ${MINUTES} min of events at ${RATE}/s (${observations.toLocaleString('en')} observations, state reads running too): RSS ${(rss / 2 ** 20).toFixed(0)} MB (slope over the second half ${(slope / 2 ** 20).toFixed(2)} MB/min) — target ≤ 200 MB: ${rss <= 200 * 2 ** 20 ? 'met' : 'MISSED'}; database ${(dbBytes / 2 ** 20).toFixed(1)} MB; CPU ${((cpu / Math.max(1, observations)) * 1000 * 1000).toFixed(0)} ms per 1,000 observations (all of the daemon's work included)`;
+  line = `10,000 chargers, ${MINUTES} min of events at ${RATE}/s (${observations.toLocaleString('en')} observations, state reads running too): RSS ${(rss / 2 ** 20).toFixed(0)} MB (slope over the second half ${(slope / 2 ** 20).toFixed(2)} MB/min; ${heap}; SQLite's page cache up to 64 MiB) — target ≤ 200 MB: ${rss <= 200 * 2 ** 20 ? 'met' : 'MISSED'}; database ${(dbBytes / 2 ** 20).toFixed(1)} MB; CPU ${((cpu / Math.max(1, observations)) * 1000 * 1000).toFixed(0)} ms per 1,000 observations (all of the daemon's work included)`;
   console.log(line);
 } finally {
   await b.stop();
@@ -55,4 +61,12 @@ function safeSize(path: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
 }

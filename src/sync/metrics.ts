@@ -3,7 +3,7 @@
  * gauges are read at scrape time from the admission log and the database, so they always tell the truth.
  */
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Admission } from '../http/admission.js';
 import type { Logger } from '../log.js';
 import type { Db } from '../store/database.js';
@@ -29,6 +29,8 @@ export class Metrics {
     this.#sources = sources;
     const r = this.registry;
     const { db, admission, clock } = sources;
+    // The process's own: resident memory, V8 heap, event-loop lag, GC (prom-client's standard set).
+    collectDefaultMetrics({ register: r });
     this.apiRequests = new Counter({
       name: 'zaptec_api_requests_total',
       help: 'API requests sent, by endpoint group and outcome (ok, http_error, rate_limited, network_error, timeout)',
