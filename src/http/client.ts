@@ -70,6 +70,8 @@ function shortestWindowMs(group: GroupDef): number {
 const BREAKER_THRESHOLD = 5;
 const BREAKER_BASE_MS = 30_000;
 const BREAKER_CAP_MS = 5 * 60_000;
+/** The same kind of header warning is logged again only after this long. */
+const WARN_AGAIN_MS = 10 * 60_000;
 
 /** Ids and serials out of paths, so the log and the budget table hold no identifiers and no secrets. */
 export function pathLabel(path: string): string {
@@ -103,7 +105,7 @@ export class HttpClient {
   }
 
   async request(req: HttpRequest): Promise<HttpResponse> {
-    const { admission, clock, log } = this.#o;
+    const { admission, clock } = this.#o;
     const retry = req.retry ?? req.method === 'GET';
     const groups = groupsFor(admission.profile, req.method, req.path);
     const label = pathLabel(req.path);
@@ -135,8 +137,7 @@ export class HttpClient {
         ...admission.profile.headers,
         ceilingMs: Math.max(60_000, 2 * Math.max(...groups.map(longestWindowMs))),
       });
-      for (const w of info.warnings)
-        log.warn({ path: label, status: res.status }, `rate-limit headers: ${w}`);
+      for (const w of info.warnings) this.#warnOnce(w, label, res.status, now);
       if (res.status === 429) {
         admission.settle(ticket, 429, 'rate_limited');
         this.#on429(ticket, info.waitMs, attempt, label, info.sources);
@@ -221,6 +222,20 @@ export class HttpClient {
         'API failing: pausing the group, then one probe',
       );
     }
+  }
+
+  readonly #warned = new Map<string, number>();
+
+  /**
+   * A header warning, at most once in 10 minutes per kind (numbers aside): a server whose clock is off, or
+   * that always sends a malformed header, would otherwise put a line in the log for every response.
+   */
+  #warnOnce(warning: string, label: string, status: number, now: number): void {
+    const kind = warning.replace(/-?\d+(\.\d+)?/g, '#');
+    const last = this.#warned.get(kind);
+    if (last !== undefined && now - last < WARN_AGAIN_MS) return;
+    this.#warned.set(kind, now);
+    this.#o.log.warn({ path: label, status }, `rate-limit headers: ${warning}`);
   }
 
   /** The server's clock minus ours, from the last response's Date header (doctor reports it). */

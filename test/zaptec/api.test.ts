@@ -222,6 +222,23 @@ describe('retries', () => {
   });
 });
 
+describe('header warnings', () => {
+  it('says once, not for every response, that the server’s clock differs from ours', async () => {
+    const { sim, client, lines } = await setup();
+    await client.api.installations();
+    const body = JSON.stringify({ Pages: 1, Data: [] });
+    sim.faults.push({
+      path: /^\/api\/installation$/,
+      status: 200,
+      body,
+      times: 3,
+      headers: () => ({ date: new Date(Date.now() - 60_000).toUTCString() }),
+    });
+    for (let i = 0; i < 3; i++) await client.api.installations();
+    expect(lines.filter((l) => l.includes('clock differs from ours'))).toHaveLength(1);
+  });
+});
+
 describe('timeouts', () => {
   // undici checks body silence on a timer of about a second's resolution, hence these lengths.
   const timeouts = { headersMs: 500, bodyMs: 1_000, attemptMs: 2_500 };
