@@ -114,8 +114,9 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
-    // A fleet's hot pages (current state, recent history) stay in memory: 64 MiB at most.
-    db.pragma('cache_size = -65536');
+    // A fleet's hot pages (current state, recent history) stay in memory: 32 MiB at most. 10,000 chargers'
+    // current state is about 16 MiB; 64 MiB bought no ingest speed and cost 32 MB of RSS (BENCHMARKS.md).
+    db.pragma('cache_size = -32768');
     // Checkpoint every ~40 MiB of WAL instead of 4 MiB: a fleet's state rows are spread over many pages,
     // and rarer checkpoints write each hot page back once instead of many times (+30 % ingest).
     db.pragma('wal_autocheckpoint = 10000');
