@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import {
@@ -116,16 +116,20 @@ describe('the migrated schema', () => {
     closeForReaders(db);
     chmodSync(path, 0o644);
     chmodSync(dir, 0o555);
-    const script = join(tempDir(), 'reader.cjs');
-    const bs3 = createRequire(import.meta.url).resolve('better-sqlite3');
+    // The reader gets its own copy of better-sqlite3: the checkout may sit where that user cannot look
+    // (a clone in a 0700 temporary directory).
+    const readerDir = tempDir();
+    const script = join(readerDir, 'reader.cjs');
+    const bs3 = dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
+    cpSync(join(bs3, 'lib'), join(readerDir, 'lib'), { recursive: true });
+    cpSync(join(bs3, 'build', 'Release', 'better_sqlite3.node'), join(readerDir, 'better_sqlite3.node'));
     writeFileSync(
       script,
-      `const D = require(${JSON.stringify(bs3)});
-       const db = new D(${JSON.stringify(path)}, { readonly: true, fileMustExist: true });
+      `const D = require('./lib/index.js');
+       const db = new D(${JSON.stringify(path)}, { readonly: true, fileMustExist: true, nativeBinding: ${JSON.stringify(join(readerDir, 'better_sqlite3.node'))} });
        process.stdout.write(String(db.prepare('SELECT value FROM charger_state').get().value));`,
     );
-    chmodSync(join(script, '..'), 0o755);
-    chmodSync(script, 0o644);
+    execFileSync('chmod', ['-R', 'a+rX', readerDir]);
     // As root, permissions would not bite: read as an unprivileged user when we can.
     const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
     const r = spawnSync(process.execPath, [script], { ...asUser, encoding: 'utf8' });
