@@ -16,7 +16,7 @@ import type { InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import { type Clock, parseZaptecTime, quietAbortController } from '../time.js';
-import { STATE_CACHE_MS, type ZaptecApi } from '../zaptec/api.js';
+import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
 import type { ApiObservation } from '../zaptec/schemas.js';
 
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
@@ -241,7 +241,7 @@ export class StateReader {
   }
 
   #lastRead(id: string): number {
-    return this.#d.api.stateReadableAt(id) - STATE_CACHE_MS;
+    return this.#d.api.stateReadableAt(id) - STATE_READ_SPACING_MS;
   }
 
   #postpone(id: string, at: number): void {

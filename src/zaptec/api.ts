@@ -27,10 +27,11 @@ import {
 /** Zaptec caches `/api/chargers/{id}/state` for 15 s: reading sooner only returns the same answer. */
 export const STATE_CACHE_MS = 15_000;
 /**
- * Added to the 15 s between two reads of one charger: a read's time is recorded when it is admitted, and
- * the next one may travel faster than it did (the same guard the budget windows keep).
+ * The least time between two reads of one charger: the 15 s cache plus 250 ms, because a read's time is
+ * recorded when it is admitted and the next one may travel faster than it did (the guard the budget
+ * windows keep too).
  */
-const STATE_GUARD_MS = 250;
+export const STATE_READ_SPACING_MS = STATE_CACHE_MS + 250;
 /** Items per page of the list endpoints (stekker's value; fewer pages = fewer list calls). */
 export const PAGE_SIZE = 100;
 
@@ -227,15 +228,10 @@ export class ZaptecApi {
     }
   }
 
-  /** When this charger's state was last read (epoch ms), by this process or an earlier one. */
-  lastStateRead(chargerId: string): number | undefined {
-    return this.#lastRead.get(chargerId)?.read_at_ms;
-  }
-
-  /** When this charger's state may next be read (epoch ms). */
+  /** When this charger's state may next be read (epoch ms), whichever process read it last. */
   stateReadableAt(chargerId: string): number {
-    const last = this.lastStateRead(chargerId);
-    return last === undefined ? 0 : last + STATE_CACHE_MS + STATE_GUARD_MS;
+    const last = this.#lastRead.get(chargerId)?.read_at_ms;
+    return last === undefined ? 0 : last + STATE_READ_SPACING_MS;
   }
 
   async #readState(chargerId: string, o: CallOptions): Promise<ApiObservation[]> {

@@ -9,7 +9,7 @@ import { ObservationStore } from '../../src/store/observations.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
 import { INVENTORY_SPACING_MS, InventorySync } from '../../src/sync/inventory.js';
 import { MODE_CHANGE_FOLLOW_UP_MS, type StateApi, StateReader } from '../../src/sync/state-reader.js';
-import type { ZaptecApi } from '../../src/zaptec/api.js';
+import { STATE_READ_SPACING_MS, type ZaptecApi } from '../../src/zaptec/api.js';
 import { VirtualClock } from '../clock.js';
 import { tempDir } from '../helpers.js';
 
@@ -160,7 +160,7 @@ describe('reconciliation (virtual clock)', () => {
           },
         ];
       },
-      stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + 15_000,
+      stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + STATE_READ_SPACING_MS,
     };
     const r = new StateReader({
       api,
