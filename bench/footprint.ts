@@ -3,9 +3,8 @@
  * 1,000 observations. Target RSS ≤ 200 MB. `--minutes M` (default 5; the issue's 30 with --minutes 30).
  */
 import { readFileSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { allConnected, rssOf, sleep, startBench } from './harness.js';
+import { allConnected, freePort, rssOf, sleep, startBench } from './harness.js';
 import { record } from './machine.js';
 
 const { values } = parseArgs({
@@ -61,12 +60,4 @@ function safeSize(path: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
 }

@@ -1,6 +1,7 @@
 /** What the benchmarks share: the simulation in this process, the real `zaptec-sync run` in another. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,4 +152,13 @@ export function rssOf(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for the daemon's /metrics). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
 }
