@@ -133,13 +133,9 @@ function untilServerTime(b: Builder, t: number): number {
 
 function retryAfter(b: Builder, h: Headers): void {
   for (const raw of values(h, 'retry-after').flatMap((v) => v.split(/,(?=\s*\d+\s*(?:,|$))/))) {
-    if (INTEGER.test(raw)) addWait(b, Number(raw) * 1000, 'retry-after');
-    else if (DECIMAL.test(raw)) {
-      addWait(b, Math.ceil(Number(raw)) * 1000, 'retry-after');
-      b.info.warnings.push(
-        `Retry-After "${raw.trim()}" is not a whole number of seconds; read as ${Math.ceil(Number(raw))} s`,
-      );
-    } else {
+    if (INTEGER.test(raw) || DECIMAL.test(raw))
+      addWait(b, wholeNumber(b, raw, 'Retry-After')! * 1000, 'retry-after');
+    else {
       const date = parseHttpDate(raw, b.now);
       if (date !== undefined) addWait(b, untilServerTime(b, date), 'retry-after');
       else b.info.warnings.push(`Retry-After "${raw.trim()}" is neither seconds nor an HTTP date; ignored`);
