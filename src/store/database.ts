@@ -164,7 +164,7 @@ export class WalWatch {
     }
     const mb = Math.round(size / 2 ** 20);
     if (size > WAL_LIMIT_BYTES && size >= 2 * this.#warnedAt) {
-      this.#warnedAt = Math.max(size, WAL_LIMIT_BYTES);
+      this.#warnedAt = size;
       this.#log.warn(
         { walMb: mb, limitMb: WAL_LIMIT_BYTES / 2 ** 20 },
         'the database WAL keeps growing: a reader is probably holding a transaction open, and checkpoints wait for it to end',

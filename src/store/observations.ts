@@ -80,7 +80,10 @@ export class ObservationStore {
    * their device type and not reported unknown. `invalidate()` (after the pass) returns to the table.
    */
   expect(chargers: readonly { id: string; deviceType: number | null }[]): void {
-    for (const c of chargers) if (!this.#deviceTypes.get(c.id)) this.#deviceTypes.set(c.id, c.deviceType);
+    for (const c of chargers) {
+      const known = this.#deviceTypes.get(c.id);
+      if (known === undefined || known === false) this.#deviceTypes.set(c.id, c.deviceType);
+    }
   }
 
   /** The device type known for a charger; undefined when the charger is not in the inventory. */
