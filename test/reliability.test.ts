@@ -12,6 +12,14 @@ import { maxInWindow, waitFor } from './helpers.js';
 import { type Harness, harness } from './sync/harness.js';
 import { liveHarness } from './sync/live-harness.js';
 
+/** History rows of state 513 observed at or after `t0`: the observations a test published, committed. */
+function historySince(h: { one<T>(sql: string, ...p: unknown[]): T }, t0: number): number {
+  return h.one<{ n: number }>(
+    'SELECT count(*) AS n FROM charger_state_history WHERE state_id = 513 AND observed_at >= ?',
+    new Date(t0).toISOString(),
+  ).n;
+}
+
 describe('a consumer holding the write lock past the busy timeout', () => {
   it('makes the daemon hold its messages uncompleted, and commit them all once the lock is released', {
     timeout: 90_000,
@@ -30,14 +38,10 @@ describe('a consumer holding the write lock past the busy timeout', () => {
     expect(h.sim.broker.stats(channel.topic, channel.subscription).completed).toBe(0);
     blocker.exec('ROLLBACK');
     blocker.close();
-    await waitFor(
-      () =>
-        h.one<{ n: number }>(
-          'SELECT count(*) AS n FROM charger_state_history WHERE state_id = 513 AND observed_at >= ?',
-          new Date(t0).toISOString(),
-        ).n === 50,
-      { timeoutMs: 40_000, what: 'all 50 observations after the lock' },
-    );
+    await waitFor(() => historySince(h, t0) === 50, {
+      timeoutMs: 40_000,
+      what: 'all 50 observations after the lock',
+    });
     await waitFor(() => {
       const s = h.sim.broker.stats(channel.topic, channel.subscription);
       return s.ready === 0 && s.locked === 0;
@@ -132,11 +136,7 @@ describe('a consumer holding a long read transaction', () => {
         h.sim.publish(h.sim.fleet.set(c.id, 513, `${published}:${big}`, t0 + published));
       }
     };
-    const committed = () =>
-      h.one<{ n: number }>(
-        'SELECT count(*) AS n FROM charger_state_history WHERE state_id = 513 AND observed_at >= ?',
-        new Date(t0).toISOString(),
-      ).n;
+    const committed = () => historySince(h, t0);
     // Well past the limit: the writer keeps committing while checkpoints cannot pass the reader.
     while (walSize() <= WAL_LIMIT_BYTES * 1.5) {
       publish(2000);
@@ -205,12 +205,7 @@ describe('the disk filling up', () => {
       'SELECT charger_id, value FROM charger_state WHERE state_id = 513',
     );
     expect(new Map(rows.map((r) => [r.charger_id, r.value]))).toEqual(newest);
-    expect(
-      h.one<{ n: number }>(
-        'SELECT count(*) AS n FROM charger_state_history WHERE state_id = 513 AND observed_at >= ?',
-        new Date(t0).toISOString(),
-      ).n,
-    ).toBe(2000);
+    expect(historySince(h, t0)).toBe(2000);
     expect(run.output()).toMatch(/live observations are written again/);
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
