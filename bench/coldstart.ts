@@ -9,6 +9,8 @@
  * (default 200) for the events-off run; `--off-only` runs only that.
  */
 import { parseArgs } from 'node:util';
+import { groupsFor } from '../src/http/profile.js';
+import { ZAPTEC_LIST_LIMITS, zaptecProfile } from '../src/http/profiles.js';
 import { allConnected, type Bench, sleep, startBench } from './harness.js';
 import { record } from './machine.js';
 
@@ -20,17 +22,28 @@ const { values } = parseArgs({
     'off-only': { type: 'boolean', default: false },
   },
 });
-const N = Number(values.chargers);
-const OFF_N = Number(values['off-chargers']);
-const WINDOW_S = Number(values.window);
-/** The profile's burst bucket: the fastest steady rate the daemon allows itself (ZAPTEC_REQUESTS_PER_MINUTE 600 → 10/s). */
-const ALLOWED_PER_S = 9;
 const PER_INSTALLATION = 100;
+/** The fleet's actual size: a whole number of equal installations of at most 100, never fewer than asked. */
+const N = fleetSize(Number(values.chargers));
+const OFF_N = fleetSize(Number(values['off-chargers']));
+const WINDOW_S = Number(values.window);
+/** The profile the daemon runs with by default (ZAPTEC_REQUESTS_PER_MINUTE 600). */
+const PROFILE = zaptecProfile(600);
+/** The profile's burst bucket: the fastest steady rate the daemon allows itself. */
+const ALLOWED_PER_S = PROFILE.groups
+  .flatMap((g) => g.windows)
+  .flatMap((w) => (w.kind === 'bucket' ? [w.ratePerSecond] : []))[0]!;
 /** The lists group's one-minute window in the Zaptec profile. */
-const LISTS_PER_MIN = 25;
+const LISTS_PER_MIN = ZAPTEC_LIST_LIMITS.perMinute;
 
 function fleet(n = N) {
-  return { installations: Math.ceil(n / PER_INSTALLATION), chargersPerInstallation: PER_INSTALLATION };
+  const installations = Math.ceil(n / PER_INSTALLATION);
+  return { installations, chargersPerInstallation: Math.ceil(n / installations) };
+}
+
+function fleetSize(n: number): number {
+  const f = fleet(n);
+  return f.installations * f.chargersPerInstallation;
 }
 
 /**
@@ -45,7 +58,9 @@ async function coldStart(b: Bench, n = N): Promise<{ line: string; readyAt: numb
   );
   const seconds = (Date.now() - b.startedAt) / 1000;
   const calls = b.sim.rest.requests.length;
-  const lists = b.sim.rest.requests.filter((r) => /^\/api\/(installation|chargers)$/.test(r.path)).length;
+  const lists = b.sim.rest.requests.filter((r) =>
+    groupsFor(PROFILE, r.method, r.path).some((g) => g.name === 'lists'),
+  ).length;
   const minimum = Math.max(calls / ALLOWED_PER_S, Math.floor((lists - 1) / LISTS_PER_MIN) * 60);
   const over = seconds / minimum - 1;
   return {
