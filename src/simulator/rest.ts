@@ -417,13 +417,9 @@ async function slowAnswer(
   res.flushHeaders();
   const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
   if (fault.bodyDelayMs) await pause(fault.bodyDelayMs);
-  for (let i = 0; i < body.length && !res.destroyed; i++) {
+  for (let i = 0; fault.trickleMs && i < body.length && !res.destroyed; i++) {
     res.write(body.subarray(i, i + 1));
-    if (fault.trickleMs) await pause(fault.trickleMs);
-    else {
-      res.write(body.subarray(i + 1));
-      break;
-    }
+    await pause(fault.trickleMs);
   }
-  if (!res.destroyed) res.end();
+  if (!res.destroyed) res.end(fault.trickleMs ? undefined : body);
 }
