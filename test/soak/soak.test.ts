@@ -4,8 +4,8 @@
  * hour; SOAK_MINUTES shortens it). Nothing may be lost, RSS must stay flat, no 429 from a limit, and the
  * heartbeat never stale. The figures are printed and appended to BENCHMARKS.md.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { rssOf } from '../../bench/harness.js';
 import { record } from '../../bench/machine.js';
 import type { SimObservation } from '../../src/simulator/fleet.js';
 import { freePort, waitFor } from '../helpers.js';
@@ -18,9 +18,8 @@ const FAULT_EVERY = (MINUTES / 4) * 60_000;
 /** RSS growth over the second half of the run that still counts as flat. */
 const FLAT_MB_PER_MIN = 1;
 
-function rss(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-}
+/** The process's resident memory in MB. */
+const rss = (pid: number) => rssOf(pid) / 2 ** 20;
 
 describe('soak', () => {
   it(`${MINUTES} minutes of events at ${RATE}/s over 2,000 chargers with broker restarts and API faults`, {
