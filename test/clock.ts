@@ -18,3 +18,47 @@ export class VirtualClock implements Clock {
     await Promise.resolve();
   }
 }
+
+/**
+ * Virtual time with many sleepers: nothing moves until the test runs the clock, and then each timer fires at
+ * its own time, in order, with a little real time after each for the real I/O it starts (loopback HTTP).
+ */
+export class SteppedClock implements Clock {
+  #now: number;
+  readonly #timers: { at: number; resolve: () => void }[] = [];
+  constructor(start = Date.parse('2024-10-10T08:57:00Z')) {
+    this.#now = start;
+  }
+  now(): number {
+    return this.#now;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted || ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = { at: this.#now + ms, resolve };
+      this.#timers.push(timer);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          this.#timers.splice(this.#timers.indexOf(timer), 1);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+  }
+  /** Moves time to `until`, firing the timers due on the way in order; `settleMs` of real time after each. */
+  async runUntil(until: number, settleMs = 10): Promise<void> {
+    for (;;) {
+      this.#timers.sort((a, b) => a.at - b.at);
+      const next = this.#timers[0];
+      if (!next || next.at > until) break;
+      this.#timers.shift();
+      this.#now = Math.max(this.#now, next.at);
+      next.resolve();
+      await new Promise((r) => setTimeout(r, settleMs));
+    }
+    this.#now = Math.max(this.#now, until);
+    await new Promise((r) => setTimeout(r, settleMs));
+  }
+}

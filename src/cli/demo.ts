@@ -36,8 +36,13 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
   daemon.stderr.on('data', keep);
   const exited = new Promise<number | null>((resolve) => daemon.on('exit', (code) => resolve(code)));
   let stopping = false;
+  let db: Database.Database | undefined;
+  // The view's connection closes at once: the daemon, stopping on the same Ctrl-C, can only leave the file
+  // in rollback-journal mode (no -wal/-shm) when no other connection has it open (CONTRACT §7).
   const stop = () => {
     stopping = true;
+    db?.close();
+    db = undefined;
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
@@ -45,7 +50,6 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
 
   const tty = process.stdout.isTTY === true;
   const seen = new Map<string, string>();
-  let db: Database.Database | undefined;
   let lastSummary = 0;
   while (!stopping) {
     await delay(REFRESH_MS);
@@ -57,7 +61,7 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
         db = undefined;
       }
     }
-    if (!db) continue;
+    if (!db || stopping) continue;
     let view: ReturnType<typeof readView>;
     try {
       view = readView(db, Date.now());

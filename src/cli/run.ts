@@ -6,7 +6,7 @@ import { type Config, environment, packageVersion, parseConfig } from '../config
 import { createLogger, describeError, type Logger, registerSecret, stdoutIsJournal } from '../log.js';
 import { DaemonRecord } from '../store/daemon-row.js';
 import { closeForReaders, type Db, openDatabase, WalWatch } from '../store/database.js';
-import { type Component, Daemon } from '../sync/daemon.js';
+import { type Component, Daemon, HEARTBEAT_INTERVAL_MS } from '../sync/daemon.js';
 import { Notifier } from '../sync/notify.js';
 import { buildComponents } from '../sync/wiring.js';
 import { systemClock } from '../time.js';
@@ -14,6 +14,8 @@ import { parseCommandArgs } from './args.js';
 
 /** A stop that takes longer than this is cut short: CONTRACT promises exit within 10 s. */
 const STOP_DEADLINE_MS = 8_000;
+/** However short WatchdogSec is, the heartbeat is not tried more often than this. */
+const WATCHDOG_MIN_PING_MS = 250;
 
 export async function runCommand(args: string[], envFile: string | undefined): Promise<number> {
   parseCommandArgs(args, {}, 0);
@@ -41,10 +43,11 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
   const early = (globalThis as { zaptecEarlyStop?: string }).zaptecEarlyStop;
   if (early) onStop(early);
   process.on('SIGHUP', () => hupHandler());
+  lastResort(log);
 
   let db: Db;
   try {
-    db = openDatabase(config.dbPath, { create: true });
+    db = openDatabase(config.dbPath, { create: true, daemon: true });
   } catch (err) {
     log.fatal({ db: config.dbPath, err: describeError(err) }, 'cannot open the database');
     return 1;
@@ -56,11 +59,13 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     const built = buildComponents({ config, db, log, clock: systemClock, version });
     components = built.components;
     hupHandler = () => {
-      log.info('SIGHUP: inventory refresh requested');
+      log.info('SIGHUP: inventory refresh requested (and one login at once if the password was refused)');
+      built.loginNow();
       built.requestInventory();
     };
-    // The watchdog is pinged after each heartbeat write: only while the daemon makes progress.
-    const watchdog = config.watchdogUsec !== undefined;
+    // The watchdog is pinged on each heartbeat attempt, written or not: the event loop and the coordinator
+    // run. A database that cannot be written is a problem for `status`, not a reason to be killed.
+    const watchdogMs = config.watchdogUsec === undefined ? undefined : config.watchdogUsec / 1000;
     const wal = new WalWatch(db, log);
     daemon = new Daemon({
       record: new DaemonRecord(db),
@@ -68,9 +73,15 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
       log,
       version,
       components,
+      problems: built.problems,
+      heartbeatMs: Math.max(
+        WATCHDOG_MIN_PING_MS,
+        Math.min(HEARTBEAT_INTERVAL_MS, (watchdogMs ?? Infinity) / 3),
+      ),
       onHeartbeat: () => {
+        if (watchdogMs !== undefined) void notifier.watchdog();
+        built.retryWrites();
         wal.check();
-        if (watchdog) void notifier.watchdog();
         void notifier.status(built.statusLine());
       },
     });
@@ -100,4 +111,17 @@ async function stopWithin(daemon: Daemon | undefined, log: Logger): Promise<void
   });
   await Promise.race([daemon.stop(), deadline]);
   clearTimeout(timer);
+}
+
+/**
+ * No known path reaches these: every background loop owns its errors. Should one slip through anyway, the
+ * process says what it was and exits 1, and systemd restarts it (a half-broken daemon is worse).
+ */
+function lastResort(log: Logger): void {
+  const fatal = (kind: string) => (err: unknown) => {
+    log.fatal({ err: describeError(err), stack: err instanceof Error ? err.stack : undefined }, kind);
+    process.exit(1);
+  };
+  process.on('unhandledRejection', fatal('unhandled rejection: a bug, please report it; exiting'));
+  process.on('uncaughtException', fatal('uncaught exception: a bug, please report it; exiting'));
 }

@@ -33,7 +33,7 @@ export async function statusCommand(args: string[], envFile: string | undefined)
 }
 
 function formatReport(r: HealthReport, now: number): string {
-  const lines = [r.healthy ? 'healthy' : `degraded: ${r.reasons.join('; ')}`, ''];
+  const lines = [r.healthy ? 'healthy' : `degraded: ${r.problems.join('; ')}`, ''];
   lines.push(
     table([
       ['daemon', `pid ${r.pid ?? '-'}, version ${r.version}, schema ${r.schema_version}`],

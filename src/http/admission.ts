@@ -4,7 +4,7 @@
  * `BEGIN IMMEDIATE` transaction that checked the windows, so the budget holds across restarts,
  * crashes and processes (doctor alongside run).
  */
-import type { Db } from '../store/database.js';
+import { type Db, isBusy } from '../store/database.js';
 import type { Clock } from '../time.js';
 import { RateLimitedError } from './errors.js';
 import type { GroupDef, VendorProfile, WindowDef } from './profile.js';
@@ -22,7 +22,12 @@ export interface AdmitOptions {
   /** Latest acceptable send time (epoch ms); later → RateLimitedError at once. */
   deadline?: number;
   signal?: AbortSignal;
+  /** Written in the admission's own transaction (what a crash after the send must not forget). */
+  record?: (at: number) => void;
 }
+
+/** While another connection holds the write lock, admission tries again this often (the loop stays free). */
+const LOCKED_RETRY_MS = 100;
 
 interface Blocking {
   at: number;
@@ -42,6 +47,13 @@ export class Admission {
   readonly #settle;
   readonly #refund;
   #admissions = 0;
+  /**
+   * Writes that met a held lock after the request was sent (its outcome, a block): kept here, applied
+   * first thing in the next admission's transaction. Blocks also count from memory until then, so a 429's
+   * wait holds whether or not it could be written yet.
+   */
+  readonly #unwritten: (() => void)[] = [];
+  readonly #memoryBlocks = new Map<string, { until: number; source: string }>();
   /** Told of every settled request (metrics). */
   onSettle: ((groups: string[], outcome: string) => void) | undefined;
 
@@ -110,7 +122,12 @@ export class Admission {
   #earliest(groups: GroupDef[], now: number): Blocking {
     let worst: Blocking = { at: now, group: groups[0]?.name ?? '', source: 'local' };
     for (const g of groups) {
-      const block = this.#block.get(g.name);
+      const stored = this.#block.get(g.name);
+      const memory = this.#memoryBlocks.get(g.name);
+      const block =
+        memory && memory.until > (stored?.blocked_until_ms ?? 0)
+          ? { blocked_until_ms: memory.until, source: memory.source }
+          : stored;
       if (block && block.blocked_until_ms > worst.at) {
         worst = {
           at: block.blocked_until_ms,
@@ -126,24 +143,57 @@ export class Admission {
     return worst;
   }
 
-  /** One atomic check-and-record; returns the ticket, or when to try again. */
-  tryAdmit(groups: GroupDef[], method: string, path: string): Ticket | Blocking {
+  /**
+   * One atomic check-and-record; returns the ticket, or when to try again. Throws SQLITE_BUSY while
+   * another connection holds the write lock: nothing is recorded and nothing may be sent.
+   */
+  tryAdmit(
+    groups: GroupDef[],
+    method: string,
+    path: string,
+    record?: (at: number) => void,
+  ): Ticket | Blocking {
     const now = this.#clock.now();
     return this.#db
       .transaction((): Ticket | Blocking => {
+        this.#writeUnwritten();
         const blocking = this.#earliest(groups, now);
         if (blocking.at > now) return blocking;
         const ids = groups.map((g) => Number(this.#insert.run(g.name, now, method, path).lastInsertRowid));
+        record?.(now);
         return { ids, groups: groups.map((g) => g.name), at: now };
       })
       .immediate();
+  }
+
+  #writeUnwritten(): void {
+    for (const write of this.#unwritten) write();
+    this.#unwritten.length = 0;
+  }
+
+  /** A write after the send: now, or (lock held) first thing in the next admission. */
+  #afterSend(write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      this.#unwritten.push(write);
+    }
   }
 
   /** Waits for room in every window of every group, then records the request. */
   async admit(groups: GroupDef[], method: string, path: string, options: AdmitOptions = {}): Promise<Ticket> {
     for (;;) {
       options.signal?.throwIfAborted();
-      const r = this.tryAdmit(groups, method, path);
+      let r: Ticket | Blocking;
+      try {
+        r = this.tryAdmit(groups, method, path, options.record);
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+        // A consumer holds the write lock: nothing is sent until the admission can be written (and synced).
+        await this.#clock.sleep(LOCKED_RETRY_MS, options.signal);
+        continue;
+      }
       if ('ids' in r) {
         if (++this.#admissions % 500 === 0) this.prune();
         return r;
@@ -162,28 +212,37 @@ export class Admission {
   }
 
   settle(ticket: Ticket, status: number | null, outcome: string): void {
-    this.#db.transaction(() => {
-      for (const id of ticket.ids) this.#settle.run(status, outcome, id);
-    })();
+    this.#afterSend(
+      this.#db.transaction(() => {
+        for (const id of ticket.ids) this.#settle.run(status, outcome, id);
+      }),
+    );
     this.onSettle?.(ticket.groups, outcome);
   }
 
   /** Takes back a request that provably never reached the server (connection refused). */
   refund(ticket: Ticket): void {
-    this.#db.transaction(() => {
-      for (const id of ticket.ids) this.#refund.run(id);
-    })();
+    this.#afterSend(
+      this.#db.transaction(() => {
+        for (const id of ticket.ids) this.#refund.run(id);
+      }),
+    );
   }
 
   /** Persists a pause for a group; an earlier one never shortens a later one. */
   block(group: string, until: number, source: string, detail: string): void {
-    this.#db
-      .prepare(
-        `INSERT INTO api_blocks (grp, blocked_until_ms, source, detail) VALUES (?, ?, ?, ?)
+    const at = Math.ceil(until);
+    const memory = this.#memoryBlocks.get(group);
+    if (!memory || memory.until < at) this.#memoryBlocks.set(group, { until: at, source });
+    this.#afterSend(() =>
+      this.#db
+        .prepare(
+          `INSERT INTO api_blocks (grp, blocked_until_ms, source, detail) VALUES (?, ?, ?, ?)
          ON CONFLICT (grp) DO UPDATE SET blocked_until_ms = excluded.blocked_until_ms, source = excluded.source,
            detail = excluded.detail WHERE excluded.blocked_until_ms > api_blocks.blocked_until_ms`,
-      )
-      .run(group, Math.ceil(until), source, detail);
+        )
+        .run(group, at, source, detail),
+    );
   }
 
   /** The status of the request before the newest settled one in this group (for "429 twice in a row"). */
@@ -228,12 +287,15 @@ export class Admission {
     return this.#profile.groups.flatMap((g) =>
       g.windows.map((w) => {
         const seconds = w.kind === 'sliding' ? w.seconds : w.burst / w.ratePerSecond;
-        const until = this.#block.get(g.name)?.blocked_until_ms;
+        const until = Math.max(
+          this.#block.get(g.name)?.blocked_until_ms ?? 0,
+          this.#memoryBlocks.get(g.name)?.until ?? 0,
+        );
         return {
           group: g.name,
           window: w,
           used: this.#count.get(g.name, now - seconds * 1000)!.n,
-          blockedUntil: until !== undefined && until > now ? until : undefined,
+          blockedUntil: until > now ? until : undefined,
         };
       }),
     );

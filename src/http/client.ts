@@ -30,7 +30,10 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Retry on 5xx/network errors/429. Default: GET only. Writes are never retried. */
   retry?: boolean;
-  /** Told the admission time of each attempt, just before it is sent (what a crash must not forget). */
+  /**
+   * Told the admission time of each attempt inside the admission's transaction, before it is sent (what a
+   * crash must not forget): a synchronous database write, committed and synced with the admission.
+   */
   onAdmit?: (at: number) => void;
 }
 
@@ -113,8 +116,8 @@ export class HttpClient {
       const ticket = await admission.admit(groups, req.method, label, {
         deadline: req.deadline,
         signal: req.signal,
+        ...(req.onAdmit ? { record: req.onAdmit } : {}),
       });
-      req.onAdmit?.(ticket.at);
       let res: HttpResponse;
       try {
         res = await this.#send(req);

@@ -170,6 +170,11 @@ export class ServiceBusBroker {
     }
   }
 
+  /** When each completed message was delivered and completed (epoch ms, this machine's clock). */
+  completions(topic: string, name: string): { lockedAt: number; completedAt: number }[] {
+    return [...(this.#subscriptions.get(`${topic}/subscriptions/${name}`.toLowerCase())?.queue.completions ?? [])];
+  }
+
   stats(topic: string, name: string): QueueStats & { deadLetters: StoredMessage[] } {
     const s = this.#subscriptions.get(`${topic}/Subscriptions/${name}`.toLowerCase());
     if (!s) throw new Error(`no subscription ${topic}/${name}`);

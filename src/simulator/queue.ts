@@ -4,6 +4,9 @@
  */
 import { randomUUID } from 'node:crypto';
 
+/** How many completions the queue remembers (a demo runs for hours). */
+const COMPLETIONS_KEPT = 10_000;
+
 export interface StoredMessage {
   seq: number;
   messageId: string;
@@ -15,6 +18,8 @@ export interface StoredMessage {
   applicationProperties: Record<string, unknown>;
   lockToken?: string;
   lockedUntil?: number;
+  /** When the current lock was taken (the delivery), epoch ms. */
+  lockedAt?: number;
   /** Which link holds the lock (so a dropped link can give it back). */
   holder?: object;
 }
@@ -63,6 +68,7 @@ export class EntityQueue {
     if (!m) return undefined;
     m.lockToken = randomUUID();
     m.lockedUntil = now + this.lockDurationMs;
+    m.lockedAt = now;
     m.holder = holder;
     this.#locked.set(m.lockToken, m);
     return m;
@@ -82,10 +88,18 @@ export class EntityQueue {
   }
 
   complete(token: string): boolean {
+    const lockedAt = this.#locked.get(token)?.lockedAt;
     const m = this.#unlock(token);
-    if (m) this.#completed++;
+    if (m) {
+      this.#completed++;
+      this.completions.push({ lockedAt: lockedAt ?? 0, completedAt: Date.now() });
+      if (this.completions.length > COMPLETIONS_KEPT) this.completions.shift();
+    }
     return Boolean(m);
   }
+
+  /** The newest completions: when each message was delivered and when it was completed (for tests). */
+  readonly completions: { lockedAt: number; completedAt: number }[] = [];
 
   /** Back to the front of the queue with one more delivery; dead-lettered past the maximum. */
   abandon(token: string, properties: Record<string, unknown> = {}, countDelivery = true): boolean {

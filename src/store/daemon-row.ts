@@ -30,6 +30,7 @@ export class DaemonRecord {
 
   started(version: string, pid: number, now: number): void {
     const at = isoMs(now);
+    this.#db.prepare('DELETE FROM daemon_problems').run();
     this.#db
       .prepare(
         `INSERT INTO daemon (id, version, pid, started_at, heartbeat_at, stopped_at, schema_version)
@@ -40,8 +41,14 @@ export class DaemonRecord {
       .run({ version, pid, at, schema: schemaVersion(this.#db) });
   }
 
-  heartbeat(now: number): void {
-    this.#heartbeat.run(isoMs(now));
+  /** The heartbeat and the daemon's current problems, in one transaction. */
+  heartbeat(now: number, problems: readonly { key: string; sentence: string; since: number }[] = []): void {
+    this.#db.transaction(() => {
+      this.#heartbeat.run(isoMs(now));
+      this.#db.prepare('DELETE FROM daemon_problems').run();
+      const insert = this.#db.prepare('INSERT INTO daemon_problems (key, sentence, since) VALUES (?, ?, ?)');
+      for (const p of problems) insert.run(p.key, p.sentence, isoMs(p.since));
+    })();
   }
 
   stopped(now: number): void {

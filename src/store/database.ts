@@ -11,8 +11,16 @@ import type { Logger } from '../log.js';
 
 export type Db = Database.Database;
 
-/** How long a statement waits for another connection's lock before failing. */
+/** How long a consumer's or a command's statement waits for another connection's lock before failing. */
 export const BUSY_TIMEOUT_MS = 5_000;
+
+/**
+ * The daemon's busy timeout. better-sqlite3 is synchronous: while SQLite waits for a lock it holds the whole
+ * event loop (AMQP lock renewals, HTTP timeouts, the watchdog). SQLite's busy handler sleeps 1, 2, 5, 10 ms…,
+ * so 25 ms blocks the loop for about that at most; the daemon's writers retry asynchronously instead
+ * (`whenWritable`), and a consumer holding the write lock for a minute delays writes, not the daemon.
+ */
+export const DAEMON_BUSY_TIMEOUT_MS = 25;
 
 /**
  * The WAL is truncated back to this after a checkpoint that reached its end. It grows past it only while a
@@ -92,9 +100,11 @@ export interface OpenOptions {
   readonly?: boolean;
   /** A consumer writing `refresh_requests`: leaves the journal mode as the daemon set it. */
   consumer?: boolean;
+  /** The daemon's connection: a short busy timeout, retried asynchronously by its writers. */
+  daemon?: boolean;
 }
 
-/** Opens the database with the daemon's pragmas: WAL, synchronous=NORMAL, a busy timeout, foreign keys. */
+/** Opens the database with the daemon's pragmas: WAL, synchronous=FULL, a busy timeout, foreign keys. */
 export function openDatabase(path: string, options: OpenOptions = {}): Db {
   const isNew = !existsSync(path);
   if (isNew && !options.create) throw new StoreError(`no database at ${path}`);
@@ -112,7 +122,10 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
       } catch {}
     }
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
+    // FULL: every commit syncs the WAL before it returns, so a live message completed after its commit, and a
+    // request sent after its budget record, survive a power cut or a kernel crash (CONTRACT §7 Durability).
+    // NORMAL would survive a process crash only. The cost is in BENCHMARKS.md (apply, freshness, ingest).
+    db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     // A fleet's hot pages (current state, recent history) stay in memory: 32 MiB at most. 10,000 chargers'
     // current state is about 16 MiB; 64 MiB bought no ingest speed and cost 32 MB of RSS (BENCHMARKS.md).
@@ -123,6 +136,8 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
     db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
   }
   if (options.create) migrate(db);
+  // Only now: opening and migrating happen before the daemon has anything else to serve.
+  if (options.daemon) db.pragma(`busy_timeout = ${DAEMON_BUSY_TIMEOUT_MS}`);
   return db;
 }
 
@@ -133,6 +148,8 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
 export function closeForReaders(db: Db): void {
   if (!db.open) return;
   try {
+    // At the stop the event loop has nothing left to serve: wait for a reader's last statement to end.
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     db.pragma('wal_checkpoint(TRUNCATE)');
     db.pragma('journal_mode = DELETE');
   } catch {
@@ -172,6 +189,40 @@ export class WalWatch {
     } else if (size <= WAL_LIMIT_BYTES && this.#warnedAt > 0) {
       this.#warnedAt = 0;
       this.#log.info({ walMb: mb }, 'the database WAL is back within its limit');
+    }
+  }
+}
+
+/** The lock is held by another connection: the write may be tried again soon, unlike a full disk. */
+export function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
+}
+
+/** How long a daemon write keeps trying while another connection holds the lock, and its steps. */
+const WRITABLE_WAIT_MS = 10 * 60_000;
+const WRITABLE_STEP_MS = [20, 50, 100, 250, 500];
+
+/**
+ * Runs a synchronous write, and while another connection holds the lock (SQLITE_BUSY after the daemon's
+ * short busy timeout) tries again after a pause that frees the event loop. Other errors, the signal's
+ * abort and a wait past `maxWaitMs` throw the write's own error.
+ */
+export async function whenWritable<T>(
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>,
+  write: () => T,
+  options: { signal?: AbortSignal; maxWaitMs?: number } = {},
+): Promise<T> {
+  let waited = 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return write();
+    } catch (err) {
+      const max = options.maxWaitMs ?? WRITABLE_WAIT_MS;
+      if (!isBusy(err) || options.signal?.aborted || waited >= max) throw err;
+      const step = WRITABLE_STEP_MS[Math.min(attempt, WRITABLE_STEP_MS.length - 1)]!;
+      waited += step;
+      await sleep(step, options.signal);
     }
   }
 }

@@ -1,7 +1,10 @@
 /**
- * Sync health as `status` reports it, read from the database alone (CONTRACT §7): a stale heartbeat,
- * an installation without live events, or a blocked budget group makes it degraded.
+ * Sync health as `status` reports it, read from the database alone (CONTRACT §7): a stale heartbeat, an
+ * installation without live events, a blocked budget group, or a problem the daemon recorded (refused
+ * credentials, a failing background pass) makes it degraded. A daemon that runs but cannot write the
+ * database cannot record that: its heartbeat goes stale while its process lives, and that is said instead.
  */
+import { readFileSync } from 'node:fs';
 import { isoMs } from '../time.js';
 import { readDaemonRow } from './daemon-row.js';
 import type { Db } from './database.js';
@@ -21,6 +24,9 @@ export interface BudgetLine {
 
 export interface HealthReport {
   healthy: boolean;
+  /** One plain-word sentence per reason for being degraded; empty when healthy. */
+  problems: string[];
+  /** The same sentences (the name before schema 3). */
   reasons: string[];
   version: string;
   pid: number | null;
@@ -51,8 +57,16 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
   const reasons: string[] = [];
   const heartbeat = daemon.heartbeat_at ? Date.parse(daemon.heartbeat_at) : Number.NaN;
   if (daemon.stopped_at) reasons.push(`the daemon stopped at ${daemon.stopped_at}`);
-  else if (!(now - heartbeat <= HEARTBEAT_STALE_MS))
-    reasons.push(`heartbeat is stale (${daemon.heartbeat_at ?? 'never'})`);
+  else if (!(now - heartbeat <= HEARTBEAT_STALE_MS)) reasons.push(staleHeartbeat(daemon, now - heartbeat));
+  const hasProblems = db
+    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'daemon_problems'")
+    .get()!.n;
+  if (hasProblems && !daemon.stopped_at) {
+    for (const p of db
+      .prepare<[], { sentence: string }>('SELECT sentence FROM daemon_problems ORDER BY since, key')
+      .all())
+      reasons.push(p.sentence);
+  }
   const installations = db
     .prepare<[], SyncStatusRow & { id: string; name: string | null }>(
       `SELECT s.installation_id AS id, s.installation_id, i.name, s.events, s.last_event_at, s.last_poll_at, s.detail
@@ -78,9 +92,11 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
               (SELECT count(*) FROM refresh_requests WHERE handled_at IS NULL) AS open_refresh_requests`,
     )
     .get(staleBefore)!;
+  const problems = [...new Set(reasons)];
   return {
-    healthy: reasons.length === 0,
-    reasons: [...new Set(reasons)],
+    healthy: problems.length === 0,
+    problems,
+    reasons: problems,
     version: daemon.version,
     pid: daemon.pid,
     started_at: daemon.started_at,
@@ -93,6 +109,29 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
     budget,
     counts,
   };
+}
+
+/** A stale heartbeat: the daemon is gone, or (its process still running) it cannot write the database. */
+function staleHeartbeat(daemon: { pid: number | null; heartbeat_at: string | null }, ageMs: number): string {
+  if (daemon.pid !== null && daemonRuns(daemon.pid)) {
+    return `the daemon (pid ${daemon.pid}) runs but cannot write the database: no heartbeat for ${Math.round(ageMs / 1000)} s (another connection holds the write lock, or the disk is full)`;
+  }
+  return `heartbeat is stale (${daemon.heartbeat_at ?? 'never'}): the daemon is not running`;
+}
+
+/** Whether this pid is a zaptec-sync process on this machine (a reused pid is someone else). */
+function daemonRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EPERM') return false;
+  }
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return /zaptec|cli\.js/.test(cmdline);
+  } catch {
+    return true; // no /proc: the pid alone
+  }
 }
 
 function budgetLines(db: Db, now: number): BudgetLine[] {

@@ -33,6 +33,12 @@ export interface ObservationStoreOptions {
   now: () => number;
 }
 
+/**
+ * History is deleted in chunks of about this many rows, one transaction each: a week of a big fleet's history
+ * in one DELETE would hold the event loop (and the write lock) for seconds.
+ */
+export const PRUNE_CHUNK_ROWS = 5_000;
+
 export class ObservationStore {
   readonly #db: Db;
   readonly #options: ObservationStoreOptions;
@@ -160,9 +166,21 @@ export class ObservationStore {
   }
 
   /** Deletes history older than the retention; returns the rows removed. */
-  pruneHistory(): number {
+  pruneHistory(max = PRUNE_CHUNK_ROWS): number {
     const days = this.#options.historyDays;
     const before = days > 0 ? isoMs(this.#options.now() - days * 86_400_000) : '9999';
-    return this.#db.prepare('DELETE FROM charger_state_history WHERE observed_at < ?').run(before).changes;
+    // The key starts with observed_at: the chunk's end is found, and deleted up to, through the key alone.
+    const chunkEnd = this.#db
+      .prepare<[string, number], { observed_at: string }>(
+        'SELECT observed_at FROM charger_state_history WHERE observed_at < ? ORDER BY observed_at LIMIT 1 OFFSET ?',
+      )
+      .get(before, max)?.observed_at;
+    const del = this.#db.prepare('DELETE FROM charger_state_history WHERE observed_at < ?');
+    const n = del.run(chunkEnd ?? before).changes;
+    // A chunk of one instant only (thousands of rows with one timestamp): that instant goes whole.
+    if (n === 0 && chunkEnd !== undefined)
+      return this.#db.prepare('DELETE FROM charger_state_history WHERE observed_at = ?').run(chunkEnd)
+        .changes;
+    return n;
   }
 }

@@ -12,8 +12,14 @@ export interface SyncStatusRow {
   detail: string | null;
 }
 
+/**
+ * Its writes never throw: a write that meets a held lock or a full disk is kept (the newest per installation
+ * and kind) and written by `retry()`, which the heartbeat calls; `status` shows the truth a moment late
+ * rather than the daemon failing over a status line.
+ */
 export class SyncStatusStore {
   readonly #db: Db;
+  readonly #unwritten = new Map<string, () => void>();
   readonly #events;
   readonly #lastEvent;
   readonly #lastPoll;
@@ -36,29 +42,50 @@ export class SyncStatusStore {
 
   /** A row for the installation when it has none yet. */
   ensure(installationId: string, events: EventsState, detail: string | null): void {
-    this.#db
-      .prepare(
-        'INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
-      )
-      .run(installationId, events, detail);
+    this.#write(`ensure:${installationId}`, () =>
+      this.#db
+        .prepare(
+          'INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+        )
+        .run(installationId, events, detail),
+    );
   }
 
   setEvents(installationId: string, events: EventsState, detail: string | null): void {
-    this.#events.run(installationId, events, detail);
+    this.#write(`events:${installationId}`, () => this.#events.run(installationId, events, detail));
   }
 
   eventReceived(installationId: string, now: number): void {
-    this.#lastEvent.run(installationId, isoMs(now));
+    this.#write(`event:${installationId}`, () => this.#lastEvent.run(installationId, isoMs(now)));
   }
 
   polled(installationId: string, now: number): void {
-    this.#lastPoll.run(installationId, isoMs(now));
+    this.#write(`poll:${installationId}`, () => this.#lastPoll.run(installationId, isoMs(now)));
   }
 
   setDetail(installationId: string, detail: string | null): void {
-    this.#db
-      .prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?')
-      .run(detail, installationId);
+    this.#write(`detail:${installationId}`, () =>
+      this.#db
+        .prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?')
+        .run(detail, installationId),
+    );
+  }
+
+  #write(key: string, write: () => unknown): void {
+    this.#unwritten.delete(key); // a newer value replaces the one waiting
+    try {
+      write();
+    } catch {
+      this.#unwritten.set(key, write);
+    }
+  }
+
+  /** Writes what could not be written before, in order; throws (keeping the rest) while it still cannot. */
+  retry(): void {
+    for (const [key, write] of this.#unwritten) {
+      write();
+      this.#unwritten.delete(key);
+    }
   }
 
   /** Rows of installations that are no longer followed are removed, so `status` shows only what runs. */

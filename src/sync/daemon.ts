@@ -7,6 +7,7 @@ import { describeError } from '../log.js';
 import type { DaemonRecord } from '../store/daemon-row.js';
 import { describeWriteError } from '../store/database.js';
 import type { Clock } from '../time.js';
+import type { Problems } from './problems.js';
 
 /** A part of the daemon with work of its own: the constructor only stores dependencies. */
 export interface Component {
@@ -25,7 +26,14 @@ export interface DaemonDeps {
   log: Logger;
   version: string;
   components: Component[];
-  /** Called after each heartbeat write (the watchdog pings from here). */
+  problems: Problems;
+  /** How often the heartbeat is tried; HEARTBEAT_INTERVAL_MS unless the watchdog wants it sooner. */
+  heartbeatMs?: number;
+  /**
+   * Called after each heartbeat attempt, written or not: the event loop and the coordinator run, so the
+   * watchdog is pinged from here; a database that cannot be written is a problem for `status`, not a reason
+   * for systemd to kill the daemon (CONTRACT §7 Watchdog).
+   */
   onHeartbeat?: () => void;
 }
 
@@ -42,7 +50,7 @@ export class Daemon {
   async start(): Promise<void> {
     const { record, clock, version, log } = this.#deps;
     record.started(version, process.pid, clock.now());
-    this.#timer = setInterval(() => this.#beat(), HEARTBEAT_INTERVAL_MS);
+    this.#timer = setInterval(() => this.#beat(), this.#deps.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
     for (const c of this.#deps.components) {
       if (this.#stopping) return;
       await c.start();
@@ -52,11 +60,20 @@ export class Daemon {
   }
 
   #beat(): void {
+    const { problems, record, clock } = this.#deps;
     try {
-      this.#deps.record.heartbeat(this.#deps.clock.now());
+      record.heartbeat(clock.now(), problems.list());
+      problems.ok('database', 'the database can be written again');
+    } catch (err) {
+      problems.fail(
+        'database',
+        `the daemon cannot write the database: ${describeWriteError(err)}; nothing is lost, writes wait`,
+      );
+    }
+    try {
       this.#deps.onHeartbeat?.();
     } catch (err) {
-      this.#deps.log.warn({ err: describeWriteError(err) }, 'heartbeat could not be written');
+      this.#deps.log.warn({ err: describeError(err) }, 'heartbeat follow-up failed');
     }
   }
 

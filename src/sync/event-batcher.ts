@@ -85,6 +85,11 @@ export class EventBatcher {
       for (const p of batch) this.#d.lag((now - p.observation.observedAt) / 1000);
     }
     for (const p of batch) p.resolve();
-    this.#d.onApplied(result);
+    try {
+      this.#d.onApplied(result);
+    } catch (err) {
+      // The reactions (lookups, follow-up reads) must not undo a commit, nor escape this timer.
+      this.#d.log.warn({ err: describeWriteError(err) }, 'reacting to live observations failed');
+    }
   }
 }

@@ -7,6 +7,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { DaemonRecord } from '../store/daemon-row.js';
+import { whenWritable } from '../store/database.js';
 import type {
   ChargerRecord,
   CircuitRecord,
@@ -20,6 +21,7 @@ import type { Clock } from '../time.js';
 import { quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
 import { type Charger, circuitSchema, hierarchyChargerSchema, hierarchySchema } from '../zaptec/schemas.js';
+import type { Problems } from './problems.js';
 
 /** Zaptec's guidance: the inventory at most hourly (or for an unknown charger). */
 export const INVENTORY_SPACING_MS = 60 * 60_000;
@@ -37,6 +39,8 @@ export interface InventoryDeps {
   cronExpression: string;
   /** ZAPTEC_INSTALLATIONS: only these are followed (all when undefined). */
   followed: string[] | undefined;
+  /** A failing pass is reported here (status, /healthz) and cleared by the next one that completes. */
+  problems?: Problems;
   /** Called after each completed pass with the followed installations. */
   onRefreshed?: (installationIds: string[], change: InventoryChange) => void;
   /**
@@ -80,10 +84,18 @@ export class InventorySync {
   }
 
   start(): void {
-    this.#task = cron.schedule(this.#d.cronExpression, () => void this.refresh('schedule'), {
+    // A failed scheduled pass is reported by #run and retried at the next cron time: never a rejection.
+    this.#task = cron.schedule(this.#d.cronExpression, () => this.refresh('schedule').catch(() => {}), {
       noOverlap: true,
     });
-    this.#d.daemon.inventory(undefined, this.nextScheduled());
+    this.#write(() => this.#d.daemon.inventory(undefined, this.nextScheduled())).catch(() => {});
+  }
+
+  /** A write that waits (without holding the event loop) while a consumer holds the lock. */
+  #write<T>(write: () => T): Promise<T> {
+    return whenWritable((ms, signal) => this.#d.clock.sleep(ms, signal), write, {
+      signal: this.#abort.signal,
+    });
   }
 
   async stop(): Promise<void> {
@@ -156,10 +168,10 @@ export class InventorySync {
         chargers: records,
         hierarchyMissing,
       };
+      const change = await this.#write(() => this.#d.store.replace(snapshot, clock.now()));
       const now = clock.now();
-      const change = this.#d.store.replace(snapshot, now);
       this.#d.observations.invalidate();
-      this.#d.daemon.inventory(now, this.nextScheduled(now + INVENTORY_SPACING_MS));
+      await this.#write(() => this.#d.daemon.inventory(now, this.nextScheduled(now + INVENTORY_SPACING_MS)));
       this.#noteHierarchy(
         installations.map((i) => i.Id.toLowerCase()),
         hierarchyMissing,
@@ -173,14 +185,23 @@ export class InventorySync {
         },
         'inventory pass completed',
       );
+      this.#d.problems?.ok('inventory', 'inventory passes work again');
       this.#d.onRefreshed?.([...followedIds], change);
       return true;
     } catch (err) {
       this.#d.observations.invalidate(); // what the pass had seen is not the inventory after all
-      if (!this.#stopped)
-        log.warn({ err: describeError(err) }, 'inventory pass failed; the stored inventory is kept');
+      if (!this.#stopped) this.#failed(reason, err);
       throw err;
     }
+  }
+
+  #failed(reason: string, err: unknown): void {
+    const next = this.nextScheduled();
+    const sentence = `the inventory pass failed (${reason}: ${describeError(err)}); the stored inventory is kept${
+      next === undefined ? '' : ` and the next pass is at ${new Date(next).toISOString()}`
+    }`;
+    if (this.#d.problems) this.#d.problems.fail('inventory', sentence, err);
+    else this.#d.log.warn({ err: describeError(err) }, sentence);
   }
 
   #noteHierarchy(installationIds: string[], missing: Set<string>): void {
@@ -209,9 +230,9 @@ export class InventorySync {
           rows.push({ deviceType: schema.DeviceType, stateId: id, name });
         }
       }
-      this.#d.store.replaceStateNames(rows);
+      await this.#write(() => this.#d.store.replaceStateNames(rows));
       this.#d.observations.invalidate();
-      this.#d.daemon.constantsRefreshed(now);
+      await this.#write(() => this.#d.daemon.constantsRefreshed(now));
     } catch (err) {
       this.#d.log.warn(
         { err: describeError(err) },

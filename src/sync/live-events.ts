@@ -24,6 +24,7 @@ import type { ZaptecApi } from '../zaptec/api.js';
 import { BodyError, decodeObservation } from '../zaptec/message.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
 import type { EventBatcher } from './event-batcher.js';
+import type { Problems } from './problems.js';
 import { Settler } from './settler.js';
 
 /** An outage longer than this gets a new client with fresh connection details (CONTRACT §7). */
@@ -41,6 +42,8 @@ const NOT_ENABLED_RETRY_MS = 30 * 60_000;
 const RETRY_OPTIONS = { maxRetries: 2, retryDelayInMs: 1_000, timeoutInMs: 30_000 };
 /** A message whose commit failed is tried again, at most this far apart, while its lock is renewed. */
 const COMMIT_RETRY_CAP_MS = 30_000;
+/** A supervisor whose own code failed (not the connection: that has its backoff) starts over after this. */
+const SUPERVISOR_RESTART_MS = 5_000;
 /** Parallel message handlers: with batched commits this is what gives throughput. */
 const MAX_CONCURRENT_CALLS = 100;
 
@@ -57,6 +60,8 @@ export interface LiveEventsDeps {
   /** After a gap in live events: re-read that installation's chargers. */
   onGap(installationId: string): void;
   random?: () => number;
+  /** Where a supervisor's own failure is reported (status, /healthz). */
+  problems?: Problems;
 }
 
 type StreamEnd = { kind: 'stopped' } | { kind: 'auth' | 'not-found' | 'outage'; reason: string };
@@ -101,7 +106,22 @@ export class InstallationStream {
   }
 
   start(): void {
-    this.#loop = this.#run();
+    this.#loop = this.#supervise();
+  }
+
+  /** The supervisor owns its errors: reported, then it starts over; it never rejects. */
+  async #supervise(): Promise<void> {
+    const { problems, log } = this.#d;
+    while (!this.#abort.signal.aborted) {
+      try {
+        await this.#run();
+      } catch (err) {
+        const sentence = `live-event supervision of installation ${this.installationId} failed (${describeError(err)}); it starts over in ${SUPERVISOR_RESTART_MS / 1000} s`;
+        if (problems) problems.fail('live-events', sentence, err);
+        else log.warn(sentence);
+        await this.#d.clock.sleep(SUPERVISOR_RESTART_MS, this.#abort.signal);
+      }
+    }
   }
 
   get connected(): boolean {
@@ -117,6 +137,7 @@ export class InstallationStream {
     const changed = state !== this.#state;
     this.#state = state;
     if (state === 'connected') {
+      this.#d.problems?.ok('live-events', 'live-event supervision works again');
       this.#authFailures = 0;
       if (changed && this.#everConnected) this.reconnects++;
       this.#everConnected = true;
@@ -222,6 +243,13 @@ export class InstallationStream {
       { autoCompleteMessages: false, maxConcurrentCalls: MAX_CONCURRENT_CALLS },
     );
     const health = setInterval(() => {
+      try {
+        check();
+      } catch (err) {
+        finish({ kind: 'outage', reason: `the connection's health check failed: ${describeError(err)}` });
+      }
+    }, 250);
+    const check = () => {
       const now = clock.now();
       const quiet = !lastError || now - lastError.at > QUIET_AFTER_ERROR_MS || lastMessageAt > lastError.at;
       const settled = now - subscribedAt >= SETTLE_AFTER_SUBSCRIBE_MS || lastMessageAt > 0;
@@ -241,7 +269,7 @@ export class InstallationStream {
         if (now - downSince > OUTAGE_NEW_CLIENT_MS)
           finish({ kind: 'outage', reason: `no connection for ${Math.round((now - downSince) / 1000)} s` });
       }
-    }, 250);
+    };
     const onAbort = () => finish({ kind: 'stopped' });
     this.#abort.signal.addEventListener('abort', onAbort, { once: true });
     const end = await ended;

@@ -9,11 +9,14 @@ import type { Logger } from '../log.js';
 import type { Db } from '../store/database.js';
 import { HEARTBEAT_STALE_MS } from '../store/health.js';
 import type { Clock } from '../time.js';
+import type { Problems } from './problems.js';
 
 export interface MetricsSources {
   db: Db;
   admission: Admission;
   clock: Clock;
+  /** What the daemon finds wrong now: /healthz answers 503 with them. */
+  problems?: Problems;
   events(): { received: number; applied: number; deadLettered: number; reconnects: number };
   stateReads(): number;
 }
@@ -21,6 +24,8 @@ export interface MetricsSources {
 export class Metrics {
   readonly registry = new Registry();
   readonly apiRequests: Counter<'group' | 'outcome'>;
+  /** Incremented for every 429 answer: monotonic for the process's life, as a counter must be. */
+  readonly api429: Counter;
   readonly eventLag: Histogram;
   readonly #sources: MetricsSources;
   #server: Server | undefined;
@@ -37,20 +42,10 @@ export class Metrics {
       labelNames: ['group', 'outcome'],
       registers: [r],
     });
-    new Counter({
+    this.api429 = new Counter({
       name: 'zaptec_api_429_total',
       help: 'API answers 429 (Too Many Requests) since start',
       registers: [r],
-      collect() {
-        this.reset();
-        this.inc(
-          (
-            db
-              .prepare("SELECT count(*) AS n FROM api_requests WHERE status = 429 AND grp = 'global'")
-              .get() as { n: number }
-          ).n,
-        );
-      },
     });
     const windowLabel = (w: { kind: string; seconds?: number; ratePerSecond?: number; burst?: number }) =>
       w.kind === 'sliding' ? `${w.seconds}s` : `burst${w.burst}@${w.ratePerSecond}/s`;
@@ -154,19 +149,19 @@ export class Metrics {
   }
 
   /** 200 only with a fresh heartbeat and a database that takes a write lock. */
+  /**
+   * From memory, never waiting for a lock: the daemon's problems (an unwritable database among them, which
+   * the heartbeat finds within seconds), and a heartbeat that stopped being written.
+   */
   healthy(): { ok: boolean; reason: string } {
-    const { db, clock } = this.#sources;
+    const { db, clock, problems } = this.#sources;
+    const reasons = problems?.list().map((p) => p.sentence) ?? [];
     const hb = (
       db.prepare('SELECT heartbeat_at FROM daemon').get() as { heartbeat_at: string | null } | undefined
     )?.heartbeat_at;
     if (!hb || clock.now() - Date.parse(hb) > HEARTBEAT_STALE_MS)
-      return { ok: false, reason: `heartbeat is stale (${hb ?? 'never'})` };
-    try {
-      db.exec('BEGIN IMMEDIATE; ROLLBACK');
-    } catch (err) {
-      return { ok: false, reason: `database is not writable: ${(err as Error).message}` };
-    }
-    return { ok: true, reason: 'ok' };
+      reasons.push(`heartbeat is stale (${hb ?? 'never'})`);
+    return reasons.length === 0 ? { ok: true, reason: 'ok' } : { ok: false, reason: reasons.join('\n') };
   }
 
   async start(host: string, port: number, log: Logger): Promise<void> {
@@ -183,7 +178,12 @@ export class Metrics {
           },
         );
       } else if (req.url === '/healthz') {
-        const h = this.healthy();
+        let h: { ok: boolean; reason: string };
+        try {
+          h = this.healthy();
+        } catch (err) {
+          h = { ok: false, reason: `cannot read the daemon's health: ${(err as Error).message}` };
+        }
         res.writeHead(h.ok ? 200 : 503, { 'content-type': 'text/plain' });
         res.end(`${h.reason}\n`);
       } else {

@@ -5,10 +5,12 @@
  */
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
+import { whenWritable } from '../store/database.js';
 import type { RefreshRequestRow, RefreshRequestStore } from '../store/refresh-requests.js';
 import type { Clock } from '../time.js';
 import type { InventorySync } from './inventory.js';
 import type { ChargerLookup, LookupResult } from './lookup.js';
+import type { Problems } from './problems.js';
 
 /** How often the database's change counter is looked at (the contract promises an answer within 5 s). */
 const WATCH_INTERVAL_MS = 500;
@@ -19,6 +21,7 @@ export interface RefreshRequestDeps {
   inventorySync: InventorySync;
   clock: Clock;
   log: Logger;
+  problems?: Problems;
 }
 
 export class RefreshRequests {
@@ -63,8 +66,11 @@ export class RefreshRequests {
         this.#dataVersion = version;
         for (const row of this.#d.store.open()) this.#consider(row, now);
       }
+      this.#d.problems?.ok('refresh-requests', 'refresh requests are read again');
     } catch (err) {
-      this.#d.log.warn({ err: describeError(err) }, 'cannot read refresh_requests');
+      const sentence = `cannot read refresh_requests (${describeError(err)}); tried again every ${WATCH_INTERVAL_MS} ms`;
+      if (this.#d.problems) this.#d.problems.fail('refresh-requests', sentence, err);
+      else this.#d.log.warn(sentence);
     }
     if (this.#sighupAt !== undefined && this.#sighupAt <= now) this.#hup();
   }
@@ -76,8 +82,16 @@ export class RefreshRequests {
     this.#handling.add(row.id);
     this.#track(
       this.#handle(row)
+        .catch((err): LookupResult => ({ outcome: 'failed', detail: describeError(err) }))
         .then((r) => this.#answer(row, r))
-        .catch((err) => this.#answer(row, { outcome: 'failed', detail: describeError(err) }))
+        // Unanswered (the database refused for minutes): the row is still open and is considered again.
+        .catch((err) =>
+          this.#d.problems?.fail(
+            'refresh-requests',
+            `cannot answer refresh requests (${describeError(err)})`,
+            err,
+          ),
+        )
         .finally(() => this.#handling.delete(row.id)),
     );
   }
@@ -113,11 +127,16 @@ export class RefreshRequests {
     };
   }
 
-  #answer(row: RefreshRequestRow, r: LookupResult): void {
+  async #answer(row: RefreshRequestRow, r: LookupResult): Promise<void> {
     if (this.#stopped && r.outcome === 'failed') return; // abandoned by the stop, answered after the restart
     if (r.outcome === 'deferred') this.#deferred.set(row.id, r.retryAt ?? this.#d.clock.now() + 60_000);
     else this.#deferred.delete(row.id);
-    this.#d.store.answer(row.id, r.outcome, r.detail, this.#d.clock.now());
+    const { clock } = this.#d;
+    await whenWritable(
+      (ms) => clock.sleep(ms),
+      () => this.#d.store.answer(row.id, r.outcome, r.detail, clock.now()),
+      { maxWaitMs: 60_000 },
+    );
   }
 
   #hup(): void {

@@ -8,16 +8,18 @@
  * - where live events are off or down, polling as often as the budget allows while leaving room for the rest.
  * Never the same charger twice within 15 s (the API layer enforces that across restarts too).
  */
-import { RateLimitedError } from '../http/errors.js';
+import { CredentialsError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { Observation } from '../observation.js';
+import { isBusy, whenWritable } from '../store/database.js';
 import type { InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import { type Clock, parseZaptecTime, quietAbortController } from '../time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
 import type { ApiObservation } from '../zaptec/schemas.js';
+import type { Problems } from './problems.js';
 
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
 export const MODE_CHANGE_FOLLOW_UP_MS = 20_000;
@@ -31,6 +33,8 @@ const POLLING_SHARE = 0.5;
 const BURST_RATE_PER_S = 9;
 /** After a failed read (other than the budget), the charger is tried again this much later. */
 const RETRY_AFTER_FAILURE_MS = 5 * 60_000;
+/** A worker whose own step failed (not a read: the schedule, the database) goes on after this pause. */
+const WORKER_PAUSE_AFTER_ERROR_MS = 5_000;
 
 /** What the reader needs of the API (tests give a stand-in). */
 export type StateApi = Pick<ZaptecApi, 'state' | 'stateReadableAt'>;
@@ -46,6 +50,8 @@ export interface StateReaderDeps {
   requestsPerMinute: number;
   /** Observations were stored: the coordinator reacts (lookups of unknown chargers). */
   onApplied?: (result: ApplyResult) => void;
+  /** Where failing reads are reported (status, /healthz); the reader's own log otherwise. */
+  problems?: Problems;
 }
 
 interface Slot {
@@ -81,7 +87,6 @@ export class StateReader {
   readonly #waiters = new Set<() => void>();
   #workers: Promise<void>[] = [];
   #stopped = false;
-  #failing = false;
   /** Reads completed, for the watchdog and metrics. */
   reads = 0;
 
@@ -251,10 +256,17 @@ export class StateReader {
     if (s && s.due < at && !u) s.due = at;
   }
 
+  /** One worker: its own errors are reported and it goes on after a pause; it never rejects. */
   async #work(): Promise<void> {
     while (!this.#stopped) {
-      const now = this.#d.clock.now();
-      const next = this.#next(now);
+      let next: { id: string; reason: string } | number;
+      try {
+        next = this.#next(this.#d.clock.now());
+      } catch (err) {
+        this.#failed(err);
+        await this.#d.clock.sleep(WORKER_PAUSE_AFTER_ERROR_MS, this.#abort.signal);
+        continue;
+      }
       if (typeof next === 'number') {
         await this.#sleepUntil(next);
         continue;
@@ -266,6 +278,12 @@ export class StateReader {
         this.#inflight.delete(next.id);
       }
     }
+  }
+
+  #failed(err: unknown): void {
+    const sentence = `state reads are failing (${describeError(err)}); each charger is tried again in 5 minutes`;
+    if (this.#d.problems) this.#d.problems.fail('state', sentence, err);
+    else this.#d.log.warn({ err: describeError(err) }, sentence);
   }
 
   #sleepUntil(at: number): Promise<void> {
@@ -281,21 +299,21 @@ export class StateReader {
   }
 
   async #read(chargerId: string, reason: string): Promise<void> {
-    const { api, clock, log } = this.#d;
+    const { api, clock } = this.#d;
     try {
       const items = await api.state(chargerId, {
         deadline: clock.now() + READ_DEADLINE_MS,
         signal: this.#abort.signal,
       });
-      const result = this.#d.observations.apply(toObservations(items, 'poll'));
+      // What was read is paid for: a held write lock delays the commit, it does not waste the read.
+      const observations = toObservations(items, 'poll');
+      const result = this.#apply(observations);
+      const applied = result instanceof Promise ? await result : result;
       this.reads++;
       const inst = this.#slots.get(chargerId)?.installationId;
       if (inst) this.#d.syncStatus.polled(inst, clock.now());
-      this.#d.onApplied?.(result);
-      if (this.#failing) {
-        this.#failing = false;
-        log.info('state reads work again');
-      }
+      this.#d.onApplied?.(applied);
+      if (this.#d.problems) this.#d.problems.ok('state', 'state reads work again');
     } catch (err) {
       if (this.#stopped) return;
       if (err instanceof RateLimitedError) {
@@ -303,10 +321,20 @@ export class StateReader {
         return;
       }
       this.readSoon(chargerId, `${reason} (retry)`, clock.now() + RETRY_AFTER_FAILURE_MS);
-      if (!this.#failing) {
-        this.#failing = true;
-        log.warn({ err: describeError(err) }, 'state reads are failing; retrying each charger in 5 minutes');
-      }
+      // Refused credentials are their own problem (credentials), not a failure of the reads.
+      if (!(err instanceof CredentialsError)) this.#failed(err);
+    }
+  }
+
+  /** At once; only while a consumer holds the write lock does it wait, without holding the event loop. */
+  #apply(observations: Observation[]): ApplyResult | Promise<ApplyResult> {
+    const apply = () => this.#d.observations.apply(observations);
+    try {
+      return apply();
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+      const { clock } = this.#d;
+      return whenWritable((ms, signal) => clock.sleep(ms, signal), apply, { signal: this.#abort.signal });
     }
   }
 

@@ -13,17 +13,17 @@ import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
+import { CredentialRetry } from './credentials.js';
 import type { Component } from './daemon.js';
 import { EventBatcher } from './event-batcher.js';
+import { HistoryPruner } from './history-pruner.js';
 import { InventorySync } from './inventory.js';
 import { LiveEvents } from './live-events.js';
 import { ChargerLookup } from './lookup.js';
 import { Metrics } from './metrics.js';
+import { Problems } from './problems.js';
 import { RefreshRequests } from './refresh-requests.js';
 import { StateReader } from './state-reader.js';
-
-/** History older than ZAPTEC_HISTORY_DAYS is deleted this often. */
-const PRUNE_INTERVAL_MS = 60 * 60_000;
 
 export interface WiringDeps {
   config: Config;
@@ -40,9 +40,15 @@ export interface Wired {
   /** One line for `systemctl status`. */
   statusLine(): string;
   requestInventory(): void;
+  /** SIGHUP after refused credentials: one login at once. */
+  loginNow(): void;
   /** Progress counter for the watchdog: moves while the coordinator works. */
   progress(): number;
   stateReader: StateReader;
+  /** What the daemon finds wrong now: the heartbeat writes it, /healthz serves it. */
+  problems: Problems;
+  /** Writes that waited for the lock (sync_status), tried again with each heartbeat. */
+  retryWrites(): void;
 }
 
 export function buildComponents(deps: WiringDeps): Wired {
@@ -63,18 +69,36 @@ export function buildComponents(deps: WiringDeps): Wired {
   const observations = new ObservationStore(db, { historyDays: config.historyDays, now: () => clock.now() });
   const syncStatus = new SyncStatusStore(db);
   const daemon = new DaemonRecord(db);
+  const problems = new Problems(log, clock);
+  const credentials = new CredentialRetry({
+    tokens: client.tokens,
+    clock,
+    log: log.child({ component: 'credentials' }),
+    problems,
+  });
 
   const followed = (): string[] => config.installations ?? inventoryStore.activeInstallationIds();
   const markInstallations = (ids: string[]) => {
-    syncStatus.retain(ids);
+    try {
+      syncStatus.retain(ids);
+    } catch {
+      // A held lock: rows of installations no longer followed stay until the next pass.
+    }
     for (const id of ids) {
       if (!config.events) syncStatus.setEvents(id, 'off', null);
       else syncStatus.ensure(id, 'connecting', null);
       if (!live?.connected(id)) stateReader.setPolling(id, true); // until live events say they are connected
     }
-    if (live && !stopping) void live.follow(ids);
+    if (live && !stopping) follow(ids);
   };
   let stopping = false;
+  const follow = (ids: string[]) => {
+    live
+      ?.follow(ids)
+      .catch((err) =>
+        problems.fail('live-events', `cannot start or stop live events (${describeError(err)})`, err),
+      );
+  };
 
   const inventorySync: InventorySync = new InventorySync({
     api: client.api,
@@ -84,6 +108,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     syncStatus,
     clock,
     log: log.child({ component: 'inventory' }),
+    problems,
     cronExpression: config.inventoryCron,
     followed: config.installations?.map((i) => i.toLowerCase()),
     onRefreshed: (ids) => {
@@ -116,6 +141,7 @@ export function buildComponents(deps: WiringDeps): Wired {
         clock,
         log: log.child({ component: 'events' }),
         endpoint: config.servicebusEndpoint,
+        problems,
         onConnected: (id, connected) => stateReader.setPolling(id, !connected),
         onGap: (id) => stateReader.afterGap(id),
       })
@@ -129,6 +155,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     log: log.child({ component: 'state' }),
     reconcileMs: config.reconcileMinutes * 60_000,
     requestsPerMinute: config.requestsPerMinute,
+    problems,
     onApplied: (r) => {
       for (const id of r.unknownChargers) lookup.unknownSeen(id);
     },
@@ -148,6 +175,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     inventorySync,
     clock,
     log: log.child({ component: 'refresh' }),
+    problems,
   });
 
   if (config.metrics) {
@@ -155,6 +183,7 @@ export function buildComponents(deps: WiringDeps): Wired {
       db,
       admission: client.admission,
       clock,
+      problems,
       events: () => ({
         applied: batcher.applied,
         ...(live?.counts() ?? { received: 0, deadLettered: 0, reconnects: 0 }),
@@ -162,14 +191,17 @@ export function buildComponents(deps: WiringDeps): Wired {
       stateReads: () => stateReader.reads,
     });
     const counter = metrics.apiRequests;
+    const tooMany = metrics.api429;
     client.admission.onSettle = (groups, outcome) => {
       for (const group of groups) counter.inc({ group, outcome });
+      if (outcome === 'rate_limited') tooMany.inc();
     };
   }
 
-  let pruneTimer: NodeJS.Timeout | undefined;
+  const pruner = new HistoryPruner(observations, clock, problems, log);
   const components: Component[] = [
     { name: 'api', start: () => {}, stop: () => client.close() },
+    { name: 'credentials', start: () => credentials.start(), stop: () => credentials.stop() },
     {
       name: 'metrics',
       start: async () => {
@@ -189,7 +221,7 @@ export function buildComponents(deps: WiringDeps): Wired {
       name: 'inventory',
       start: () => {
         inventorySync.start();
-        // Not awaited: readiness does not wait for the cloud.
+        // Not awaited: readiness does not wait for the cloud. A failure is reported by the pass itself.
         inventorySync.startupPass().catch(() => {});
       },
       stop: async () => {
@@ -201,7 +233,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     {
       name: 'live-events',
       start: () => {
-        if (live) void live.follow(followed());
+        if (live) follow(followed());
       },
       stop: async () => {
         stopping = true;
@@ -209,22 +241,7 @@ export function buildComponents(deps: WiringDeps): Wired {
         batcher.flush();
       },
     },
-    {
-      name: 'history',
-      start: () => {
-        const prune = () => {
-          try {
-            const n = observations.pruneHistory();
-            if (n > 0) log.info({ rows: n }, 'pruned charger_state_history');
-          } catch (err) {
-            log.warn({ err: describeError(err) }, 'history pruning failed');
-          }
-        };
-        prune();
-        pruneTimer = setInterval(prune, PRUNE_INTERVAL_MS);
-      },
-      stop: () => clearInterval(pruneTimer),
-    },
+    { name: 'history', start: () => pruner.start(), stop: () => pruner.stop() },
   ];
   const statusLine = (): string => {
     const rows = syncStatus.all();
@@ -242,6 +259,9 @@ export function buildComponents(deps: WiringDeps): Wired {
     components,
     statusLine,
     requestInventory: () => refresh.sighup(),
+    loginNow: () => credentials.loginNow(),
+    problems,
+    retryWrites: () => syncStatus.retry(),
     progress: () => stateReader.reads + batcher.applied,
     stateReader,
   };

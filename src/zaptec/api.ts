@@ -7,7 +7,7 @@ import type { z } from 'zod';
 import type { HttpClient, HttpResponse } from '../http/client.js';
 import { HttpStatusError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
-import type { Db } from '../store/database.js';
+import { type Db, isBusy } from '../store/database.js';
 import type { Clock } from '../time.js';
 import type { TokenSource } from './auth.js';
 import {
@@ -248,7 +248,12 @@ export class ZaptecApi {
     );
     // Counted from the answer too: admission may have held the request, and the next read must come
     // 15 s after the server served this one.
-    this.#markRead.run(chargerId, this.#clock.now());
+    try {
+      this.#markRead.run(chargerId, this.#clock.now());
+    } catch (err) {
+      // A held lock: the mark written with the admission stands (the next read counts from the admission).
+      if (!isBusy(err)) throw err;
+    }
     if (!Array.isArray(body)) throw new PayloadError('/api/chargers/{id}/state: not an array');
     const data = this.#items(observationSchema, body, 'state observation');
     this.#remember(chargerId, data);

@@ -1,28 +1,9 @@
 /** issue 7: readiness under a fake NOTIFY_SOCKET, doctor against the simulator, /metrics and /healthz. */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort, runCli, tempDir, waitFor } from '../helpers.js';
+import { canNotify, notifySocket } from '../notify-socket.js';
 import { liveHarness } from '../sync/live-harness.js';
-
-const hasPython = spawn('sh', ['-c', 'command -v python3 && command -v systemd-notify']);
-const canNotify = await new Promise<boolean>((r) => hasPython.on('exit', (code) => r(code === 0)));
-
-/** A datagram socket that prints every notification it receives, one per line. */
-function notifySocket(path: string): { child: ChildProcess; lines: () => string[] } {
-  const script = `
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print("LISTENING", flush=True)
-while True:
-    print(s.recv(65536).decode().replace("\\n", " | "), flush=True)
-`;
-  const child = spawn('python3', ['-c', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  return { child, lines: () => out.split('\n').filter(Boolean) };
-}
 
 describe('running as a service', () => {
   it.runIf(canNotify)('tells systemd READY=1, STATUS= and STOPPING=1 through NOTIFY_SOCKET', async () => {
