@@ -232,7 +232,7 @@ describe('a consumer holding the write lock for 60 s while 200 observations a se
 describe('a power cut', () => {
   const hasStrace = existsSync('/usr/bin/strace');
   it.runIf(hasStrace)(
-    'finds every completed message synced first: an fsync of the WAL between its delivery and its completion',
+    'finds every completed message synced first (an fsync of the WAL between delivery and completion), and every request budget record before its send',
     {
       timeout: 90_000,
     },
@@ -262,8 +262,9 @@ describe('a power cut', () => {
             what: '150 completions',
           },
         );
-        child.kill('SIGTERM');
-        await exited;
+        // The daemon itself stops (strace ends with it): its pid is in the database.
+        process.kill(h.one<{ pid: number }>('SELECT pid FROM daemon').pid, 'SIGTERM');
+        expect(await exited).toEqual({ code: 0, signal: null });
         const walSyncs = readFileSync(trace, 'utf8')
           .split('\n')
           .filter((l) => /\bf(data)?sync\(\d+<[^>]*zaptec\.db-wal>\) = 0/.test(l))
@@ -274,6 +275,11 @@ describe('a power cut', () => {
           (c) => !walSyncs.some((t) => t >= c.lockedAt && t <= c.completedAt),
         );
         expect(unsynced).toEqual([]);
+        // And every API request's budget record was synced before it was sent (within a second on loopback).
+        const requests = h.sim.rest.requests.map((r) => r.at);
+        expect(requests.length).toBeGreaterThan(3);
+        const unrecorded = requests.filter((at) => !walSyncs.some((t) => t <= at && t >= at - 1_000));
+        expect(unrecorded).toEqual([]);
       } finally {
         if (child.exitCode === null) child.kill('SIGKILL');
       }
