@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-for (const name of ['apply', 'ingest', 'freshness', 'coldstart', 'footprint']) {
+for (const name of ['apply', 'ingest', 'freshness', 'lockhold', 'coldstart', 'footprint']) {
   console.log(`\n== ${name}`);
   const r = spawnSync(process.execPath, [fileURLToPath(new URL(`./${name}.js`, import.meta.url))], {
     stdio: 'inherit',

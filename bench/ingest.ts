@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../src/store/database.js';
+import { WalSync } from '../src/store/durability.js';
 import { ObservationStore } from '../src/store/observations.js';
 import { decodeObservation } from '../src/zaptec/message.js';
 import { encodeNbfx } from '../src/zaptec/nbfx.js';
@@ -35,9 +36,11 @@ async function endToEnd(): Promise<string> {
   }
 }
 
-function decodeApply(): string {
+/** Decode and apply in batches of 100, each made durable by the group commit as in the daemon. */
+async function decodeApply(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
   const db = openDatabase(join(dir, 'b.db'), { create: true });
+  const wal = new WalSync(db);
   const store = new ObservationStore(db, { historyDays: 7, now: () => Date.now() });
   const ids = Array.from(
     { length: 1000 },
@@ -56,15 +59,21 @@ function decodeApply(): string {
     ),
   );
   const start = process.hrtime.bigint();
-  for (let i = 0; i < bodies.length; i += 100)
+  const synced: Promise<void>[] = [];
+  for (let i = 0; i < bodies.length; i += 100) {
     store.apply(bodies.slice(i, i + 100).map((body) => decodeObservation(body)));
+    synced.push(wal.sync());
+    if (synced.length % 10 === 0) await new Promise<void>((r) => setImmediate(r));
+  }
+  await Promise.all(synced);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  wal.close();
   db.close();
   rmSync(dir, { recursive: true, force: true });
   const rate = Math.round(100_000 / seconds);
-  return `decode + apply: ${rate.toLocaleString('en')} obs/s (MC-NBFX bodies, batches of 100) — target ≥ 100,000/s: ${rate >= 100_000 ? 'met' : 'MISSED (SQLite-bound, see the apply row)'}`;
+  return `decode + apply: ${rate.toLocaleString('en')} obs/s (MC-NBFX bodies, batches of 100, durable by group commit) — target ≥ 100,000/s: ${rate >= 100_000 ? 'met' : 'MISSED (SQLite-bound, see the apply row)'}`;
 }
 
-const lines = [await endToEnd(), decodeApply()];
+const lines = [await endToEnd(), await decodeApply()];
 for (const l of lines) console.log(l);
 record('ingest', 'npm run bench:ingest', lines.join('; '));

@@ -33,6 +33,10 @@ export interface Config {
   requestsPerMinute: number;
   historyDays: number;
   metrics: { host: string; port: number } | undefined;
+  /** ZAPTEC_USER_GROUPS (validated; the subscriptions themselves are the user-groups issue's work). */
+  userGroups: string[] | undefined;
+  /** ZAPTEC_SESSIONS, ZAPTEC_SESSIONS_DAYS, ZAPTEC_SESSIONS_PERSONAL_DATA (validated; sessions are to come). */
+  sessions: { enabled: boolean; days: number; personalData: boolean };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** systemd: stdout is the journal when JOURNAL_STREAM names stdout's device:inode. */
   journalStream: string | undefined;
@@ -52,11 +56,9 @@ const intIn = (min: number, max: number) =>
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-const fields = {
-  ZAPTEC_API_URL: z
-    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-    .transform((u) => u.replace(/\/+$/, '')),
-  ZAPTEC_INSTALLATIONS: z
+/** Comma-separated GUIDs (spaces and empty items ignored). */
+function guidList(what: string) {
+  return z
     .string()
     .transform((s) =>
       s
@@ -64,7 +66,18 @@ const fields = {
         .map((x) => x.trim())
         .filter(Boolean),
     )
-    .pipe(z.array(z.string().regex(GUID, 'must be comma-separated installation ids (GUIDs)'))),
+    .pipe(z.array(z.string().regex(GUID, `must be comma-separated ${what} ids (GUIDs)`)));
+}
+
+const fields = {
+  ZAPTEC_API_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .transform((u) => u.replace(/\/+$/, '')),
+  ZAPTEC_INSTALLATIONS: guidList('installation'),
+  ZAPTEC_USER_GROUPS: guidList('user-group'),
+  ZAPTEC_SESSIONS: z.enum(['on', 'off'], { error: 'must be on or off' }),
+  ZAPTEC_SESSIONS_DAYS: intIn(0, 3650),
+  ZAPTEC_SESSIONS_PERSONAL_DATA: z.enum(['on', 'off'], { error: 'must be on or off' }),
   ZAPTEC_EVENTS: z.enum(['on', 'off'], { error: 'must be on or off' }),
   ZAPTEC_SERVICEBUS_ENDPOINT: z.string().transform((s, ctx) => {
     try {
@@ -159,7 +172,7 @@ export function parseConfig(env: Env, options: LoadOptions = {}): Config {
     password,
     apiUrl: field(env, 'ZAPTEC_API_URL') ?? 'https://api.zaptec.com',
     dbPath: databasePath(env),
-    installations: installations && installations.length > 0 ? installations : undefined,
+    installations: nonEmpty(installations),
     events: (field(env, 'ZAPTEC_EVENTS') ?? 'on') === 'on',
     servicebusEndpoint: field(env, 'ZAPTEC_SERVICEBUS_ENDPOINT'),
     reconcileMinutes: field(env, 'ZAPTEC_RECONCILE_MINUTES') ?? 60,
@@ -167,11 +180,21 @@ export function parseConfig(env: Env, options: LoadOptions = {}): Config {
     requestsPerMinute: field(env, 'ZAPTEC_REQUESTS_PER_MINUTE') ?? 600,
     historyDays: field(env, 'ZAPTEC_HISTORY_DAYS') ?? 7,
     metrics: field(env, 'ZAPTEC_METRICS'),
+    userGroups: nonEmpty(field(env, 'ZAPTEC_USER_GROUPS')),
+    sessions: {
+      enabled: (field(env, 'ZAPTEC_SESSIONS') ?? 'on') === 'on',
+      days: field(env, 'ZAPTEC_SESSIONS_DAYS') ?? 30,
+      personalData: field(env, 'ZAPTEC_SESSIONS_PERSONAL_DATA') === 'on',
+    },
     logLevel: field(env, 'LOG_LEVEL') ?? 'info',
     journalStream: env.JOURNAL_STREAM || undefined,
     notifySocket: env.NOTIFY_SOCKET || undefined,
     watchdogUsec: watchdog && Number.isFinite(watchdog) && watchdog > 0 ? watchdog : undefined,
   };
+}
+
+function nonEmpty<T>(list: T[] | undefined): T[] | undefined {
+  return list && list.length > 0 ? list : undefined;
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   observationSchema,
   pageSchema,
 } from '../src/zaptec/schemas.js';
+import { CONTRACT_VARIABLES } from './contract.js';
 
 const headerValue = fc.oneof(
   fc.string(),
@@ -87,19 +88,7 @@ describe('fuzzing', () => {
   });
 
   it('the configuration throws only ConfigError', () => {
-    const names = [
-      'ZAPTEC_API_URL',
-      'ZAPTEC_INSTALLATIONS',
-      'ZAPTEC_EVENTS',
-      'ZAPTEC_SERVICEBUS_ENDPOINT',
-      'ZAPTEC_RECONCILE_MINUTES',
-      'ZAPTEC_INVENTORY_CRON',
-      'ZAPTEC_REQUESTS_PER_MINUTE',
-      'ZAPTEC_HISTORY_DAYS',
-      'ZAPTEC_METRICS',
-      'LOG_LEVEL',
-      'WATCHDOG_USEC',
-    ];
+    const names = [...CONTRACT_VARIABLES.filter((n) => n !== 'ZAPTEC_PASSWORD_FILE'), 'WATCHDOG_USEC'];
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...names), fc.string()), (env) => {
         try {

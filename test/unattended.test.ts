@@ -85,6 +85,27 @@ describe('background work that fails', () => {
   });
 });
 
+describe('state reads that fail', () => {
+  it('are a problem in status while the daemon goes on, each charger tried again later', {
+    timeout: 60_000,
+  }, async () => {
+    const h = await harness({ installations: 1, chargersPerInstallation: 3 });
+    // 403: a lasting answer, not retried (a 5xx storm shows as the breaker's blocked budget group instead).
+    h.sim.faults.push({ path: /\/state$/, status: 403, times: 10_000 });
+    const run = h.start();
+    await waitFor(
+      async () => (await status(h.env, h.dir)).problems.some((p) => /state reads are failing/.test(p)),
+      {
+        timeoutMs: 45_000,
+        what: 'failing state reads in status',
+      },
+    );
+    expect(run.child.exitCode).toBeNull();
+    expect(run.output().match(/state reads are failing/g)?.length).toBe(1);
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+  });
+});
+
 describe('a refused password', () => {
   it('is one token request, not a retry loop: status says so, refresh requests are answered failed, SIGHUP tries once more', {
     timeout: 60_000,

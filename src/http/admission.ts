@@ -57,8 +57,12 @@ export class Admission {
   /** Told of every settled request (metrics). */
   onSettle: ((groups: string[], outcome: string) => void) | undefined;
 
-  constructor(db: Db, clock: Clock, profile: VendorProfile) {
+  /** Resolves once the admission's record is on disk: a request is sent only after (CONTRACT §7 Durability). */
+  readonly #durable: (() => Promise<void>) | undefined;
+
+  constructor(db: Db, clock: Clock, profile: VendorProfile, durable?: () => Promise<void>) {
     this.#db = db;
+    this.#durable = durable;
     this.#clock = clock;
     this.#profile = profile;
     this.#insert = db.prepare('INSERT INTO api_requests (grp, at_ms, method, path) VALUES (?, ?, ?, ?)');
@@ -196,6 +200,7 @@ export class Admission {
       }
       if ('ids' in r) {
         if (++this.#admissions % 500 === 0) this.prune();
+        await this.#durable?.();
         return r;
       }
       if (options.deadline !== undefined && r.at > options.deadline) {

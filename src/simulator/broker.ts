@@ -172,7 +172,9 @@ export class ServiceBusBroker {
 
   /** When each completed message was delivered and completed (epoch ms, this machine's clock). */
   completions(topic: string, name: string): { lockedAt: number; completedAt: number }[] {
-    return [...(this.#subscriptions.get(`${topic}/subscriptions/${name}`.toLowerCase())?.queue.completions ?? [])];
+    return [
+      ...(this.#subscriptions.get(`${topic}/subscriptions/${name}`.toLowerCase())?.queue.completions ?? []),
+    ];
   }
 
   stats(topic: string, name: string): QueueStats & { deadLetters: StoredMessage[] } {

@@ -104,7 +104,7 @@ export interface OpenOptions {
   daemon?: boolean;
 }
 
-/** Opens the database with the daemon's pragmas: WAL, synchronous=FULL, a busy timeout, foreign keys. */
+/** Opens the database with the daemon's pragmas: WAL, synchronous=NORMAL, a busy timeout, foreign keys. */
 export function openDatabase(path: string, options: OpenOptions = {}): Db {
   const isNew = !existsSync(path);
   if (isNew && !options.create) throw new StoreError(`no database at ${path}`);
@@ -122,10 +122,10 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
       } catch {}
     }
     db.pragma('journal_mode = WAL');
-    // FULL: every commit syncs the WAL before it returns, so a live message completed after its commit, and a
-    // request sent after its budget record, survive a power cut or a kernel crash (CONTRACT §7 Durability).
-    // NORMAL would survive a process crash only. The cost is in BENCHMARKS.md (apply, freshness, ingest).
-    db.pragma('synchronous = FULL');
+    // NORMAL: a commit is written to the WAL but not synced; what must survive a power cut (a live message's
+    // observation before its completion, a budget record before its request) waits for WalSync's group commit,
+    // an fsync off the event loop shared by every commit before it (durability.ts; FULL's cost in BENCHMARKS.md).
+    db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     // A fleet's hot pages (current state, recent history) stay in memory: 32 MiB at most. 10,000 chargers'
     // current state is about 16 MiB; 64 MiB bought no ingest speed and cost 32 MB of RSS (BENCHMARKS.md).

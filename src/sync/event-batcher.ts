@@ -27,6 +27,8 @@ export interface EventBatcherDeps {
   clock: Clock;
   log: Logger;
   onApplied(result: ApplyResult): void;
+  /** Resolves once what was committed is on disk (the group commit): only then are messages completed. */
+  durable?: () => Promise<void>;
   /** Seconds from Zaptec's observation time to the commit, per live observation (metrics). */
   lag?: (seconds: number) => void;
 }
@@ -84,7 +86,18 @@ export class EventBatcher {
       const now = this.#d.clock.now();
       for (const p of batch) this.#d.lag((now - p.observation.observedAt) / 1000);
     }
-    for (const p of batch) p.resolve();
+    if (this.#d.durable) {
+      // Completed once synced; a failed sync leaves them uncompleted, and they come back (replays are harmless).
+      this.#d.durable().then(
+        () => {
+          for (const p of batch) p.resolve();
+        },
+        (err) => {
+          this.#d.log.error({ err: describeWriteError(err) }, 'cannot sync the database to disk');
+          for (const p of batch) p.reject(err);
+        },
+      );
+    } else for (const p of batch) p.resolve();
     try {
       this.#d.onApplied(result);
     } catch (err) {

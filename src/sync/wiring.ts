@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import { DaemonRecord } from '../store/daemon-row.js';
 import type { Db } from '../store/database.js';
+import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
 import { type ApplyResult, ObservationStore } from '../store/observations.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
@@ -53,6 +54,8 @@ export interface Wired {
 
 export function buildComponents(deps: WiringDeps): Wired {
   const { config, db, log, clock } = deps;
+  const walSync = new WalSync(db);
+  const durable = () => walSync.sync();
   const client =
     deps.client ??
     createZaptecClient({
@@ -64,6 +67,7 @@ export function buildComponents(deps: WiringDeps): Wired {
       db,
       clock,
       log: log.child({ component: 'api' }),
+      durable,
     });
   const inventoryStore = new InventoryStore(db);
   const observations = new ObservationStore(db, { historyDays: config.historyDays, now: () => clock.now() });
@@ -131,6 +135,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     clock,
     log: log.child({ component: 'events' }),
     onApplied,
+    durable,
     lag: (s) => metrics?.eventLag.observe(s),
   });
   const live: LiveEvents | undefined = config.events
@@ -200,7 +205,14 @@ export function buildComponents(deps: WiringDeps): Wired {
 
   const pruner = new HistoryPruner(observations, clock, problems, log);
   const components: Component[] = [
-    { name: 'api', start: () => {}, stop: () => client.close() },
+    {
+      name: 'api',
+      start: () => {},
+      stop: async () => {
+        await client.close();
+        walSync.close();
+      },
+    },
     { name: 'credentials', start: () => credentials.start(), stop: () => credentials.stop() },
     {
       name: 'metrics',

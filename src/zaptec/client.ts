@@ -18,6 +18,8 @@ export interface ZaptecClientOptions {
   db: Db;
   clock: Clock;
   log: Logger;
+  /** Resolves once the database's commits are on disk (the daemon's group commit); none in tools. */
+  durable?: () => Promise<void>;
   /** Defaults to Zaptec's profile at `requestsPerMinute`; tests scale it. */
   profile?: VendorProfile;
   random?: () => number;
@@ -34,7 +36,7 @@ export interface ZaptecClient {
 }
 
 export function createZaptecClient(o: ZaptecClientOptions): ZaptecClient {
-  const admission = new Admission(o.db, o.clock, o.profile ?? zaptecProfile(o.requestsPerMinute));
+  const admission = new Admission(o.db, o.clock, o.profile ?? zaptecProfile(o.requestsPerMinute), o.durable);
   const http = new HttpClient({
     baseUrl: o.apiUrl,
     admission,

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { CONTRACT_VARIABLES } from '../contract.js';
 import { cleanEnv, runCli, startCli, tempDir, waitFor } from '../helpers.js';
 
 const C = '93d603a7-ff53-4ed8-8dd6-f79c94819458';
@@ -10,6 +12,10 @@ describe('zaptec-sync run', () => {
     ['ZAPTEC_REQUESTS_PER_MINUTE', '5000'],
     ['ZAPTEC_EVENTS', 'maybe'],
     ['ZAPTEC_INVENTORY_CRON', '61 * * * *'],
+    ['ZAPTEC_USER_GROUPS', 'fleet-one'],
+    ['ZAPTEC_SESSIONS', 'yes'],
+    ['ZAPTEC_SESSIONS_DAYS', '-1'],
+    ['ZAPTEC_SESSIONS_PERSONAL_DATA', 'maybe'],
   ])('exits 78 with one line naming %s', async (variable, value) => {
     const dir = tempDir();
     const r = await runCli(['run'], {
@@ -20,6 +26,15 @@ describe('zaptec-sync run', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain(variable);
     expect(r.stdout + r.stderr).not.toContain('secret-pw');
+  });
+
+  it('takes .env.example as it is: every variable of the contract, and exit 78 naming the missing user', async () => {
+    const example = new URL('../../.env.example', import.meta.url).pathname;
+    const text = readFileSync(example, 'utf8');
+    for (const variable of CONTRACT_VARIABLES) expect(text).toMatch(new RegExp(`^${variable}=`, 'm'));
+    const r = await runCli(['run', '--env-file', example], { cwd: tempDir(), env: cleanEnv() });
+    expect(r.code).toBe(78);
+    expect(r.stderr.trim()).toMatch(/^[^\n]*ZAPTEC_USERNAME[^\n]*$/);
   });
 
   it('exits 78 without credentials', async () => {

@@ -10,12 +10,14 @@ import { Fleet } from '../../src/simulator/fleet.js';
 import { RestSimulator } from '../../src/simulator/rest.js';
 import { openDatabase } from '../../src/store/database.js';
 import type { ObservationStore } from '../../src/store/observations.js';
+import type { RefreshRequestStore } from '../../src/store/refresh-requests.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
 import { CredentialRetry } from '../../src/sync/credentials.js';
 import { HistoryPruner } from '../../src/sync/history-pruner.js';
 import { InstallationStream } from '../../src/sync/live-events.js';
 import { Metrics } from '../../src/sync/metrics.js';
 import { Problems } from '../../src/sync/problems.js';
+import { RefreshRequests } from '../../src/sync/refresh-requests.js';
 import type { Clock } from '../../src/time.js';
 import { delay } from '../../src/time.js';
 import { createZaptecClient } from '../../src/zaptec/client.js';
@@ -175,6 +177,37 @@ describe('background passes own their errors', () => {
     } finally {
       await stream.stop();
       db.close();
+    }
+  });
+
+  it('a refresh-request poll that cannot read the table is a problem, and over when it can', async () => {
+    const problems = new Problems(quiet, hastyClock);
+    let broken = true;
+    const store = {
+      dataVersion: () => {
+        if (broken)
+          throw Object.assign(new Error('database disk image is malformed'), { code: 'SQLITE_CORRUPT' });
+        return 1;
+      },
+      open: () => [],
+    } as unknown as RefreshRequestStore;
+    const refresh = new RefreshRequests({
+      store,
+      lookup: undefined as never,
+      inventorySync: undefined as never,
+      clock: hastyClock,
+      log: quiet,
+      problems,
+    });
+    refresh.start();
+    try {
+      expect(problems.list()[0]?.sentence).toMatch(
+        /cannot read refresh_requests \(SQLITE_CORRUPT: database disk image/,
+      );
+      broken = false;
+      await waitFor(() => !problems.has('refresh-requests'), { what: 'recovered at the next poll' });
+    } finally {
+      await refresh.stop();
     }
   });
 
