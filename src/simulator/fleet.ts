@@ -144,18 +144,55 @@ export class Fleet {
 
 /** The OCMF signed meter value (554) of a Go: the lifetime register in kWh. */
 export function ocmf(serial: string, kwh: number, at: number): string {
-  const tm = new Date(at)
-    .toISOString()
-    .replace('T', 'T')
-    .replace(/\.\d{3}Z$/, ',000+00:00 R');
-  return `OCMF|${JSON.stringify({
-    FV: '1.0',
-    GI: 'ZAPTEC GO',
-    GS: serial,
-    GV: '2.1.0.4',
-    PG: 'F1',
-    RD: [{ TM: tm, RV: Number(kwh.toFixed(3)), RI: '1-0:1.8.0', RU: 'kWh', RT: 'AC', ST: 'G' }],
-  })}`;
+  return `OCMF|${JSON.stringify({ ...ocmfHeader(serial), RD: [ocmfReading(kwh, at)] })}`;
+}
+
+/** A Go's OCMF header (no signature section: the Go is not MID-certified). */
+function ocmfHeader(serial: string) {
+  return { FV: '1.0', GI: 'ZAPTEC GO', GS: serial, GV: '2.3.1.2', PG: 'T1' };
+}
+
+/** One OCMF reading: `TM` with a comma decimal and the clock status letter, as Zaptec's firmware writes it. */
+function ocmfReading(kwh: number, at: number, tx?: 'B' | 'T' | 'E') {
+  const tm = new Date(at).toISOString().replace(/\.(\d{3})Z$/, ',$1+00:00 R');
+  return {
+    TM: tm,
+    ...(tx ? { TX: tx } : {}),
+    RV: Number(kwh.toFixed(3)),
+    RI: '1-0:1.8.0',
+    RU: 'kWh',
+    RT: 'AC',
+    ST: 'G',
+  };
+}
+
+/**
+ * A completed session's 723 value with Zaptec's field set (sessions.md §A): a GUID `SessionId`, times in UTC
+ * with six fractional digits, and the charger's unsigned OCMF with its begin and end readings.
+ */
+export function completedSession(o: {
+  sessionId: string;
+  serial: string;
+  startedAt: number;
+  endedAt: number;
+  meterStartKwh: number;
+  energyKwh: number;
+}): string {
+  const micros = (t: number) => new Date(t).toISOString().replace(/Z$/, '000Z');
+  const readings = [
+    ocmfReading(o.meterStartKwh, o.startedAt, 'B'),
+    ocmfReading(o.meterStartKwh + o.energyKwh, o.endedAt, 'E'),
+  ];
+  return JSON.stringify({
+    SessionId: o.sessionId,
+    Energy: Number(o.energyKwh.toFixed(3)),
+    StartDateTime: micros(o.startedAt),
+    EndDateTime: micros(o.endedAt),
+    ReliableClock: true,
+    StoppedByRFID: false,
+    AuthenticationCode: '',
+    SignedSession: `OCMF|${JSON.stringify({ ...ocmfHeader(o.serial), RD: readings })}`,
+  });
 }
 
 /** Zaptec writes REST timestamps without an offset, with up to 3 fractional digits. */

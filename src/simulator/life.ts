@@ -6,7 +6,7 @@
  * added or removed, and the all-zero ChargerId shows up.
  */
 import { randomUUID } from 'node:crypto';
-import { type Fleet, ocmf, type SimCharger, type SimObservation } from './fleet.js';
+import { completedSession, type Fleet, ocmf, type SimCharger, type SimObservation } from './fleet.js';
 
 export interface LifeOptions {
   /** Observations published per second, over the whole fleet (about). */
@@ -20,6 +20,9 @@ export interface LifeOptions {
 }
 
 interface Session {
+  /** When the car arrived (710 → 2), and the meter then. */
+  startedAt: number;
+  meterAtStart: number;
   power: number;
   target: number;
   energyKwh: number;
@@ -69,6 +72,8 @@ export class FleetLife {
     let s = this.#sessions.get(c.id);
     if (!s) {
       s = {
+        startedAt: 0,
+        meterAtStart: 0,
         power: 0,
         target: 0,
         energyKwh: 0,
@@ -104,6 +109,8 @@ export class FleetLife {
           push(710, '2');
           push(721, randomUUID());
           s.energyKwh = 0;
+          s.startedAt = now;
+          s.meterAtStart = s.meterKwh;
           return 2;
         }
         push(501 + Math.floor(r() * 3), (228 + r() * 6).toFixed(3));
@@ -130,17 +137,19 @@ export class FleetLife {
       }
       default:
         if (r() < 0.4) {
+          // The session's id is the 721 it began with (cleared as it ends): the 723 carries it.
+          const sessionId = c.state.get(721)?.value || randomUUID();
           push(710, '1');
           push(721, '');
           push(
             723,
-            JSON.stringify({
-              SessionId: c.state.get(721)?.value ?? randomUUID(),
-              Energy: Number(s.energyKwh.toFixed(3)),
-              StartDateTime: new Date(now - 3_600_000).toISOString(),
-              EndDateTime: new Date(now).toISOString(),
-              ReliableClock: true,
-              StoppedByRFID: false,
+            completedSession({
+              sessionId,
+              serial: c.deviceId,
+              startedAt: s.startedAt || now - 3_600_000,
+              endedAt: now,
+              meterStartKwh: s.meterAtStart || s.meterKwh,
+              energyKwh: s.energyKwh,
             }),
           );
           s.meterKwh += s.energyKwh;

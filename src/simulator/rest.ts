@@ -55,35 +55,51 @@ export interface RestSimulatorOptions {
   now?: () => number;
 }
 
-/** The constants subset the daemon reads (zaptec-api.md §4). */
+/**
+ * The constants the simulator serves: Zaptec's own ids and names (checked against a real /api/constants by the
+ * realdata tests) for every state it simulates, and for the session states the daemon reads (723, 981).
+ */
+const SIMULATED_STATES = {
+  IsOcppConnected: -3,
+  IsOnline: -2,
+  Pulse: -1,
+  CommunicationMode: 150,
+  VoltagePhase1: 501,
+  VoltagePhase2: 502,
+  VoltagePhase3: 503,
+  CurrentPhase1: 507,
+  CurrentPhase2: 508,
+  CurrentPhase3: 509,
+  ChargerMaxCurrent: 510,
+  TotalChargePower: 513,
+  TotalChargePowerSession: 553,
+  SignedMeterValue: 554,
+  ChargerOperationMode: 710,
+  FinalStopActive: 718,
+  SessionIdentifier: 721,
+  ChargerCurrentUserUuid: 722,
+  CompletedSession: 723,
+  InstallationId: 800,
+} as const;
+
 export const SIM_CONSTANTS = {
-  Observations: {
-    IsOcppConnected: -3,
-    IsOnline: -2,
-    Pulse: -1,
-    CommunicationMode: 150,
-    VoltagePhase1: 501,
-    VoltagePhase2: 502,
-    VoltagePhase3: 503,
-    CurrentPhase1: 507,
-    CurrentPhase2: 508,
-    CurrentPhase3: 509,
-    ChargerMaxCurrent: 510,
-    TotalChargePower: 513,
-    TotalChargePowerSession: 553,
-    SignedMeterValue: 554,
-    ChargerOperationMode: 710,
-    FinalStopActive: 718,
-    SessionIdentifier: 721,
-    ChargerCurrentUserUuid: 722,
-    InstallationId: 800,
-    TemperatureInternal6: 202,
-  },
+  Observations: { ...SIMULATED_STATES, TemperatureInternal6: 202, MIDPublicKey: 981 },
   Schema: {
-    Smart: { DeviceType: 1, ObservationIds: { TemperatureInternal6: 202 } },
-    Apollo: { DeviceType: 4, ObservationIds: { TemperatureEMeterPhase1: 202 } },
+    // 202 has another name on the Go; 981 exists on the Pro only.
+    Smart: {
+      DeviceType: 1,
+      ObservationIds: { ...SIMULATED_STATES, TemperatureInternal6: 202, MIDPublicKey: 981 },
+    },
+    Apollo: { DeviceType: 4, ObservationIds: { ...SIMULATED_STATES, TemperatureEMeterPhase1: 202 } },
   },
-  Version: 'sim-1',
+  ChargerOperationModes: {
+    Unknown: 0,
+    Disconnected: 1,
+    Connected_Requesting: 2,
+    Connected_Charging: 3,
+    Connected_Finished: 5,
+  },
+  Version: 'sim-2',
 };
 
 const GUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
