@@ -250,6 +250,35 @@ describe('a consumer holding the write lock for 60 s while 200 observations a se
   );
 });
 
+describe('zaptec_api_429_total', () => {
+  it('is a counter: it never goes down, whatever becomes of the budget rows behind it', {
+    timeout: 60_000,
+  }, async () => {
+    const port = await freePort();
+    const h = await harness(
+      { installations: 1, chargersPerInstallation: 2 },
+      { ZAPTEC_METRICS: `127.0.0.1:${port}` },
+    );
+    h.sim.faults.push({
+      path: /^\/api\/installation$/,
+      status: 429,
+      headers: { 'retry-after': '1' },
+      times: 1,
+    });
+    const run = h.start();
+    const total = async () =>
+      gauge(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), 'zaptec_api_429_total');
+    await waitFor(async () => (await total()) === 1, { what: 'one 429 counted' });
+    // Admission forgets old requests after ~31 minutes: here, at once.
+    const db = new Database(h.dbPath);
+    db.pragma('busy_timeout = 5000');
+    db.prepare('DELETE FROM api_requests').run();
+    db.close();
+    expect(await total()).toBe(1);
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+  });
+});
+
 describe('a power cut', () => {
   const hasStrace = existsSync('/usr/bin/strace');
   it.runIf(hasStrace)(
