@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -121,12 +121,16 @@ describe('the migrated schema', () => {
     const readerDir = tempDir();
     const script = join(readerDir, 'reader.cjs');
     const bs3 = dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
-    cpSync(join(bs3, 'lib'), join(readerDir, 'lib'), { recursive: true });
-    cpSync(join(bs3, 'build', 'Release', 'better_sqlite3.node'), join(readerDir, 'better_sqlite3.node'));
+    // Its code and its native part: built here (build/), or shipped in the package (prebuilds/, since 13).
+    for (const part of ['package.json', 'lib', 'build', 'prebuilds'])
+      if (existsSync(join(bs3, part)))
+        cpSync(join(bs3, part), join(readerDir, 'bs3', part), { recursive: true });
+    const release = join(readerDir, 'bs3', 'build', 'Release', 'better_sqlite3.node');
+    const built = existsSync(release) ? release : undefined; // a build of its own is named; prebuilds are found
     writeFileSync(
       script,
-      `const D = require('./lib/index.js');
-       const db = new D(${JSON.stringify(path)}, { readonly: true, fileMustExist: true, nativeBinding: ${JSON.stringify(join(readerDir, 'better_sqlite3.node'))} });
+      `const D = require('./bs3');
+       const db = new D(${JSON.stringify(path)}, { readonly: true, fileMustExist: true${built ? `, nativeBinding: ${JSON.stringify(built)}` : ''} });
        process.stdout.write(String(db.prepare('SELECT value FROM charger_state').get().value));`,
     );
     execFileSync('chmod', ['-R', 'a+rX', readerDir]);
