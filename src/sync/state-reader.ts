@@ -2,8 +2,9 @@
  * State reads (`/api/chargers/{id}/state`), only where they are needed:
  * - at start, chargers whose stored state is older than ZAPTEC_RECONCILE_MINUTES, as fast as the budget allows;
  * - reconciliation: each charger in its own slot, the slots spread evenly over the interval (no bursts);
- * - one extra read about 20 s after a charger's operation mode (710) changes, since Zaptec does not push
- *   every value that changes with a session;
+ * - one extra read about 20 s after a session starts or ends (710 leaves or enters 1), since Zaptec does not
+ *   push every value that changes then; a burst is one read after its last change, and one charger's
+ *   follow-ups are at least 12 minutes apart (mode changes within a session need no read);
  * - after a live-event gap, that installation's chargers;
  * - where live events are off or down, polling as often as the budget allows while leaving room for the rest.
  * Never the same charger twice within 15 s (the API layer enforces that across restarts too).
@@ -23,6 +24,21 @@ import type { Problems } from './problems.js';
 
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
 export const MODE_CHANGE_FOLLOW_UP_MS = 20_000;
+/**
+ * Follow-up reads of one charger are at least this far apart (a session end meanwhile is read when the
+ * spacing allows, never skipped): with the hourly reconciliation read, at most 6 calls per charger-hour
+ * whatever the charger does (CONTRACT §4).
+ */
+export const FOLLOW_UP_SPACING_MS = 12 * 60_000;
+const FOLLOW_UP = 'follow-up after a session started or ended';
+
+/** 710 ChargerOperationMode 1 is Disconnected: leaving it starts a session, entering it ends one. */
+export function isSessionBoundary(change: {
+  value: string | null;
+  previous: string | null | undefined;
+}): boolean {
+  return change.value !== change.previous && (change.value === '1' || change.previous === '1');
+}
 /** Parallel reads: enough to hide the API's latency; admission does the pacing. */
 const WORKERS = 4;
 /** A read may wait this long for the budget before it is rescheduled instead. */
@@ -82,6 +98,8 @@ export class StateReader {
   readonly #urgent = new Map<string, { due: number; reason: string }>();
   readonly #inflight = new Set<string>();
   readonly #polling = new Set<string>();
+  /** When each charger's last follow-up read was sent (the 12-minute spacing). */
+  readonly #lastFollowUp = new Map<string, number>();
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
   readonly #abort = quietAbortController();
   readonly #waiters = new Set<() => void>();
@@ -156,13 +174,26 @@ export class StateReader {
     this.#wakeAll();
   }
 
-  /** The operation mode changed: catch what Zaptec does not push, about 20 s later. */
-  modeChanged(chargerId: string): void {
-    this.readSoon(
-      chargerId,
-      'follow-up after an operation-mode change',
+  /**
+   * The operation mode changed. A session's start or end gets one read about 20 s after the burst's last
+   * change (each change pushes it back), and no sooner than 12 minutes after the charger's last follow-up.
+   */
+  modeChanged(change: {
+    chargerId: string;
+    value: string | null;
+    previous: string | null | undefined;
+  }): void {
+    if (!isSessionBoundary(change)) return;
+    const id = change.chargerId.toLowerCase();
+    const due = Math.max(
       this.#d.clock.now() + MODE_CHANGE_FOLLOW_UP_MS,
+      (this.#lastFollowUp.get(id) ?? -Infinity) + FOLLOW_UP_SPACING_MS,
     );
+    const pending = this.#urgent.get(id);
+    // A read due sooner for another reason would come before the values settle: this one replaces it.
+    if (!pending || pending.reason !== FOLLOW_UP || pending.due < due)
+      this.#urgent.set(id, { due, reason: FOLLOW_UP });
+    this.#wakeAll();
   }
 
   /** Live events had a gap: re-read that installation's chargers within the budget. */
@@ -300,6 +331,7 @@ export class StateReader {
 
   async #read(chargerId: string, reason: string): Promise<void> {
     const { api, clock } = this.#d;
+    if (reason === FOLLOW_UP) this.#lastFollowUp.set(chargerId, clock.now());
     try {
       const items = await api.state(chargerId, {
         deadline: clock.now() + READ_DEADLINE_MS,

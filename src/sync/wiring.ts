@@ -126,7 +126,7 @@ export function buildComponents(deps: WiringDeps): Wired {
   });
   const onApplied = (r: ApplyResult) => {
     for (const id of r.unknownChargers) lookup.unknownSeen(id);
-    for (const change of r.modeChanges) stateReader.modeChanged(change.chargerId);
+    for (const change of r.modeChanges) stateReader.modeChanged(change);
   };
   let metrics: Metrics | undefined;
   const batcher = new EventBatcher({

@@ -203,20 +203,81 @@ describe('reconciliation (virtual clock)', () => {
     }
   });
 
-  it('reads a charger again about 20 s after its operation mode changed, and never twice within 15 s', async () => {
+  /** Mode changes of one charger at the given offsets (ms) from now, with the clock run between them. */
+  async function modes(clock: VirtualClock, reader: StateReader, changes: [number, string][], from = '1') {
+    const start = clock.now();
+    let previous = from;
+    const at: number[] = [];
+    for (const [offset, value] of changes) {
+      await runFor(clock, start + offset - clock.now());
+      reader.modeChanged({ chargerId: id(0), value, previous });
+      at.push(clock.now());
+      previous = value;
+    }
+    return at;
+  }
+
+  const HOUR = 3_600_000;
+
+  it('reads a session start and its end about 20 s after each, once per burst, and never twice within 15 s', async () => {
     const { clock, reader, reads } = makeReader(1, 60);
     reader.start();
     await runFor(clock, 2_000);
     const before = reads.length;
-    const changedAt = clock.now();
-    reader.modeChanged(id(0));
-    reader.modeChanged(id(0));
-    await runFor(clock, 30_000);
+    // A car arrives (1 → 2 → 3), charges, pauses and resumes (3 → 5 → 3: no read), and leaves 40 min later (→ 1).
+    const at = await modes(clock, reader, [
+      [0, '2'],
+      [3_000, '3'],
+      [20 * 60_000, '5'],
+      [21 * 60_000, '3'],
+      [40 * 60_000, '1'],
+    ]);
+    await runFor(clock, 60_000);
     await reader.stop();
-    const followUps = reads.slice(before);
-    expect(followUps).toHaveLength(1);
-    expect(followUps[0]!.at - changedAt).toBeGreaterThanOrEqual(MODE_CHANGE_FOLLOW_UP_MS);
-    expect(followUps[0]!.at - changedAt).toBeLessThan(MODE_CHANGE_FOLLOW_UP_MS + 2_000);
+    const [arrived, , , , left] = at as [number, number, number, number, number];
+    const extra = reads.slice(before).filter((r) => r.at < arrived + 20 * 60_000 || r.at > left);
+    expect(extra).toHaveLength(2);
+    // One read per burst (1 → 2 → 3 is one), about 20 s after its last boundary change.
+    expect(extra[0]!.at - arrived).toBeGreaterThanOrEqual(MODE_CHANGE_FOLLOW_UP_MS);
+    expect(extra[0]!.at - arrived).toBeLessThan(MODE_CHANGE_FOLLOW_UP_MS + 2_000);
+    expect(extra[1]!.at - left).toBeGreaterThanOrEqual(MODE_CHANGE_FOLLOW_UP_MS);
+    expect(extra[1]!.at - left).toBeLessThan(MODE_CHANGE_FOLLOW_UP_MS + 2_000);
+  });
+
+  it('a charger flapping 2 ↔ 3 every 30 s for an hour (load management) costs no extra read', async () => {
+    const { clock, reader, reads } = makeReader(1, 60);
+    reader.start();
+    await modes(clock, reader, [[0, '2']]); // the session starts: one read
+    await runFor(clock, 60_000);
+    const before = reads.length;
+    const flaps = Array.from(
+      { length: 120 },
+      (_, i) => [(i + 1) * 30_000, i % 2 === 0 ? '3' : '2'] as [number, string],
+    );
+    await modes(clock, reader, flaps, '2');
+    const after = reads.length;
+    await reader.stop();
+    expect(after - before).toBeLessThanOrEqual(1); // the hourly reconciliation read, nothing else
+  });
+
+  it('plugged in and out every 2 minutes for three hours: at most 6 calls per charger-hour, and the last end is read', async () => {
+    const { clock, reader, reads } = makeReader(1, 60);
+    reader.start();
+    await runFor(clock, 5_000);
+    const t0 = clock.now();
+    const changes = Array.from(
+      { length: 180 },
+      (_, i) => [i * 60_000, i % 2 === 0 ? '2' : '1'] as [number, string],
+    );
+    await modes(clock, reader, changes);
+    const lastEnd = clock.now();
+    await runFor(clock, 15 * 60_000);
+    await reader.stop();
+    for (let hour = 1; hour < 3; hour++) {
+      const inHour = reads.filter((r) => r.at >= t0 + hour * HOUR && r.at < t0 + (hour + 1) * HOUR);
+      expect(inHour.length).toBeLessThanOrEqual(6);
+    }
+    expect(reads.some((r) => r.at >= lastEnd + MODE_CHANGE_FOLLOW_UP_MS)).toBe(true);
   });
 
   it('gives every polled charger the cadence of the whole fleet, the first ones of a resync included', async () => {
