@@ -109,6 +109,7 @@ const ROUTES = {
   hierarchy: new RegExp(`^/api/installation/(${GUID})/hierarchy$`, 'i'),
   messaging: new RegExp(`^/api/installation/(${GUID})/messagingConnectionDetails$`, 'i'),
   installation: new RegExp(`^/api/installation/(${GUID})$`, 'i'),
+  firmware: new RegExp(`^/api/chargerFirmware/installation/(${GUID})$`, 'i'),
   state: new RegExp(`^/api/chargers/(${GUID})/state$`, 'i'),
   charger: new RegExp(`^/api/chargers/(${GUID})$`, 'i'),
 };
@@ -331,6 +332,26 @@ export class RestSimulator {
         Topic: d.topic,
         Subscription: d.subscription,
       });
+    }
+    m = ROUTES.firmware.exec(p);
+    if (m) {
+      // What Home Assistant reads daily (zaptec-api.md §2): one entry per charger of the installation.
+      const inst = this.fleet.installations.get(m[1]!.toLowerCase());
+      if (!inst?.active) return answer(403, { Message: 'forbidden' });
+      return answer(
+        200,
+        this.fleet
+          .activeChargers()
+          .filter((c) => c.installationId === inst.id)
+          .map((c) => ({
+            ChargerId: c.id,
+            DeviceType: c.deviceType,
+            IsOnline: c.state.get(-2)?.value !== '0',
+            CurrentVersion: c.deviceType === 4 ? '2.3.1.2' : '5.3.0.3',
+            AvailableVersion: c.deviceType === 4 ? '2.3.1.2' : '5.3.0.3',
+            IsUpToDate: true,
+          })),
+      );
     }
     m = ROUTES.installation.exec(p);
     if (m) {
