@@ -4,7 +4,7 @@
  * - reconciliation: each charger in its own slot, the slots spread evenly over the interval (no bursts);
  * - one extra read about 20 s after a session starts or ends (710 leaves or enters 1), since Zaptec does not
  *   push every value that changes then; a burst is one read after its last change, and one charger's
- *   follow-ups are at least 12 minutes apart (mode changes within a session need no read);
+ *   follow-ups come from a bucket of 2 refilled every 12 minutes (mode changes within a session need no read);
  * - after a live-event gap, that installation's chargers;
  * - where live events are off or down, polling as often as the budget allows while leaving room for the rest.
  * Never the same charger twice within 15 s (the API layer enforces that across restarts too).
@@ -25,11 +25,13 @@ import type { Problems } from './problems.js';
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
 export const MODE_CHANGE_FOLLOW_UP_MS = 20_000;
 /**
- * Follow-up reads of one charger are at least this far apart (a session end meanwhile is read when the
- * spacing allows, never skipped): with the hourly reconciliation read, at most 6 calls per charger-hour
- * whatever the charger does (CONTRACT §4).
+ * Follow-up reads of one charger: a bucket of 2 (a short session's start and end, both read at once) that
+ * refills one every 12 minutes. Whatever the charger does, at most 5 follow-ups an hour at steady state, so
+ * with the hourly reconciliation read at most 6 calls per charger-hour (CONTRACT §4); a session end that
+ * finds the bucket empty is read when it refills, never skipped.
  */
 export const FOLLOW_UP_SPACING_MS = 12 * 60_000;
+const FOLLOW_UP_BURST = 2;
 const FOLLOW_UP = 'follow-up after a session started or ended';
 
 /** 710 ChargerOperationMode 1 is Disconnected: leaving it starts a session, entering it ends one. */
@@ -98,8 +100,8 @@ export class StateReader {
   readonly #urgent = new Map<string, { due: number; reason: string }>();
   readonly #inflight = new Set<string>();
   readonly #polling = new Set<string>();
-  /** When each charger's last follow-up read was sent (the 12-minute spacing). */
-  readonly #lastFollowUp = new Map<string, number>();
+  /** Each charger's follow-up bucket as GCRA's theoretical arrival time (epoch ms). */
+  readonly #followUpTat = new Map<string, number>();
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
   readonly #abort = quietAbortController();
   readonly #waiters = new Set<() => void>();
@@ -176,7 +178,7 @@ export class StateReader {
 
   /**
    * The operation mode changed. A session's start or end gets one read about 20 s after the burst's last
-   * change (each change pushes it back), and no sooner than 12 minutes after the charger's last follow-up.
+   * change (each change pushes it back), when the charger's follow-up bucket allows.
    */
   modeChanged(change: {
     chargerId: string;
@@ -185,10 +187,7 @@ export class StateReader {
   }): void {
     if (!isSessionBoundary(change)) return;
     const id = change.chargerId.toLowerCase();
-    const due = Math.max(
-      this.#d.clock.now() + MODE_CHANGE_FOLLOW_UP_MS,
-      (this.#lastFollowUp.get(id) ?? -Infinity) + FOLLOW_UP_SPACING_MS,
-    );
+    const due = Math.max(this.#d.clock.now() + MODE_CHANGE_FOLLOW_UP_MS, this.#followUpAllowedAt(id));
     const pending = this.#urgent.get(id);
     // A read due sooner for another reason would come before the values settle: this one replaces it.
     if (!pending || pending.reason !== FOLLOW_UP || pending.due < due)
@@ -331,7 +330,13 @@ export class StateReader {
 
   async #read(chargerId: string, reason: string): Promise<void> {
     const { api, clock } = this.#d;
-    if (reason === FOLLOW_UP) this.#lastFollowUp.set(chargerId, clock.now());
+    if (reason === FOLLOW_UP) {
+      const now = clock.now();
+      this.#followUpTat.set(
+        chargerId,
+        Math.max(this.#followUpTat.get(chargerId) ?? now, now) + FOLLOW_UP_SPACING_MS,
+      );
+    }
     try {
       const items = await api.state(chargerId, {
         deadline: clock.now() + READ_DEADLINE_MS,
@@ -368,6 +373,12 @@ export class StateReader {
       const { clock } = this.#d;
       return whenWritable((ms, signal) => clock.sleep(ms, signal), apply, { signal: this.#abort.signal });
     }
+  }
+
+  /** The earliest time the charger's follow-up bucket has a read left. */
+  #followUpAllowedAt(id: string): number {
+    const tat = this.#followUpTat.get(id);
+    return tat === undefined ? 0 : tat - (FOLLOW_UP_BURST - 1) * FOLLOW_UP_SPACING_MS;
   }
 
   #wakeAll(): void {

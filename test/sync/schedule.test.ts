@@ -260,6 +260,24 @@ describe('reconciliation (virtual clock)', () => {
     expect(after - before).toBeLessThanOrEqual(1); // the hourly reconciliation read, nothing else
   });
 
+  it('a five-minute session: its start and its end are both read about 20 s after each', async () => {
+    const { clock, reader, reads } = makeReader(1, 60);
+    reader.start();
+    await runFor(clock, 2_000);
+    const before = reads.length;
+    const [arrived, left] = (await modes(clock, reader, [
+      [0, '2'],
+      [5 * 60_000, '1'],
+    ])) as [number, number];
+    await runFor(clock, 60_000);
+    await reader.stop();
+    const after = reads.slice(before).map((r) => r.at);
+    expect(after.map((t) => Math.floor((t - arrived) / 1000))).toEqual([
+      20,
+      Math.floor((left - arrived) / 1000) + 20,
+    ]);
+  });
+
   it('plugged in and out every 2 minutes for three hours: at most 6 calls per charger-hour, and the last end is read', async () => {
     const { clock, reader, reads } = makeReader(1, 60);
     reader.start();
