@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, linkSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -136,7 +136,14 @@ describe('the migrated schema', () => {
     execFileSync('chmod', ['-R', 'a+rX', readerDir]);
     // As root, permissions would not bite: read as an unprivileged user when we can.
     const asUser = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-    const r = spawnSync(process.execPath, [script], { ...asUser, encoding: 'utf8' });
+    // Node itself too: a Node fetched by scripts/node sits inside the checkout (a hard link costs nothing).
+    const node = join(readerDir, 'node');
+    try {
+      linkSync(process.execPath, node);
+    } catch {
+      copyFileSync(process.execPath, node);
+    }
+    const r = spawnSync(node, [script], { ...asUser, encoding: 'utf8' });
     chmodSync(dir, 0o755);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('3');
