@@ -4,7 +4,7 @@
  * `BEGIN IMMEDIATE` transaction that checked the windows, so the budget holds across restarts,
  * crashes and processes (doctor alongside run).
  */
-import { type Db, isBusy } from '../store/database.js';
+import { type Db, isBusy, whenWritable } from '../store/database.js';
 import type { Clock } from '../time.js';
 import { RateLimitedError } from './errors.js';
 import type { GroupDef, VendorProfile, WindowDef } from './profile.js';
@@ -25,9 +25,6 @@ export interface AdmitOptions {
   /** Written in the admission's own transaction (what a crash after the send must not forget). */
   record?: (at: number) => void;
 }
-
-/** While another connection holds the write lock, admission tries again this often (the loop stays free). */
-const LOCKED_RETRY_MS = 100;
 
 interface Blocking {
   at: number;
@@ -126,15 +123,10 @@ export class Admission {
   #earliest(groups: GroupDef[], now: number): Blocking {
     let worst: Blocking = { at: now, group: groups[0]?.name ?? '', source: 'local' };
     for (const g of groups) {
-      const stored = this.#block.get(g.name);
-      const memory = this.#memoryBlocks.get(g.name);
-      const block =
-        memory && memory.until > (stored?.blocked_until_ms ?? 0)
-          ? { blocked_until_ms: memory.until, source: memory.source }
-          : stored;
-      if (block && block.blocked_until_ms > worst.at) {
+      const block = this.#blockOf(g.name);
+      if (block && block.until > worst.at) {
         worst = {
-          at: block.blocked_until_ms,
+          at: block.until,
           group: g.name,
           source: block.source.startsWith('server') ? 'server' : 'local',
         };
@@ -145,6 +137,14 @@ export class Admission {
       }
     }
     return worst;
+  }
+
+  /** The group's pause: the stored one, or the one in memory that could not be written yet if it is later. */
+  #blockOf(group: string): { until: number; source: string } | undefined {
+    const stored = this.#block.get(group);
+    const memory = this.#memoryBlocks.get(group);
+    if (memory && memory.until > (stored?.blocked_until_ms ?? 0)) return memory;
+    return stored && { until: stored.blocked_until_ms, source: stored.source };
   }
 
   /**
@@ -189,14 +189,17 @@ export class Admission {
   async admit(groups: GroupDef[], method: string, path: string, options: AdmitOptions = {}): Promise<Ticket> {
     for (;;) {
       options.signal?.throwIfAborted();
+      // While a consumer holds the write lock nothing is sent: the admission waits until it can be written.
       let r: Ticket | Blocking;
       try {
-        r = this.tryAdmit(groups, method, path, options.record);
+        r = await whenWritable(
+          (ms, signal) => this.#clock.sleep(ms, signal),
+          () => this.tryAdmit(groups, method, path, options.record),
+          { signal: options.signal, maxWaitMs: Infinity },
+        );
       } catch (err) {
-        if (!isBusy(err)) throw err;
-        // A consumer holds the write lock: nothing is sent until the admission can be written (and synced).
-        await this.#clock.sleep(LOCKED_RETRY_MS, options.signal);
-        continue;
+        options.signal?.throwIfAborted(); // stopped while waiting for the lock: the stop's error, as before
+        throw err;
       }
       if ('ids' in r) {
         if (++this.#admissions % 500 === 0) this.prune();
@@ -292,15 +295,12 @@ export class Admission {
     return this.#profile.groups.flatMap((g) =>
       g.windows.map((w) => {
         const seconds = w.kind === 'sliding' ? w.seconds : w.burst / w.ratePerSecond;
-        const until = Math.max(
-          this.#block.get(g.name)?.blocked_until_ms ?? 0,
-          this.#memoryBlocks.get(g.name)?.until ?? 0,
-        );
+        const until = this.#blockOf(g.name)?.until;
         return {
           group: g.name,
           window: w,
           used: this.#count.get(g.name, now - seconds * 1000)!.n,
-          blockedUntil: until > now ? until : undefined,
+          blockedUntil: until !== undefined && until > now ? until : undefined,
         };
       }),
     );

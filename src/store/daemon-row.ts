@@ -22,15 +22,19 @@ export function readDaemonRow(db: Db): DaemonRow | undefined {
 export class DaemonRecord {
   readonly #db: Db;
   readonly #heartbeat;
+  readonly #clearProblems;
+  readonly #addProblem;
 
   constructor(db: Db) {
     this.#db = db;
     this.#heartbeat = db.prepare('UPDATE daemon SET heartbeat_at = ? WHERE id = 1');
+    this.#clearProblems = db.prepare('DELETE FROM daemon_problems');
+    this.#addProblem = db.prepare('INSERT INTO daemon_problems (key, sentence, since) VALUES (?, ?, ?)');
   }
 
   started(version: string, pid: number, now: number): void {
     const at = isoMs(now);
-    this.#db.prepare('DELETE FROM daemon_problems').run();
+    this.#clearProblems.run();
     this.#db
       .prepare(
         `INSERT INTO daemon (id, version, pid, started_at, heartbeat_at, stopped_at, schema_version)
@@ -45,9 +49,8 @@ export class DaemonRecord {
   heartbeat(now: number, problems: readonly { key: string; sentence: string; since: number }[] = []): void {
     this.#db.transaction(() => {
       this.#heartbeat.run(isoMs(now));
-      this.#db.prepare('DELETE FROM daemon_problems').run();
-      const insert = this.#db.prepare('INSERT INTO daemon_problems (key, sentence, since) VALUES (?, ?, ?)');
-      for (const p of problems) insert.run(p.key, p.sentence, isoMs(p.since));
+      this.#clearProblems.run();
+      for (const p of problems) this.#addProblem.run(p.key, p.sentence, isoMs(p.since));
     })();
   }
 

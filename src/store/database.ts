@@ -204,25 +204,38 @@ const WRITABLE_WAIT_MS = 10 * 60_000;
 const WRITABLE_STEP_MS = [20, 50, 100, 250, 500];
 
 /**
- * Runs a synchronous write, and while another connection holds the lock (SQLITE_BUSY after the daemon's
- * short busy timeout) tries again after a pause that frees the event loop. Other errors, the signal's
- * abort and a wait past `maxWaitMs` throw the write's own error.
+ * Runs a synchronous write at once, and only while another connection holds the lock (SQLITE_BUSY after the
+ * daemon's short busy timeout) tries again after pauses that free the event loop: the result then comes as a
+ * promise. Other errors, the signal's abort and a wait past `maxWaitMs` throw the write's own error.
  */
-export async function whenWritable<T>(
+export function whenWritable<T>(
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>,
   write: () => T,
   options: { signal?: AbortSignal; maxWaitMs?: number } = {},
+): T | Promise<T> {
+  try {
+    return write();
+  } catch (err) {
+    if (!isBusy(err) || options.signal?.aborted) throw err;
+  }
+  return retryWhileBusy(sleep, write, options);
+}
+
+async function retryWhileBusy<T>(
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>,
+  write: () => T,
+  options: { signal?: AbortSignal; maxWaitMs?: number },
 ): Promise<T> {
+  const max = options.maxWaitMs ?? WRITABLE_WAIT_MS;
   let waited = 0;
   for (let attempt = 0; ; attempt++) {
+    const step = WRITABLE_STEP_MS[Math.min(attempt, WRITABLE_STEP_MS.length - 1)]!;
+    waited += step;
+    await sleep(step, options.signal);
     try {
       return write();
     } catch (err) {
-      const max = options.maxWaitMs ?? WRITABLE_WAIT_MS;
       if (!isBusy(err) || options.signal?.aborted || waited >= max) throw err;
-      const step = WRITABLE_STEP_MS[Math.min(attempt, WRITABLE_STEP_MS.length - 1)]!;
-      waited += step;
-      await sleep(step, options.signal);
     }
   }
 }

@@ -80,10 +80,17 @@ export class SyncStatusStore {
     }
   }
 
-  /** Writes what could not be written before, in order; throws (keeping the rest) while it still cannot. */
+  /**
+   * Writes what could not be written before, in order; stops quietly at the first that still cannot (the
+   * heartbeat reports an unwritable database, once) and keeps the rest for the next call.
+   */
   retry(): void {
     for (const [key, write] of this.#unwritten) {
-      write();
+      try {
+        write();
+      } catch {
+        return;
+      }
       this.#unwritten.delete(key);
     }
   }
@@ -91,11 +98,13 @@ export class SyncStatusStore {
   /** Rows of installations that are no longer followed are removed, so `status` shows only what runs. */
   retain(installationIds: readonly string[]): void {
     const keep = new Set(installationIds);
-    const all = this.#db
-      .prepare<[], { installation_id: string }>('SELECT installation_id FROM sync_status')
-      .all();
-    const del = this.#db.prepare('DELETE FROM sync_status WHERE installation_id = ?');
-    for (const r of all) if (!keep.has(r.installation_id)) del.run(r.installation_id);
+    this.#write('retain', () => {
+      const all = this.#db
+        .prepare<[], { installation_id: string }>('SELECT installation_id FROM sync_status')
+        .all();
+      const del = this.#db.prepare('DELETE FROM sync_status WHERE installation_id = ?');
+      for (const r of all) if (!keep.has(r.installation_id)) del.run(r.installation_id);
+    });
   }
 
   all(): SyncStatusRow[] {

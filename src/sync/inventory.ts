@@ -21,7 +21,7 @@ import type { Clock } from '../time.js';
 import { quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
 import { type Charger, circuitSchema, hierarchyChargerSchema, hierarchySchema } from '../zaptec/schemas.js';
-import type { Problems } from './problems.js';
+import { Problems } from './problems.js';
 
 /** Zaptec's guidance: the inventory at most hourly (or for an unknown charger). */
 export const INVENTORY_SPACING_MS = 60 * 60_000;
@@ -52,6 +52,7 @@ export interface InventoryDeps {
 
 export class InventorySync {
   readonly #d: InventoryDeps;
+  readonly #problems: Problems;
   #task: ScheduledTask | undefined;
   /** Never started: only asked for the cron expression's next times. */
   #probe: ScheduledTask | undefined;
@@ -62,6 +63,7 @@ export class InventorySync {
 
   constructor(deps: InventoryDeps) {
     this.#d = deps;
+    this.#problems = deps.problems ?? new Problems(deps.log, deps.clock);
   }
 
   /** When the last complete pass ended, from the database. */
@@ -92,7 +94,7 @@ export class InventorySync {
   }
 
   /** A write that waits (without holding the event loop) while a consumer holds the lock. */
-  #write<T>(write: () => T): Promise<T> {
+  async #write<T>(write: () => T): Promise<T> {
     return whenWritable((ms, signal) => this.#d.clock.sleep(ms, signal), write, {
       signal: this.#abort.signal,
     });
@@ -185,7 +187,7 @@ export class InventorySync {
         },
         'inventory pass completed',
       );
-      this.#d.problems?.ok('inventory', 'inventory passes work again');
+      this.#problems.ok('inventory', 'inventory passes work again');
       this.#d.onRefreshed?.([...followedIds], change);
       return true;
     } catch (err) {
@@ -200,8 +202,7 @@ export class InventorySync {
     const sentence = `the inventory pass failed (${reason}: ${describeError(err)}); the stored inventory is kept${
       next === undefined ? '' : ` and the next pass is at ${new Date(next).toISOString()}`
     }`;
-    if (this.#d.problems) this.#d.problems.fail('inventory', sentence, err);
-    else this.#d.log.warn({ err: describeError(err) }, sentence);
+    this.#problems.fail('inventory', sentence, err);
   }
 
   #noteHierarchy(installationIds: string[], missing: Set<string>): void {

@@ -24,7 +24,7 @@ import type { ZaptecApi } from '../zaptec/api.js';
 import { BodyError, decodeObservation } from '../zaptec/message.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
 import type { EventBatcher } from './event-batcher.js';
-import type { Problems } from './problems.js';
+import { Problems } from './problems.js';
 import { Settler } from './settler.js';
 
 /** An outage longer than this gets a new client with fresh connection details (CONTRACT §7). */
@@ -87,6 +87,7 @@ function errorCodes(error: unknown): string[] {
 export class InstallationStream {
   readonly installationId: string;
   readonly #d: LiveEventsDeps;
+  readonly #problems: Problems;
   readonly #abort = quietAbortController();
   readonly #settler = new Settler();
   #loop: Promise<void> | undefined;
@@ -103,6 +104,7 @@ export class InstallationStream {
   constructor(installationId: string, deps: LiveEventsDeps) {
     this.installationId = installationId;
     this.#d = deps;
+    this.#problems = deps.problems ?? new Problems(deps.log, deps.clock);
   }
 
   start(): void {
@@ -111,14 +113,12 @@ export class InstallationStream {
 
   /** The supervisor owns its errors: reported, then it starts over; it never rejects. */
   async #supervise(): Promise<void> {
-    const { problems, log } = this.#d;
     while (!this.#abort.signal.aborted) {
       try {
         await this.#run();
       } catch (err) {
         const sentence = `live-event supervision of installation ${this.installationId} failed (${describeError(err)}); it starts over in ${SUPERVISOR_RESTART_MS / 1000} s`;
-        if (problems) problems.fail('live-events', sentence, err);
-        else log.warn(sentence);
+        this.#problems.fail('live-events', sentence, err);
         await this.#d.clock.sleep(SUPERVISOR_RESTART_MS, this.#abort.signal);
       }
     }
@@ -137,7 +137,7 @@ export class InstallationStream {
     const changed = state !== this.#state;
     this.#state = state;
     if (state === 'connected') {
-      this.#d.problems?.ok('live-events', 'live-event supervision works again');
+      this.#problems.ok('live-events', 'live-event supervision works again');
       this.#authFailures = 0;
       if (changed && this.#everConnected) this.reconnects++;
       this.#everConnected = true;

@@ -148,7 +148,6 @@ export class Metrics {
     });
   }
 
-  /** 200 only with a fresh heartbeat and a database that takes a write lock. */
   /**
    * From memory, never waiting for a lock: the daemon's problems (an unwritable database among them, which
    * the heartbeat finds within seconds), and a heartbeat that stopped being written.

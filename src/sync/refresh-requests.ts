@@ -10,7 +10,7 @@ import type { RefreshRequestRow, RefreshRequestStore } from '../store/refresh-re
 import type { Clock } from '../time.js';
 import type { InventorySync } from './inventory.js';
 import type { ChargerLookup, LookupResult } from './lookup.js';
-import type { Problems } from './problems.js';
+import { Problems } from './problems.js';
 
 /** How often the database's change counter is looked at (the contract promises an answer within 5 s). */
 const WATCH_INTERVAL_MS = 500;
@@ -26,6 +26,7 @@ export interface RefreshRequestDeps {
 
 export class RefreshRequests {
   readonly #d: RefreshRequestDeps;
+  readonly #problems: Problems;
   readonly #handling = new Set<number>();
   /** Deferred rows: when to answer them again. */
   readonly #deferred = new Map<number, number>();
@@ -37,6 +38,7 @@ export class RefreshRequests {
 
   constructor(deps: RefreshRequestDeps) {
     this.#d = deps;
+    this.#problems = deps.problems ?? new Problems(deps.log, deps.clock);
   }
 
   start(): void {
@@ -66,11 +68,10 @@ export class RefreshRequests {
         this.#dataVersion = version;
         for (const row of this.#d.store.open()) this.#consider(row, now);
       }
-      this.#d.problems?.ok('refresh-requests', 'refresh requests are read again');
+      this.#problems.ok('refresh-requests', 'refresh requests are read again');
     } catch (err) {
       const sentence = `cannot read refresh_requests (${describeError(err)}); tried again every ${WATCH_INTERVAL_MS} ms`;
-      if (this.#d.problems) this.#d.problems.fail('refresh-requests', sentence, err);
-      else this.#d.log.warn(sentence);
+      this.#problems.fail('refresh-requests', sentence, err);
     }
     if (this.#sighupAt !== undefined && this.#sighupAt <= now) this.#hup();
   }
@@ -86,7 +87,7 @@ export class RefreshRequests {
         .then((r) => this.#answer(row, r))
         // Unanswered (the database refused for minutes): the row is still open and is considered again.
         .catch((err) =>
-          this.#d.problems?.fail(
+          this.#problems.fail(
             'refresh-requests',
             `cannot answer refresh requests (${describeError(err)})`,
             err,

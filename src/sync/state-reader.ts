@@ -13,14 +13,14 @@ import { CredentialsError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { Observation } from '../observation.js';
-import { isBusy, whenWritable } from '../store/database.js';
+import { whenWritable } from '../store/database.js';
 import type { InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import { type Clock, parseZaptecTime, quietAbortController } from '../time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
 import type { ApiObservation } from '../zaptec/schemas.js';
-import type { Problems } from './problems.js';
+import { Problems } from './problems.js';
 
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
 export const MODE_CHANGE_FOLLOW_UP_MS = 20_000;
@@ -68,7 +68,7 @@ export interface StateReaderDeps {
   requestsPerMinute: number;
   /** Observations were stored: the coordinator reacts (lookups of unknown chargers). */
   onApplied?: (result: ApplyResult) => void;
-  /** Where failing reads are reported (status, /healthz); the reader's own log otherwise. */
+  /** Where failing reads are reported (status, /healthz); a registry of its own (its log) when absent. */
   problems?: Problems;
 }
 
@@ -96,6 +96,7 @@ export function toObservations(items: ApiObservation[], source: Observation['sou
 
 export class StateReader {
   readonly #d: StateReaderDeps;
+  readonly #problems: Problems;
   readonly #slots = new Map<string, Slot>();
   readonly #urgent = new Map<string, { due: number; reason: string }>();
   readonly #inflight = new Set<string>();
@@ -112,6 +113,7 @@ export class StateReader {
 
   constructor(deps: StateReaderDeps) {
     this.#d = deps;
+    this.#problems = deps.problems ?? new Problems(deps.log, deps.clock);
   }
 
   /** Queues the start pass and the reconciliation slots, then starts the workers. */
@@ -312,8 +314,7 @@ export class StateReader {
 
   #failed(err: unknown): void {
     const sentence = `state reads are failing (${describeError(err)}); each charger is tried again in 5 minutes`;
-    if (this.#d.problems) this.#d.problems.fail('state', sentence, err);
-    else this.#d.log.warn({ err: describeError(err) }, sentence);
+    this.#problems.fail('state', sentence, err);
   }
 
   #sleepUntil(at: number): Promise<void> {
@@ -344,13 +345,18 @@ export class StateReader {
       });
       // What was read is paid for: a held write lock delays the commit, it does not waste the read.
       const observations = toObservations(items, 'poll');
-      const result = this.#apply(observations);
+      const result = whenWritable(
+        (ms, signal) => clock.sleep(ms, signal),
+        () => this.#d.observations.apply(observations),
+        { signal: this.#abort.signal },
+      );
+      // Awaited only when it had to wait: the common case takes no extra turn of the event loop.
       const applied = result instanceof Promise ? await result : result;
       this.reads++;
       const inst = this.#slots.get(chargerId)?.installationId;
       if (inst) this.#d.syncStatus.polled(inst, clock.now());
       this.#d.onApplied?.(applied);
-      if (this.#d.problems) this.#d.problems.ok('state', 'state reads work again');
+      this.#problems.ok('state', 'state reads work again');
     } catch (err) {
       if (this.#stopped) return;
       if (err instanceof RateLimitedError) {
@@ -360,18 +366,6 @@ export class StateReader {
       this.readSoon(chargerId, `${reason} (retry)`, clock.now() + RETRY_AFTER_FAILURE_MS);
       // Refused credentials are their own problem (credentials), not a failure of the reads.
       if (!(err instanceof CredentialsError)) this.#failed(err);
-    }
-  }
-
-  /** At once; only while a consumer holds the write lock does it wait, without holding the event loop. */
-  #apply(observations: Observation[]): ApplyResult | Promise<ApplyResult> {
-    const apply = () => this.#d.observations.apply(observations);
-    try {
-      return apply();
-    } catch (err) {
-      if (!isBusy(err)) throw err;
-      const { clock } = this.#d;
-      return whenWritable((ms, signal) => clock.sleep(ms, signal), apply, { signal: this.#abort.signal });
     }
   }
 

@@ -43,8 +43,6 @@ export interface Wired {
   requestInventory(): void;
   /** SIGHUP after refused credentials: one login at once. */
   loginNow(): void;
-  /** Progress counter for the watchdog: moves while the coordinator works. */
-  progress(): number;
   stateReader: StateReader;
   /** What the daemon finds wrong now: the heartbeat writes it, /healthz serves it. */
   problems: Problems;
@@ -83,11 +81,7 @@ export function buildComponents(deps: WiringDeps): Wired {
 
   const followed = (): string[] => config.installations ?? inventoryStore.activeInstallationIds();
   const markInstallations = (ids: string[]) => {
-    try {
-      syncStatus.retain(ids);
-    } catch {
-      // A held lock: rows of installations no longer followed stay until the next pass.
-    }
+    syncStatus.retain(ids);
     for (const id of ids) {
       if (!config.events) syncStatus.setEvents(id, 'off', null);
       else syncStatus.ensure(id, 'connecting', null);
@@ -274,7 +268,6 @@ export function buildComponents(deps: WiringDeps): Wired {
     loginNow: () => credentials.loginNow(),
     problems,
     retryWrites: () => syncStatus.retry(),
-    progress: () => stateReader.reads + batcher.applied,
     stateReader,
   };
 }
