@@ -23,26 +23,40 @@ export interface Bench {
   db(): Database.Database;
   count(sql: string, ...p: unknown[]): number;
   until(what: string, cond: () => boolean, timeoutMs: number): Promise<number>;
+  /** Stops the daemon, lets `between` change its database, and starts it again over it. */
+  restart(between: (db: Database.Database) => void): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startBench(fleet: FleetOptions, env: Record<string, string> = {}): Promise<Bench> {
+/** `before` runs once the simulation is up and before the daemon is spawned (a fleet's life, say). */
+export async function startBench(
+  fleet: FleetOptions,
+  env: Record<string, string> = {},
+  before?: (sim: Simulation) => void,
+): Promise<Bench> {
   const sim = new Simulation({ fleet: { seed: 42, ...fleet } });
   await sim.start();
+  before?.(sim);
   const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
   const dbPath = join(dir, 'zaptec.db');
-  const startedAt = Date.now();
-  const daemon = spawn(process.execPath, [CLI, 'run'], {
-    env: { ...process.env, ...sim.env(), ZAPTEC_DB: dbPath, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const spawnDaemon = () =>
+    spawn(process.execPath, [CLI, 'run'], {
+      env: { ...process.env, ...sim.env(), ZAPTEC_DB: dbPath, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+  const stopDaemon = async () => {
+    reader?.close();
+    reader = undefined;
+    b.daemon.kill('SIGTERM');
+    if (b.daemon.exitCode === null) await new Promise((r) => b.daemon.once('exit', r));
+  };
   let reader: Database.Database | undefined;
   const b: Bench = {
     sim,
     dir,
     dbPath,
-    daemon,
-    startedAt,
+    daemon: spawnDaemon(),
+    startedAt: Date.now(),
     db() {
       reader ??= new Database(dbPath, { readonly: true, fileMustExist: true });
       return reader;
@@ -71,10 +85,19 @@ export async function startBench(fleet: FleetOptions, env: Record<string, string
         await sleep(100);
       }
     },
+    async restart(between) {
+      await stopDaemon();
+      const db = new Database(dbPath);
+      try {
+        between(db);
+      } finally {
+        db.close();
+      }
+      b.daemon = spawnDaemon();
+      b.startedAt = Date.now();
+    },
     async stop() {
-      reader?.close();
-      daemon.kill('SIGTERM');
-      await new Promise((r) => daemon.once('exit', r));
+      await stopDaemon();
       await sim.stop();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -3,6 +3,7 @@
  * 15 s state cache, and a Service Bus broker the SDK accepts — whose chargers live charging sessions.
  * Prints the environment that points `run` at it; exits 0 on SIGTERM/SIGINT.
  */
+import { SESSION_PATTERNS, type SessionPattern } from '../simulator/patterns.js';
 import { Simulation } from '../simulator/simulation.js';
 import { parseCommandArgs, UsageError } from './args.js';
 
@@ -11,6 +12,8 @@ export interface SimulateOptions {
   chargers: number;
   deviceTypes: number[];
   rate: number;
+  /** A named session pattern instead of `rate` random observations a second. */
+  sessions: SessionPattern | undefined;
   port: number;
   brokerPort: number;
   seed: number;
@@ -21,6 +24,9 @@ export const SIMULATE_USAGE = `options:
   --chargers <n>         chargers per installation (default 4)
   --device-types <list>  device types to cycle through: 4 Go, 1 Pro (default 4,1)
   --rate <n>             observations published per second over the fleet (default 5)
+  --sessions <pattern>   instead of --rate, each charger lives a session pattern: realistic (1–3
+                         sessions a day), busy (one an hour) or flapping (load management flips the
+                         mode every 1–2 minutes while charging)
   --port <n>             REST port (default: any free one)
   --broker-port <n>      AMQP port (default: any free one)
   --seed <n>             the fleet is the same for the same seed (default 1)`;
@@ -36,6 +42,7 @@ export function parseSimulateArgs(
       chargers: { type: 'string', default: defaults.chargers ?? '4' },
       'device-types': { type: 'string', default: '4,1' },
       rate: { type: 'string', default: defaults.rate ?? '5' },
+      sessions: { type: 'string' },
       port: { type: 'string', default: '0' },
       'broker-port': { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
@@ -53,10 +60,18 @@ export function parseSimulateArgs(
     chargers: int('chargers', values.chargers, 0, 10_000),
     deviceTypes: values['device-types'].split(',').map((t) => int('device-types', t.trim(), 0, 100)),
     rate: int('rate', values.rate, 0, 100_000),
+    sessions: pattern(values.sessions),
     port: int('port', values.port, 0, 65_535),
     brokerPort: int('broker-port', values['broker-port'], 0, 65_535),
     seed: int('seed', values.seed, 0, 2 ** 31),
   };
+}
+
+function pattern(v: string | undefined): SessionPattern | undefined {
+  if (v === undefined) return undefined;
+  if (!(SESSION_PATTERNS as readonly string[]).includes(v))
+    throw new UsageError(`--sessions must be one of ${SESSION_PATTERNS.join(', ')}`);
+  return v as SessionPattern;
 }
 
 export async function startSimulation(o: SimulateOptions): Promise<Simulation> {
@@ -69,7 +84,8 @@ export async function startSimulation(o: SimulateOptions): Promise<Simulation> {
     },
   });
   await sim.start({ rest: o.port, broker: o.brokerPort });
-  sim.live({ eventsPerSecond: o.rate });
+  if (o.sessions) sim.live({ sessions: o.sessions });
+  else sim.live({ eventsPerSecond: o.rate });
   return sim;
 }
 
@@ -82,7 +98,7 @@ export async function simulateCommand(args: string[]): Promise<number> {
   const sim = await startSimulation(o);
   const env = sim.env();
   process.stdout.write(
-    `# zaptec-sync simulator: ${sim.fleet.installations.size} installations, ${sim.fleet.chargers.size} chargers, ~${o.rate} observations/s\n` +
+    `# zaptec-sync simulator: ${sim.fleet.installations.size} installations, ${sim.fleet.chargers.size} chargers, ${o.sessions ? `${o.sessions} sessions` : `~${o.rate} observations/s`}\n` +
       '# point the daemon at it with:\n' +
       Object.entries(env)
         .map(([k, v]) => `${k}=${v}`)

@@ -27,7 +27,6 @@ interface Session {
   target: number;
   energyKwh: number;
   meterKwh: number;
-  lastMeterHour: number;
 }
 
 export interface LifeSink {
@@ -42,11 +41,13 @@ export class FleetLife {
   readonly #o: Required<LifeOptions>;
   readonly #sink: LifeSink;
   readonly #sessions = new Map<string, Session>();
+  readonly #meters: HourlyMeters;
   #budget = 0;
 
   constructor(fleet: Fleet, sink: LifeSink, options: LifeOptions) {
     this.#fleet = fleet;
     this.#sink = sink;
+    this.#meters = new HourlyMeters(fleet, sink);
     this.#o = { unpushedShare: 0.2, churn: 0.0005, arrivalChance: 0.3, ...options };
   }
 
@@ -60,7 +61,10 @@ export class FleetLife {
       const c = chargers[Math.floor(r() * chargers.length)]!;
       this.#budget -= this.#step(c, now, dtMs);
     }
-    this.#meters(now);
+    this.#meters.tick(now, (c) => {
+      const s = this.#session(c);
+      return s.meterKwh + s.energyKwh;
+    });
     if (r() < this.#o.churn) this.#churn(now);
     if (r() < 0.002) {
       const inst = [...this.#fleet.installations.keys()][Math.floor(r() * this.#fleet.installations.size)];
@@ -78,7 +82,6 @@ export class FleetLife {
         target: 0,
         energyKwh: 0,
         meterKwh: 1000 + this.#fleet.random() * 4000,
-        lastMeterHour: -1,
       };
       this.#sessions.set(c.id, s);
     }
@@ -160,20 +163,6 @@ export class FleetLife {
     }
   }
 
-  /** The signed meter value (554) advances on the hour, as a Go's does. */
-  #meters(now: number): void {
-    const hour = Math.floor(now / 3_600_000);
-    for (const c of this.#fleet.activeChargers()) {
-      const s = this.#session(c);
-      if (s.lastMeterHour === hour) continue;
-      const first = s.lastMeterHour === -1;
-      s.lastMeterHour = hour;
-      const value = ocmf(c.deviceId, s.meterKwh + s.energyKwh, hour * 3_600_000);
-      if (first) this.#fleet.set(c.id, 554, value, hour * 3_600_000);
-      else this.#sink.publish(this.#fleet.set(c.id, 554, value, now));
-    }
-  }
-
   #churn(now: number): void {
     const r = this.#fleet.random;
     const installations = [...this.#fleet.installations.keys()];
@@ -182,6 +171,31 @@ export class FleetLife {
     } else {
       const active = this.#fleet.activeChargers();
       if (active.length > 1) this.#fleet.removeCharger(active[Math.floor(r() * active.length)]!.id);
+    }
+  }
+}
+
+/** The signed meter value (554) advances on the hour, as a Go's does: published from the second hour on. */
+export class HourlyMeters {
+  readonly #fleet: Fleet;
+  readonly #sink: LifeSink;
+  readonly #lastHour = new Map<string, number>();
+
+  constructor(fleet: Fleet, sink: LifeSink) {
+    this.#fleet = fleet;
+    this.#sink = sink;
+  }
+
+  /** `kwh` is a charger's lifetime register now. */
+  tick(now: number, kwh: (c: SimCharger) => number): void {
+    const hour = Math.floor(now / 3_600_000);
+    for (const c of this.#fleet.activeChargers()) {
+      const last = this.#lastHour.get(c.id);
+      if (last === hour) continue;
+      this.#lastHour.set(c.id, hour);
+      const value = ocmf(c.deviceId, kwh(c), hour * 3_600_000);
+      if (last === undefined) this.#fleet.set(c.id, 554, value, hour * 3_600_000);
+      else this.#sink.publish(this.#fleet.set(c.id, 554, value, now));
     }
   }
 }

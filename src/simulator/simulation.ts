@@ -10,6 +10,7 @@ import { ServiceBusBroker } from './broker.js';
 import { Fleet, type FleetOptions, type SimObservation } from './fleet.js';
 import { FleetLife, type LifeOptions } from './life.js';
 import type { SimLimits } from './limits.js';
+import { PatternLife, type SessionPattern } from './patterns.js';
 import { RestSimulator } from './rest.js';
 
 export interface SimulationOptions {
@@ -135,15 +136,24 @@ export class Simulation {
     );
   }
 
-  /** Lets the fleet live: `eventsPerSecond` observations a second, published as they happen. */
-  live(options: LifeOptions, tickMs = 250): void {
-    const life = new FleetLife(this.fleet, this, options);
+  /**
+   * Lets the fleet live, publishing as things happen: `eventsPerSecond` observations a second at random (the
+   * demo), or a named session pattern on each charger's own timeline (the benchmarks).
+   */
+  live(options: LifeOptions, tickMs?: number): FleetLife;
+  live(options: { sessions: SessionPattern }, tickMs?: number): PatternLife;
+  live(options: LifeOptions | { sessions: SessionPattern }, tickMs = 250): FleetLife | PatternLife {
     let last = Date.now();
+    const life =
+      'sessions' in options
+        ? new PatternLife(this.fleet, this, options.sessions, last)
+        : new FleetLife(this.fleet, this, options);
     this.#lifeTimer = setInterval(() => {
       const now = Date.now();
       life.tick(now, now - last);
       last = now;
     }, tickMs);
+    return life;
   }
 
   /** Publishes a body as it is (garbage, the all-zero ChargerId, ...) on an installation's topic. */
