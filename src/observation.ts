@@ -25,5 +25,7 @@ export const STATE = {
   signedMeterValue: 554,
   operationMode: 710,
   sessionIdentifier: 721,
+  completedSession: 723,
+  midPublicKey: 981,
   installationId: 800,
 } as const;

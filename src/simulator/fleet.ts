@@ -2,6 +2,7 @@
  * The simulated fleet: installations with circuits and chargers, each charger holding its state the
  * way Zaptec's cloud does. Deterministic for a seed.
  */
+import { type KeyObject, sign } from 'node:crypto';
 import { guid, type Random, seededRandom } from './random.js';
 
 export interface SimState {
@@ -198,4 +199,16 @@ export function completedSession(o: {
 /** Zaptec writes REST timestamps without an offset, with up to 3 fractional digits. */
 export function zaptecTimestamp(at: number): string {
   return new Date(at).toISOString().replace(/Z$/, '');
+}
+
+/**
+ * Signs an OCMF string as a MID charger does (Pro MID, Go+): the payload section as it stands, ECDSA P-384
+ * over SHA-256, the DER signature in base64, appended as the third section.
+ */
+export function signOcmf(ocmfText: string, privateKey: KeyObject): string {
+  const payload = ocmfText.split('|')[1] ?? '';
+  const sd = sign('sha256', Buffer.from(payload, 'utf8'), { key: privateKey, dsaEncoding: 'der' }).toString(
+    'base64',
+  );
+  return `OCMF|${payload}|${JSON.stringify({ SA: 'ECDSA-secp384r1-SHA256', SE: 'base64', SD: sd })}`;
 }

@@ -8,6 +8,7 @@ import type { Observation } from '../observation.js';
 import { STATE } from '../observation.js';
 import { isoMs } from '../time.js';
 import type { Db } from './database.js';
+import type { SessionStore } from './sessions.js';
 
 export interface AppliedChange {
   chargerId: string;
@@ -31,6 +32,8 @@ export interface ObservationStoreOptions {
   /** 0 keeps no history; older observations are not recorded (they would be pruned at once). */
   historyDays: number;
   now: () => number;
+  /** Completed sessions (723) become rows in the observation's own transaction (CONTRACT §8). */
+  sessions?: SessionStore | undefined;
 }
 
 /**
@@ -138,6 +141,12 @@ export class ObservationStore {
           receivedAt,
           o.source,
         );
+        const sessions = this.#options.sessions;
+        if (sessions) {
+          if (o.stateId === STATE.completedSession) sessions.completed(o.chargerId, o.value, o.source);
+          else if (o.stateId === STATE.midPublicKey && changed.changes > 0)
+            sessions.keyArrived(o.chargerId, o.value);
+        }
         if (changed.changes > 0) {
           result.applied++;
           if (o.stateId === STATE.operationMode && previous?.value !== o.value) {

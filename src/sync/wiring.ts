@@ -11,6 +11,7 @@ import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
 import { type ApplyResult, ObservationStore } from '../store/observations.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
+import { SessionStore } from '../store/sessions.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
@@ -68,7 +69,18 @@ export function buildComponents(deps: WiringDeps): Wired {
       durable,
     });
   const inventoryStore = new InventoryStore(db);
-  const observations = new ObservationStore(db, { historyDays: config.historyDays, now: () => clock.now() });
+  const sessions = config.sessions.enabled
+    ? new SessionStore(db, {
+        personalData: config.sessions.personalData,
+        log: log.child({ component: 'sessions' }),
+        now: () => clock.now(),
+      })
+    : undefined;
+  const observations = new ObservationStore(db, {
+    historyDays: config.historyDays,
+    now: () => clock.now(),
+    sessions,
+  });
   const syncStatus = new SyncStatusStore(db);
   const daemon = new DaemonRecord(db);
   const problems = new Problems(log, clock);

@@ -42,6 +42,35 @@ const CONTRACT: Record<string, string[]> = {
     'next_inventory_at',
     'schema_version',
   ],
+  // §8
+  charging_sessions: [
+    'id',
+    'charger_id',
+    'installation_id',
+    'device_id',
+    'started_at',
+    'ended_at',
+    'energy_kwh',
+    'authentication_code',
+    'token_name',
+    'user_id',
+    'stopped_by_rfid',
+    'reliable_clock',
+    'externally_ended',
+    'commit_metadata',
+    'ocmf',
+    'ocmf_signed',
+    'signature_valid',
+    'meter_start_kwh',
+    'meter_end_kwh',
+    'source',
+    'first_seen_at',
+    'updated_at',
+    'data',
+    'user_full_name',
+    'user_email',
+  ],
+  charging_session_energy: ['session_id', 'at', 'energy_kwh'],
 };
 
 describe('the migrated schema', () => {
@@ -63,6 +92,8 @@ describe('the migrated schema', () => {
     expect(pk('installations')).toEqual(['id']);
     expect(pk('chargers')).toEqual(['id']);
     expect(pk('refresh_requests')).toEqual(['id']);
+    expect(pk('charging_sessions')).toEqual(['id']);
+    expect(pk('charging_session_energy')).toEqual(['session_id', 'at']);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(schemaVersion(db)).toBe(latestSchemaVersion());
     db.close();
