@@ -12,6 +12,8 @@ commands:
   state <charger> [--json]         current state of one charger (id or serial)
   refresh [<charger>] [--wait <s>] ask the daemon to look up a charger or refresh the inventory
   doctor                           check configuration, database, credentials and live events
+  sessions [--since <date>] [--until <date>] [--charger <id|serial>] [--installation <id>]
+           [--format table|csv|json]  completed charging sessions, newest last
   simulate [options]               a local stand-in for the Zaptec cloud
   demo                             simulate + run, with a live view of the database
 
@@ -28,6 +30,7 @@ const commands: Record<string, () => Promise<Command>> = {
   state: async () => (await import('./cli/state.js')).stateCommand,
   refresh: async () => (await import('./cli/refresh.js')).refreshCommand,
   doctor: async () => (await import('./cli/doctor.js')).doctorCommand,
+  sessions: async () => (await import('./cli/sessions.js')).sessionsCommand,
   simulate: async () => (await import('./cli/simulate.js')).simulateCommand,
   demo: async () => (await import('./cli/demo.js')).demoCommand,
 };

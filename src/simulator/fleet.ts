@@ -2,7 +2,7 @@
  * The simulated fleet: installations with circuits and chargers, each charger holding its state the
  * way Zaptec's cloud does. Deterministic for a seed.
  */
-import { type KeyObject, sign } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { guid, type Random, seededRandom } from './random.js';
 
 export interface SimState {
@@ -43,6 +43,24 @@ export interface FleetOptions {
   now?: number;
 }
 
+/** A completed session as the charge history shows it (sessions.md §A3), with its 723 value. */
+export interface SimSession {
+  id: string;
+  chargerId: string;
+  installationId: string;
+  deviceId: string;
+  deviceName: string;
+  startedAt: number;
+  endedAt: number;
+  energyKwh: number;
+  meterStartKwh: number;
+  signedSession: string;
+  signed: boolean;
+  authenticationCode: string;
+  /** The 723 `CompletedSession` value. */
+  completed: string;
+}
+
 /** The observation change a charger makes, for publishing. */
 export interface SimObservation {
   chargerId: string;
@@ -56,6 +74,10 @@ export interface SimObservation {
 export class Fleet {
   readonly installations = new Map<string, SimInstallation>();
   readonly chargers = new Map<string, SimCharger>();
+  /** Completed sessions, oldest first: what `/api/chargehistory` serves. */
+  readonly sessions: SimSession[] = [];
+  /** MID chargers' signing keys (Pro MID: device type 1); their public key is observation 981. */
+  readonly #midKeys = new Map<string, KeyObject>();
   readonly random: Random;
   #serial = 0;
   #deviceTypes: number[];
@@ -121,6 +143,12 @@ export class Fleet {
       [800, installationId ?? ''],
     ];
     for (const [id, value] of initial) charger.state.set(id, { value, at: base });
+    if (deviceType === 1) {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+      this.#midKeys.set(charger.id, privateKey);
+      const der = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+      charger.state.set(981, { value: der, at: base });
+    }
     this.chargers.set(charger.id, charger);
     return charger;
   }
@@ -136,6 +164,47 @@ export class Fleet {
     if (!c) throw new Error(`no charger ${chargerId}`);
     c.state.set(stateId, { value, at });
     return { chargerId, deviceId: c.deviceId, deviceType: c.deviceType, stateId, value, at };
+  }
+
+  /**
+   * A session ends: its 723 value (signed by a MID charger) is returned for publishing and the session is kept
+   * for the charge history.
+   */
+  completeSession(o: {
+    chargerId: string;
+    sessionId: string;
+    startedAt: number;
+    endedAt: number;
+    meterStartKwh: number;
+    energyKwh: number;
+    authenticationCode?: string;
+  }): SimSession {
+    const c = this.chargers.get(o.chargerId);
+    if (!c) throw new Error(`no charger ${o.chargerId}`);
+    const key = this.#midKeys.get(c.id);
+    const completed = completedSession({
+      ...o,
+      serial: c.deviceId,
+      deviceType: c.deviceType,
+      ...(key ? { sign: key } : {}),
+    });
+    const session: SimSession = {
+      id: o.sessionId.toLowerCase(),
+      chargerId: c.id,
+      installationId: c.installationId ?? '',
+      deviceId: c.deviceId,
+      deviceName: c.name,
+      startedAt: o.startedAt,
+      endedAt: o.endedAt,
+      energyKwh: Number(o.energyKwh.toFixed(3)),
+      meterStartKwh: o.meterStartKwh,
+      signedSession: (JSON.parse(completed) as { SignedSession: string }).SignedSession,
+      signed: key !== undefined,
+      authenticationCode: o.authenticationCode ?? '',
+      completed,
+    };
+    this.sessions.push(session);
+    return session;
   }
 
   activeChargers(): SimCharger[] {
@@ -169,7 +238,8 @@ function ocmfReading(kwh: number, at: number, tx?: 'B' | 'T' | 'E') {
 
 /**
  * A completed session's 723 value with Zaptec's field set (sessions.md §A): a GUID `SessionId`, times in UTC
- * with six fractional digits, and the charger's unsigned OCMF with its begin and end readings.
+ * with six fractional digits, and the charger's OCMF with its begin and end readings; a MID charger (Pro MID)
+ * names the session in `ZS` and signs the payload.
  */
 export function completedSession(o: {
   sessionId: string;
@@ -178,21 +248,28 @@ export function completedSession(o: {
   endedAt: number;
   meterStartKwh: number;
   energyKwh: number;
+  deviceType?: number;
+  authenticationCode?: string;
+  sign?: KeyObject;
 }): string {
   const micros = (t: number) => new Date(t).toISOString().replace(/Z$/, '000Z');
-  const readings = [
-    ocmfReading(o.meterStartKwh, o.startedAt, 'B'),
-    ocmfReading(o.meterStartKwh + o.energyKwh, o.endedAt, 'E'),
-  ];
+  // Zaptec floors or ceils the energy to 3 decimals so that it equals E − B (sessions.md §A1).
+  const start = Number(o.meterStartKwh.toFixed(3));
+  const end = Number((start + Number(o.energyKwh.toFixed(3))).toFixed(3));
+  const readings = [ocmfReading(start, o.startedAt, 'B'), ocmfReading(end, o.endedAt, 'E')];
+  const header = o.sign
+    ? { FV: '1.0', GI: 'Zaptec Pro MID', GS: o.serial, GV: '5.0.7.2', PG: 'T1', MF: 'v1.3.6', IS: false }
+    : ocmfHeader(o.serial);
+  const unsigned = `OCMF|${JSON.stringify({ ...header, RD: readings, ...(o.sign ? { ZS: o.sessionId } : {}) })}`;
   return JSON.stringify({
     SessionId: o.sessionId,
-    Energy: Number(o.energyKwh.toFixed(3)),
+    Energy: Number((end - start).toFixed(3)),
     StartDateTime: micros(o.startedAt),
     EndDateTime: micros(o.endedAt),
     ReliableClock: true,
     StoppedByRFID: false,
-    AuthenticationCode: '',
-    SignedSession: `OCMF|${JSON.stringify({ ...ocmfHeader(o.serial), RD: readings })}`,
+    AuthenticationCode: o.authenticationCode ?? '',
+    SignedSession: o.sign ? signOcmf(unsigned, o.sign) : unsigned,
   });
 }
 

@@ -6,13 +6,15 @@
  * added or removed, and the all-zero ChargerId shows up.
  */
 import { randomUUID } from 'node:crypto';
-import { completedSession, type Fleet, ocmf, type SimCharger, type SimObservation } from './fleet.js';
+import { type Fleet, ocmf, type SimCharger, type SimObservation } from './fleet.js';
 
 export interface LifeOptions {
   /** Observations published per second, over the whole fleet (about). */
   eventsPerSecond: number;
   /** Share of session-energy updates kept without a push (polls find them). */
   unpushedShare?: number;
+  /** Share of completed sessions whose 723 is never pushed (the charge history has them). */
+  unpushedSessionShare?: number;
   /** Chance per tick that a charger is added or removed. */
   churn?: number;
   /** Chance that a car arrives at an idle charger, per step of that charger (sessions per day follow). */
@@ -48,7 +50,7 @@ export class FleetLife {
     this.#fleet = fleet;
     this.#sink = sink;
     this.#meters = new HourlyMeters(fleet, sink);
-    this.#o = { unpushedShare: 0.2, churn: 0.0005, arrivalChance: 0.3, ...options };
+    this.#o = { unpushedShare: 0.2, unpushedSessionShare: 0, churn: 0.0005, arrivalChance: 0.3, ...options };
   }
 
   /** Advances the fleet by `dtMs`; publishes what Zaptec would push. */
@@ -144,17 +146,17 @@ export class FleetLife {
           const sessionId = c.state.get(721)?.value || randomUUID();
           push(710, '1');
           push(721, '');
-          push(
-            723,
-            completedSession({
-              sessionId,
-              serial: c.deviceId,
-              startedAt: s.startedAt || now - 3_600_000,
-              endedAt: now,
-              meterStartKwh: s.meterAtStart || s.meterKwh,
-              energyKwh: s.energyKwh,
-            }),
-          );
+          const session = this.#fleet.completeSession({
+            chargerId: c.id,
+            sessionId,
+            startedAt: s.startedAt || now - 3_600_000,
+            endedAt: now,
+            meterStartKwh: s.meterAtStart || s.meterKwh,
+            energyKwh: s.energyKwh,
+          });
+          // Some 723s never arrive (a charger that was offline): only the charge history has them.
+          if (r() < this.#o.unpushedSessionShare) silently(723, session.completed);
+          else push(723, session.completed);
           s.meterKwh += s.energyKwh;
           return 3;
         }

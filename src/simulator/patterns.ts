@@ -10,7 +10,7 @@
  * real cloud: only a state read finds it. The fleet starts in its steady state (some chargers mid-session).
  */
 import { randomUUID } from 'node:crypto';
-import { completedSession, type Fleet, type SimCharger } from './fleet.js';
+import type { Fleet, SimCharger } from './fleet.js';
 import { HourlyMeters, type LifeSink } from './life.js';
 
 export const SESSION_PATTERNS = ['realistic', 'busy', 'flapping'] as const;
@@ -260,19 +260,15 @@ export class PatternLife {
     this.#sink.publish(this.#fleet.set(c.id, 721, '', at));
     this.#fleet.set(c.id, 553, energy, at);
     this.#fleet.set(c.id, 513, '0', at);
-    const completed = this.#fleet.set(
-      c.id,
-      723,
-      completedSession({
-        sessionId,
-        serial: c.deviceId,
-        startedAt: t.startedAt,
-        endedAt: at,
-        meterStartKwh: t.meterAtStart,
-        energyKwh: t.energyKwh,
-      }),
-      at,
-    );
+    const session = this.#fleet.completeSession({
+      chargerId: c.id,
+      sessionId,
+      startedAt: t.startedAt,
+      endedAt: at,
+      meterStartKwh: t.meterAtStart,
+      energyKwh: t.energyKwh,
+    });
+    const completed = this.#fleet.set(c.id, 723, session.completed, at);
     if (this.#fleet.random() >= UNPUSHED_723_SHARE) this.#sink.publish(completed);
     t.meterAtStart += t.energyKwh;
     t.energyKwh = 0;

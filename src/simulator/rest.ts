@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Fleet, type SimCharger, zaptecTimestamp } from './fleet.js';
+import { type Fleet, type SimCharger, type SimSession, zaptecTimestamp } from './fleet.js';
 import { type SimLimits, TokenLimit, UserLimits, zaptecLimits } from './limits.js';
 
 export interface SimRequest {
@@ -110,6 +110,7 @@ const ROUTES = {
   messaging: new RegExp(`^/api/installation/(${GUID})/messagingConnectionDetails$`, 'i'),
   installation: new RegExp(`^/api/installation/(${GUID})$`, 'i'),
   firmware: new RegExp(`^/api/chargerFirmware/installation/(${GUID})$`, 'i'),
+  chargeHistory: /^\/api\/chargehistory$/i,
   state: new RegExp(`^/api/chargers/(${GUID})/state$`, 'i'),
   charger: new RegExp(`^/api/chargers/(${GUID})$`, 'i'),
 };
@@ -353,6 +354,25 @@ export class RestSimulator {
           })),
       );
     }
+    if (ROUTES.chargeHistory.test(p)) {
+      // Zaptec's paging (PageSize at most 100 since 2025-03-01), filtered by installation and session end.
+      const q = url.searchParams;
+      const size = Number(q.get('PageSize') ?? 50);
+      if (!Number.isInteger(size) || size < 1 || size > 100)
+        return answer(400, { Code: 400, Details: 'PageSize must be from 1 to 100' });
+      const inst = q.get('InstallationId')?.toLowerCase();
+      if (inst && !this.fleet.installations.get(inst)?.active) return answer(403, { Message: 'forbidden' });
+      const from = q.get('From') ? Date.parse(q.get('From')!) : Number.NEGATIVE_INFINITY;
+      const to = q.get('To') ? Date.parse(q.get('To')!) : Number.POSITIVE_INFINITY;
+      const details = (Number(q.get('DetailLevel') ?? 0) & 1) === 1;
+      const items = this.fleet.sessions
+        .filter(
+          (x) =>
+            (!inst || x.installationId === inst) && x.endedAt >= from && x.endedAt < to && x.endedAt <= at,
+        )
+        .map((x) => chargeHistoryItem(x, details));
+      return answer(200, page(items));
+    }
     m = ROUTES.installation.exec(p);
     if (m) {
       const inst = this.fleet.installations.get(m[1]!.toLowerCase());
@@ -459,4 +479,55 @@ async function slowAnswer(
     await pause(fault.trickleMs);
   }
   if (!res.destroyed) res.end(fault.trickleMs ? undefined : body);
+}
+
+/**
+ * A session as `GET /api/chargehistory` lists it (sessions.md §A3, the real Pro MID item): PascalCase, times in
+ * UTC without an offset, `CommitMetadata` flags (1 Online, 4 ReliableClock, 16 Signed), the user who charged,
+ * and with `DetailLevel=1` the energy per quarter hour as deltas that add up to `Energy`, stamped `+00:00`.
+ */
+function chargeHistoryItem(s: SimSession, details: boolean): Record<string, unknown> {
+  const user = `a0${s.chargerId.slice(2)}`;
+  return {
+    Id: s.id,
+    DeviceId: s.deviceId,
+    StartDateTime: zaptecTimestamp(s.startedAt),
+    EndDateTime: zaptecTimestamp(s.endedAt),
+    Energy: s.energyKwh,
+    CommitMetadata: 1 | 4 | (s.signed ? 16 : 0),
+    CommitEndDateTime: zaptecTimestamp(s.endedAt),
+    UserFullName: `Driver ${s.deviceId}`,
+    ChargerId: s.chargerId,
+    DeviceName: s.deviceName,
+    UserEmail: `driver.${s.deviceId.toLowerCase()}@example.com`,
+    UserId: user,
+    TokenName: s.authenticationCode ? `Tag ${s.authenticationCode}` : null,
+    ExternallyEnded: false,
+    ...(details ? { EnergyDetails: energyDetails(s) } : {}),
+    ChargerFirmwareVersion: s.signed
+      ? { Major: 5, Minor: 0, Build: 7, Revision: 2, MajorRevision: 0, MinorRevision: 2 }
+      : { Major: 2, Minor: 3, Build: 1, Revision: 2, MajorRevision: 0, MinorRevision: 2 },
+    SignedSession: s.signedSession,
+  };
+}
+
+function energyDetails(s: SimSession): { Timestamp: string; Energy: number }[] {
+  const quarter = 15 * 60_000;
+  const stamp = (t: number) => new Date(t).toISOString().replace('Z', '+00:00');
+  const points = [s.startedAt];
+  for (let t = Math.floor(s.startedAt / quarter) * quarter + quarter; t < s.endedAt; t += quarter)
+    points.push(t);
+  points.push(s.endedAt);
+  const span = s.endedAt - s.startedAt || 1;
+  const out = [{ Timestamp: stamp(s.startedAt), Energy: 0 }];
+  let given = 0;
+  for (let i = 1; i < points.length; i++) {
+    const last = i === points.length - 1;
+    const share = last
+      ? s.energyKwh - given
+      : Number(((s.energyKwh * (points[i]! - points[i - 1]!)) / span).toFixed(3));
+    given += share;
+    out.push({ Timestamp: stamp(points[i]!), Energy: Number(share.toFixed(3)) });
+  }
+  return out;
 }

@@ -243,6 +243,37 @@ export class SessionStore {
     })();
   }
 
+  /** The last completed charge-history pass of an installation. */
+  pass(installationId: string): { lastReadAt: number; readUntil: number } | undefined {
+    const row = this.#db
+      .prepare<[string], { last_read_at: string; read_until: string }>(
+        'SELECT last_read_at, read_until FROM charge_history_passes WHERE installation_id = ?',
+      )
+      .get(installationId);
+    return row
+      ? { lastReadAt: Date.parse(row.last_read_at), readUntil: Date.parse(row.read_until) }
+      : undefined;
+  }
+
+  passDone(installationId: string, at: number, readUntil: number): void {
+    this.#db
+      .prepare(
+        `INSERT INTO charge_history_passes (installation_id, last_read_at, read_until) VALUES (?, ?, ?)
+         ON CONFLICT (installation_id) DO UPDATE SET last_read_at = excluded.last_read_at, read_until = excluded.read_until`,
+      )
+      .run(installationId, isoMs(at), isoMs(readUntil));
+  }
+
+  /** The end of the installation's last known session (epoch ms). */
+  lastEnd(installationId: string): number | undefined {
+    const row = this.#db
+      .prepare<[string], { at: string | null }>(
+        'SELECT max(ended_at) AS at FROM charging_sessions WHERE installation_id = ?',
+      )
+      .get(installationId);
+    return row?.at ? Date.parse(row.at) : undefined;
+  }
+
   /** A charger's 981 `MIDPublicKey` arrived: its signed sessions that waited for a key are verified now. */
   keyArrived(chargerId: string, key: string | null): void {
     if (!key?.trim()) return;

@@ -15,6 +15,7 @@ export type ProblemKey =
   | 'live-events'
   | 'refresh-requests'
   | 'history'
+  | 'sessions'
   | 'metrics'
   | 'database';
 

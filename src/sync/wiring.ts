@@ -5,7 +5,7 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
-import { DaemonRecord } from '../store/daemon-row.js';
+import { DaemonRecord, readDaemonRow } from '../store/daemon-row.js';
 import type { Db } from '../store/database.js';
 import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
@@ -15,6 +15,7 @@ import { SessionStore } from '../store/sessions.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
+import { ChargeHistorySync } from './charge-history.js';
 import { CredentialRetry } from './credentials.js';
 import type { Component } from './daemon.js';
 import { EventBatcher } from './event-batcher.js';
@@ -124,6 +125,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     onRefreshed: (ids) => {
       markInstallations(ids);
       stateReader.resync();
+      chargeHistory?.wake();
     },
     onChargersSeen: (chargers) => {
       observations.expect(chargers);
@@ -154,7 +156,10 @@ export function buildComponents(deps: WiringDeps): Wired {
         endpoint: config.servicebusEndpoint,
         problems,
         onConnected: (id, connected) => stateReader.setPolling(id, !connected),
-        onGap: (id) => stateReader.afterGap(id),
+        onGap: (id) => {
+          stateReader.afterGap(id);
+          chargeHistory?.afterGap(id);
+        },
       })
     : undefined;
   const stateReader: StateReader = new StateReader({
@@ -210,6 +215,19 @@ export function buildComponents(deps: WiringDeps): Wired {
   }
 
   const pruner = new HistoryPruner(observations, clock, problems, log);
+  const lastAlive = readDaemonRow(db)?.heartbeat_at;
+  const chargeHistory: ChargeHistorySync | undefined = sessions
+    ? new ChargeHistorySync({
+        api: client.api,
+        sessions,
+        followed,
+        clock,
+        log: log.child({ component: 'sessions' }),
+        problems,
+        days: config.sessions.days,
+        lastAlive: lastAlive ? Date.parse(lastAlive) : undefined,
+      })
+    : undefined;
   const components: Component[] = [
     {
       name: 'api',
@@ -260,6 +278,7 @@ export function buildComponents(deps: WiringDeps): Wired {
       },
     },
     { name: 'history', start: () => pruner.start(), stop: () => pruner.stop() },
+    { name: 'sessions', start: () => chargeHistory?.start(), stop: () => chargeHistory?.stop() },
   ];
   const statusLine = (): string => {
     const rows = syncStatus.all();

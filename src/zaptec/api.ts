@@ -15,6 +15,7 @@ import {
   type Charger,
   type ConnectionDetails,
   type Constants,
+  chargeHistoryItemSchema,
   chargerSchema,
   connectionDetailsSchema,
   constantsSchema,
@@ -141,6 +142,39 @@ export class ZaptecApi {
       all.push(...this.#items(schema, parsed.data.Data, what));
     }
     return all;
+  }
+
+  /**
+   * Completed sessions of an installation that ended in [from, to) (`GET /api/chargehistory`, with
+   * `EnergyDetails`), page by page: `onPage` stores each before the next is asked for. Items are checked only
+   * for being objects here; the session store reads what it can of each and logs the rest once.
+   */
+  async chargeHistory(
+    installationId: string,
+    from: number,
+    to: number,
+    onPage: (items: Record<string, unknown>[]) => Promise<void> | void,
+    o: CallOptions = {},
+  ): Promise<number> {
+    const path = '/api/chargehistory';
+    let total = 0;
+    for (let page = 0, pages = 1; page < pages; page++) {
+      const query = {
+        InstallationId: installationId,
+        From: new Date(from).toISOString(),
+        To: new Date(to).toISOString(),
+        DetailLevel: 1,
+        PageIndex: page,
+        PageSize: PAGE_SIZE,
+      };
+      const parsed = pageSchema.safeParse(await this.#get(path, query, o));
+      if (!parsed.success) throw new PayloadError(`${path}: not a page (${parsed.error.issues[0]?.message})`);
+      pages = parsed.data.Pages;
+      const items = this.#items(chargeHistoryItemSchema, parsed.data.Data, 'charge-history session');
+      total += items.length;
+      await onPage(items);
+    }
+    return total;
   }
 
   installations(o: CallOptions = {}): Promise<Installation[]> {

@@ -97,3 +97,6 @@ export const tokenSchema = z.looseObject({
   token_type: z.string().refine((t) => t.toLowerCase() === 'bearer', 'token_type is not bearer'),
   expires_in: z.number().positive().nullish(),
 });
+
+/** A charge-history session: any object; the session store reads what it can of it (CONTRACT §8 bad input). */
+export const chargeHistoryItemSchema = z.looseObject({});
