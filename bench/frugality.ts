@@ -9,7 +9,8 @@
  * after the end, for every session that ended in the window. Target ≤ 30 s.
  *
  * Steady state from the first minute: after the cold start the daemon is stopped, each charger's stored state
- * is aged to a point spread evenly over the last hour (what a daemon running for days leaves behind), and it
+ * and its last read are aged to a point spread evenly over the last hour (what a daemon running for days leaves
+ * behind: the reconciliation slots and the API layer's read record agree), and it
  * is started again over that database; the window starts when live events are connected. Its reconciliation
  * reads then come at their steady rate instead of the first hour's, which skips chargers the start pass read.
  * `--chargers N` (default 1000); `--window S` seconds per pattern (default 600); `--patterns a,b` (default all).
@@ -70,11 +71,15 @@ async function measure(pattern: SessionPattern): Promise<Row> {
       ).map((r) => r.id);
       const now = Date.now();
       const age = db.prepare('UPDATE charger_state SET received_at = ? WHERE charger_id = ?');
+      // The API layer's record of each charger's last read (the 15 s rule, and what makes a slot redundant).
+      const read = db.prepare('UPDATE state_reads SET read_at_ms = ? WHERE charger_id = ?');
       db.transaction(() => {
         // So that the window waits for this daemon's connections, not the last one's.
         db.prepare("UPDATE sync_status SET events = 'connecting'").run();
         ids.forEach((id, i) => {
-          age.run(new Date(now - ((i + 0.5) / ids.length) * 0.99 * HOUR).toISOString(), id);
+          const at = now - ((i + 0.5) / ids.length) * 0.99 * HOUR;
+          age.run(new Date(at).toISOString(), id);
+          read.run(Math.round(at), id);
         });
       })();
     });
