@@ -35,7 +35,7 @@ export interface Config {
   metrics: { host: string; port: number } | undefined;
   /** ZAPTEC_USER_GROUPS (validated; the subscriptions themselves are the user-groups issue's work). */
   userGroups: string[] | undefined;
-  /** ZAPTEC_SESSIONS, ZAPTEC_SESSIONS_DAYS, ZAPTEC_SESSIONS_PERSONAL_DATA (validated; sessions are to come). */
+  /** ZAPTEC_SESSIONS, ZAPTEC_SESSIONS_DAYS, ZAPTEC_SESSIONS_PERSONAL_DATA (CONTRACT §8). */
   sessions: { enabled: boolean; days: number; personalData: boolean };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** systemd: stdout is the journal when JOURNAL_STREAM names stdout's device:inode. */

@@ -21,6 +21,16 @@ export interface ChargerLine {
   source: string | null;
 }
 
+export interface SessionLine {
+  id: string;
+  device_id: string | null;
+  ended_at: string | null;
+  energy_kwh: number | null;
+  ocmf_signed: number;
+  signature_valid: number | null;
+  source: string;
+}
+
 export interface ViewData {
   installations: number;
   connected: number;
@@ -32,6 +42,8 @@ export interface ViewData {
   listsUsed: number;
   listsLimit: number;
   rejected: number;
+  /** The last completed sessions, newest first. */
+  sessions: SessionLine[];
 }
 
 export function readView(db: Database.Database, now: number): ViewData {
@@ -73,6 +85,12 @@ export function readView(db: Database.Database, now: number): ViewData {
     ),
     listsLimit: limit('lists', 1800),
     rejected: count('SELECT count(*) AS n FROM api_requests WHERE status = 429'),
+    sessions: db
+      .prepare(
+        `SELECT id, device_id, ended_at, energy_kwh, ocmf_signed, signature_valid, source FROM charging_sessions
+         ORDER BY ended_at DESC LIMIT 5`,
+      )
+      .all() as SessionLine[],
   };
 }
 
@@ -116,7 +134,25 @@ export function screen(v: ViewData, dbPath: string, now: number): string {
     summaryLine(v),
     '',
     table([['serial', 'name', 'mode', 'power', 'session', 'last change'], ...rows]),
+    '',
+    v.sessions.length === 0
+      ? 'completed sessions: none yet'
+      : table([
+          ['completed session', 'charger', 'energy', 'OCMF', 'from'],
+          ...v.sessions.map((x) => [
+            x.ended_at ? ago(x.ended_at, now) : '-',
+            x.device_id ?? '-',
+            x.energy_kwh === null ? '-' : `${x.energy_kwh.toFixed(3)} kWh`,
+            signature(x),
+            x.source,
+          ]),
+        ]),
   ].join('\n');
+}
+
+function signature(x: SessionLine): string {
+  if (x.ocmf_signed !== 1) return 'unsigned';
+  return x.signature_valid === 1 ? 'signed, valid' : x.signature_valid === 0 ? 'signed, INVALID' : 'signed';
 }
 
 /** For a pipe: one line per charger whose mode, power or session energy changed since `before`. */
@@ -127,6 +163,13 @@ export function changedLines(before: Map<string, string>, v: ViewData, now: numb
     const text = `${modeName(c.mode)}, ${power(c.power)}, ${energy(c.energy)}`;
     if (before.get(c.id) !== text && c.last) out.push(`${time} ${c.device_id ?? c.id} ${text}`);
     before.set(c.id, text);
+  }
+  for (const x of [...v.sessions].reverse()) {
+    if (before.has(`session:${x.id}`)) continue;
+    before.set(`session:${x.id}`, '');
+    out.push(
+      `${time} ${x.device_id ?? '-'} session completed: ${energy(String(x.energy_kwh))}, ${signature(x)} (${x.source})`,
+    );
   }
   return out;
 }

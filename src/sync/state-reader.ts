@@ -231,12 +231,16 @@ export class StateReader {
     const now = this.#d.clock.now();
     const interval = this.pollIntervalMs();
     for (const inst of new Set([...this.#slots.values()].map((s) => s.installationId))) {
-      const slots = [...this.#slots.values()].filter((s) => s.installationId === inst);
+      const slots = [...this.#slots].filter(([, s]) => s.installationId === inst);
       const cadence = this.#cadence(inst);
-      if (slots.every((s) => s.cadenceMs === cadence)) continue;
-      slots.forEach((s, i) => {
+      if (slots.every(([, s]) => s.cadenceMs === cadence)) continue;
+      slots.forEach(([id, s], i) => {
+        const slower = cadence > s.cadenceMs;
         s.cadenceMs = cadence;
         s.due = Math.min(s.due, now + Math.round((cadence * (i + 1)) / slots.length));
+        // Polling ended (live events connected): a slot polling pulled in goes back to a cadence after the
+        // charger's last read, or a few seconds of `connecting` at start would re-read the whole fleet.
+        if (slower) s.due = Math.max(s.due, this.#lastRead(id) + cadence);
       });
     }
     for (const inst of this.#polling) {

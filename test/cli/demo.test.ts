@@ -6,7 +6,7 @@ import { cleanEnv, startCli, tempDir, waitFor } from '../helpers.js';
 
 describe('zaptec-sync demo', () => {
   it('shows chargers changing state within 30 s, then stops on SIGINT with exit 0 and a readable database', {
-    timeout: 60_000,
+    timeout: 90_000,
   }, async () => {
     const dir = tempDir();
     const started = Date.now();
@@ -22,6 +22,17 @@ describe('zaptec-sync demo', () => {
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(demo.output()).not.toContain(String.fromCharCode(27)); // no cursor tricks in a pipe
     expect(demo.output()).toMatch(/API: \d+ calls in the last minute \(budget 600\/min\)/);
+    // The last completed sessions, as they land in charging_sessions (issue 15 §6).
+    await waitFor(
+      () =>
+        /^\d\d:\d\d:\d\d \S+ session completed: \d+\.\d{3} kWh, (unsigned|signed, valid) \((event|poll|history)\)$/m.test(
+          demo.output(),
+        ),
+      {
+        timeoutMs: 40_000,
+        what: 'a completed session in the view',
+      },
+    );
     demo.child.kill('SIGINT');
     expect(await demo.exited).toEqual({ code: 0, signal: null });
     const db = new Database(join(dir, 'zaptec-demo.db'), { readonly: true, fileMustExist: true });

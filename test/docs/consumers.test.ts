@@ -41,18 +41,38 @@ describe('docs/CONSUMERS.md', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('has examples for the sqlite3 command line, Python and Node', () => {
-    expect(blocks('sh').length).toBe(3);
+    expect(blocks('sh').length).toBe(5);
     expect(blocks('python').length).toBe(1);
     expect(blocks('js').length).toBe(1);
   });
 
   it.runIf(has('sqlite3'))('the sqlite3 command-line examples run', () => {
-    const [current, freshness, refresh] = blocks('sh').map((b) =>
-      execFileSync('sh', ['-c', b], { cwd: dir, encoding: 'utf8' }),
+    const [current, freshness, refresh, , perHour] = blocks('sh').map((b) =>
+      b.startsWith('zaptec-sync') ? '' : execFileSync('sh', ['-c', b], { cwd: dir, encoding: 'utf8' }),
     );
+    expect(perHour).toBeDefined();
     expect(current).toMatch(/ChargerOperationMode/);
     expect(freshness).toMatch(/last_heard/);
     expect(refresh?.trim()).toMatch(/^\d+$/);
+  });
+
+  it('the billing export runs: last month as CSV with its header line', () => {
+    // `zaptec-sync` on the PATH, as after `npm install -g`: this checkout's build.
+    const bin = join(dir, 'bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(
+      join(bin, 'zaptec-sync'),
+      `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'dist', 'cli.js')}" "$@"\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    const out = execFileSync('sh', ['-c', blocks('sh')[3]!], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, ZAPTEC_DB: join(dir, 'zaptec.db') },
+    });
+    expect(out.trim()).toMatch(/^id,charger_id,installation_id,device_id,started_at,ended_at,energy_kwh,/);
   });
 
   it.runIf(has('python3'))('the Python example runs', () => {

@@ -241,6 +241,28 @@ describe('charging sessions from charge history', () => {
     expect(s.rows()).toEqual(rows);
   });
 
+  it('a history item with fields missing is stored as far as readable; one without any id is skipped and logged once', () => {
+    const s = setup();
+    const partial = item({ Id: 'D0D0D0D0-0000-4000-8000-000000000004' });
+    delete partial.EndDateTime;
+    delete partial.Energy;
+    delete partial.CommitMetadata;
+    s.sessions.history(partial, INSTALLATION);
+    s.sessions.history(item({ Id: null }), INSTALLATION);
+    s.sessions.history(item({ Id: null }), INSTALLATION);
+    expect(s.rows()).toHaveLength(1);
+    expect(s.rows()[0]).toMatchObject({
+      id: 'd0d0d0d0-0000-4000-8000-000000000004',
+      started_at: '2026-11-30T11:00:00.000Z',
+      ended_at: null,
+      energy_kwh: null,
+      commit_metadata: null,
+      reliable_clock: null,
+      token_name: 'Blue tag',
+    });
+    expect(s.lines.filter((l) => l.includes('without Id or ChargerId'))).toHaveLength(1);
+  });
+
   it('keeps no personal data unless ZAPTEC_SESSIONS_PERSONAL_DATA is on: not in the columns, not in data, nowhere in the file', () => {
     const off = setup(false);
     off.sessions.history(item(), INSTALLATION);

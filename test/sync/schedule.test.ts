@@ -162,15 +162,17 @@ describe('reconciliation (virtual clock)', () => {
       },
       stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + STATE_READ_SPACING_MS,
     };
-    const r = new StateReader({
-      api,
-      ...s,
-      clock,
-      log: silent,
-      reconcileMs: reconcileMinutes * 60_000,
-      requestsPerMinute: 600,
-    });
-    return { clock, reader: r, reads, s };
+    /** A reader over the same database and API: the daemon started again. */
+    const another = () =>
+      new StateReader({
+        api,
+        ...s,
+        clock,
+        log: silent,
+        reconcileMs: reconcileMinutes * 60_000,
+        requestsPerMinute: 600,
+      });
+    return { clock, reader: another(), reads, s, another };
   }
 
   async function runFor(clock: VirtualClock, ms: number) {
@@ -313,6 +315,28 @@ describe('reconciliation (virtual clock)', () => {
     for (const times of byCharger.values())
       for (let i = 1; i < times.length; i++) shortest = Math.min(shortest, times[i]! - times[i - 1]!);
     expect(shortest).toBeGreaterThanOrEqual(cadence / 2);
+  });
+
+  it('a restart whose live events connect after a few seconds reads no more than the steady reconciliation', async () => {
+    const { clock, reader, reads, s, another } = makeReader(200, 60);
+    reader.start();
+    await runFor(clock, 3 * HOUR); // steady state: each charger read once an hour, spread
+    await reader.stop();
+    await runFor(clock, 10_000);
+    // Started again: `connecting` (polling) for 3 s, then connected.
+    const before = reads.length;
+    const again = another();
+    s.syncStatus.ensure(INST, 'connecting', null);
+    again.setPolling(INST, true);
+    again.start();
+    await runFor(clock, 3_000);
+    again.setPolling(INST, false);
+    await runFor(clock, 10 * 60_000);
+    await again.stop();
+    // 200 chargers an hour: about 33 in 10 minutes, plus what 3 s of polling read (at most 4.5/s).
+    const n = reads.length - before;
+    expect(n).toBeGreaterThanOrEqual(25);
+    expect(n).toBeLessThanOrEqual(33 + 14 + 5);
   });
 
   it('polls as often as the budget allows while live events are down, and says so', async () => {
