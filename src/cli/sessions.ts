@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { databasePath, environment } from '../config.js';
 import { openDatabase } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
+import { SESSION_COLUMNS } from '../store/sessions.js';
 import { isoMs, parseZaptecTime } from '../time.js';
 import { parseCommandArgs, UsageError } from './args.js';
 import { table } from './format.js';
@@ -17,34 +18,9 @@ import { EXIT_UNKNOWN_CHARGER } from './state.js';
 export const EXIT_NO_DATABASE = 2;
 
 /** The contract's columns in their order (§8); `data` only in JSON, where it is an object, not a string. */
-const COLUMNS = [
-  'id',
-  'charger_id',
-  'installation_id',
-  'device_id',
-  'started_at',
-  'ended_at',
-  'energy_kwh',
-  'authentication_code',
-  'token_name',
-  'user_id',
-  'stopped_by_rfid',
-  'reliable_clock',
-  'externally_ended',
-  'commit_metadata',
-  'ocmf',
-  'ocmf_signed',
-  'signature_valid',
-  'meter_start_kwh',
-  'meter_end_kwh',
-  'source',
-  'first_seen_at',
-  'updated_at',
-  'user_full_name',
-  'user_email',
-] as const;
+const COLUMNS = SESSION_COLUMNS.filter((c) => c !== 'data');
 
-type SessionRow = Record<(typeof COLUMNS)[number] | 'data', string | number | null>;
+type SessionRow = Record<(typeof SESSION_COLUMNS)[number], string | number | null>;
 
 export async function sessionsCommand(args: string[], envFile: string | undefined): Promise<number> {
   const { values } = parseCommandArgs(

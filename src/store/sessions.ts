@@ -67,7 +67,8 @@ const HISTORY_OWNS = ['token_name', 'user_id', 'externally_ended', 'commit_metad
 const PERSONAL = ['user_full_name', 'user_email'] as const;
 /** Charge-history keys that are personal data (`UserUserName` is an alias of the e-mail). */
 const PERSONAL_KEYS = ['UserFullName', 'UserEmail', 'UserUserName'];
-const COLUMNS: (keyof Row)[] = [
+/** The columns of CONTRACT §8, in its order. */
+export const SESSION_COLUMNS = [
   'id',
   'charger_id',
   'installation_id',
@@ -93,8 +94,8 @@ const COLUMNS: (keyof Row)[] = [
   'data',
   'user_full_name',
   'user_email',
-  'data_source',
-];
+] as const satisfies readonly (keyof Row)[];
+const COLUMNS: (keyof Row)[] = [...SESSION_COLUMNS, 'data_source'];
 /** Bad inputs remembered so each is logged once; forgotten wholesale past this many. */
 const WARNED_MAX = 10_000;
 /** `Energy` and E − B may differ by rounding (Zaptec floors or ceils to 3 decimals). */
