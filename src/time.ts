@@ -10,6 +10,18 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now(), sleep: (ms, signal) => delay(ms, signal) };
 
+/**
+ * The clock's setInterval: `fn` every `ms` of the clock's time until the signal aborts. `fn` must not throw
+ * (each caller catches and reports its own errors); the returned promise settles once the loop has ended.
+ */
+export async function every(clock: Clock, ms: number, fn: () => void, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await clock.sleep(ms, signal);
+    if (signal.aborted) return;
+    fn();
+  }
+}
+
 /** ISO-8601 UTC with milliseconds and `Z`: the only timestamp form the database holds. */
 export function isoMs(ms: number): string {
   return new Date(ms).toISOString();

@@ -103,6 +103,7 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
 async function stopWithin(daemon: Daemon | undefined, log: Logger): Promise<void> {
   if (!daemon) return;
   let timer: NodeJS.Timeout | undefined;
+  // Real time on purpose: systemd's stop timeout is wall-clock time, whatever clock the daemon was given.
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
       log.warn('stop took too long; abandoning the work in flight');

@@ -155,8 +155,12 @@ export class PatternLife {
     const plugged = mean(s.pluggedMs);
     const idle = this.#meanIdle(t);
     if (r() < plugged / (plugged + idle)) {
-      // Mid-session: the car came some time ago; the values it has now are set without a push.
-      this.#plugIn(t, now - r() * between(r(), s.pluggedMs), false);
+      // Mid-session: the car came some time ago; the values it has now are set without a push. A session
+      // in progress at a random moment is a long one more often (length-biased: density ∝ its length), and
+      // the moment falls anywhere in it: so session ends come at their steady rate from the first minute.
+      const [lo, hi] = s.pluggedMs;
+      const length = Math.sqrt(lo * lo + r() * (hi * hi - lo * lo));
+      this.#plugIn(t, now - r() * length, false, length);
       for (let guard = 0; guard < 64 && t.next <= now; guard++) this.#advance(t, t.next, false);
       // About 7 kW over the time it has charged so far.
       if (t.phase !== 'idle')
@@ -183,13 +187,18 @@ export class PatternLife {
     return -Math.log(1 - r()) * this.#meanIdle(t);
   }
 
-  #plugIn(t: Timeline, at: number, push = true): void {
+  #plugIn(
+    t: Timeline,
+    at: number,
+    push = true,
+    length = between(this.#fleet.random(), this.#spec.pluggedMs),
+  ): void {
     const r = this.#fleet.random;
     const s = this.#spec;
     t.phase = 'requesting';
     t.startedAt = at;
     t.energyKwh = 0;
-    t.plugEnd = at + between(r(), s.pluggedMs);
+    t.plugEnd = at + length;
     t.chargeEnd = Math.min(t.plugEnd - MIN, at + between(r(), s.chargingMs));
     t.pausesLeft = Math.round(between(r(), s.pauses));
     t.next = at + between(r(), [5_000, 60_000]);

@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { NULL_CHARGER_ID } from '../observation.js';
+import { type Clock, every, quietAbortController, systemClock } from '../time.js';
 import { encodeNbfx } from '../zaptec/nbfx.js';
 import { ServiceBusBroker } from './broker.js';
 import { Fleet, type FleetOptions, type SimObservation } from './fleet.js';
@@ -18,6 +19,12 @@ export interface SimulationOptions {
   limits?: SimLimits;
   lockDurationMs?: number;
   tokenLifetimeS?: number;
+  /**
+   * The clock of the REST API (tokens, the 15 s cache, the limits' windows) and of the fleet's life; the
+   * system clock by default. The broker keeps real time: the Service Bus SDK signs its SAS tokens and renews
+   * message locks on real time.
+   */
+  clock?: Clock;
 }
 
 export interface InstallationChannel {
@@ -32,18 +39,21 @@ export class Simulation {
   readonly rest: RestSimulator;
   readonly broker: ServiceBusBroker;
   readonly #channels = new Map<string, InstallationChannel>();
-  #lifeTimer: NodeJS.Timeout | undefined;
+  readonly #clock: Clock;
+  readonly #life = quietAbortController();
   /** Observations published, by time. */
   published = 0;
 
   constructor(options: SimulationOptions) {
-    this.fleet = new Fleet(options.fleet);
+    this.#clock = options.clock ?? systemClock;
+    this.fleet = new Fleet({ now: this.#clock.now(), ...options.fleet });
     const broker = new ServiceBusBroker({ lockDurationMs: options.lockDurationMs ?? 30_000 });
     this.broker = broker;
     this.rest = new RestSimulator({
       fleet: this.fleet,
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.tokenLifetimeS ? { tokenLifetimeS: options.tokenLifetimeS } : {}),
+      now: () => this.#clock.now(),
       broker: {
         host: '127.0.0.1',
         get port() {
@@ -87,7 +97,7 @@ export class Simulation {
   }
 
   async stop(): Promise<void> {
-    if (this.#lifeTimer) clearInterval(this.#lifeTimer);
+    this.#life.abort();
     await this.rest.stop();
     await this.broker.stop();
   }
@@ -143,16 +153,22 @@ export class Simulation {
   live(options: LifeOptions, tickMs?: number): FleetLife;
   live(options: { sessions: SessionPattern }, tickMs?: number): PatternLife;
   live(options: LifeOptions | { sessions: SessionPattern }, tickMs = 250): FleetLife | PatternLife {
-    let last = Date.now();
+    const clock = this.#clock;
+    let last = clock.now();
     const life =
       'sessions' in options
         ? new PatternLife(this.fleet, this, options.sessions, last)
         : new FleetLife(this.fleet, this, options);
-    this.#lifeTimer = setInterval(() => {
-      const now = Date.now();
-      life.tick(now, now - last);
-      last = now;
-    }, tickMs);
+    void every(
+      clock,
+      tickMs,
+      () => {
+        const now = clock.now();
+        life.tick(now, now - last);
+        last = now;
+      },
+      this.#life.signal,
+    );
     return life;
   }
 

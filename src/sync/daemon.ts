@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { DaemonRecord } from '../store/daemon-row.js';
 import { describeWriteError } from '../store/database.js';
-import type { Clock } from '../time.js';
+import { type Clock, every, quietAbortController } from '../time.js';
 import type { Problems } from './problems.js';
 
 /** A part of the daemon with work of its own: the constructor only stores dependencies. */
@@ -39,7 +39,8 @@ export interface DaemonDeps {
 
 export class Daemon {
   readonly #deps: DaemonDeps;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #beats = quietAbortController();
+  #beating: Promise<void> | undefined;
   #started: Component[] = [];
   #stopping = false;
 
@@ -50,7 +51,12 @@ export class Daemon {
   async start(): Promise<void> {
     const { record, clock, version, log } = this.#deps;
     record.started(version, process.pid, clock.now());
-    this.#timer = setInterval(() => this.#beat(), this.#deps.heartbeatMs ?? HEARTBEAT_INTERVAL_MS);
+    this.#beating = every(
+      clock,
+      this.#deps.heartbeatMs ?? HEARTBEAT_INTERVAL_MS,
+      () => this.#beat(),
+      this.#beats.signal,
+    );
     for (const c of this.#deps.components) {
       if (this.#stopping) return;
       await c.start();
@@ -83,7 +89,8 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#timer) clearInterval(this.#timer);
+    this.#beats.abort();
+    await this.#beating;
     for (const c of [...this.#started].reverse()) {
       try {
         await c.stop();

@@ -36,7 +36,9 @@ export interface EventBatcherDeps {
 export class EventBatcher {
   readonly #d: EventBatcherDeps;
   #pending: Pending[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  /** The batch window is open (a flush is scheduled on the clock); each flush starts a new generation. */
+  #scheduled = false;
+  #generation = 0;
   #failing = false;
   /** Observations committed, for metrics and the watchdog. */
   applied = 0;
@@ -50,13 +52,19 @@ export class EventBatcher {
     return new Promise((resolve, reject) => {
       this.#pending.push({ observation, installationId, resolve, reject });
       if (this.#pending.length >= MAX_BATCH) this.flush();
-      else this.#timer ??= setTimeout(() => this.flush(), BATCH_WINDOW_MS);
+      else if (!this.#scheduled) {
+        this.#scheduled = true;
+        const generation = this.#generation;
+        void this.#d.clock.sleep(BATCH_WINDOW_MS).then(() => {
+          if (generation === this.#generation) this.flush();
+        });
+      }
     });
   }
 
   flush(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#scheduled = false;
+    this.#generation++;
     const batch = this.#pending;
     this.#pending = [];
     if (batch.length === 0) return;

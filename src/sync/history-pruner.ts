@@ -58,6 +58,7 @@ export class HistoryPruner {
       );
       total += n;
       if (n === 0 || signal.aborted) break;
+      // A turn of the event loop between chunks (not a wait: no clock involved).
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     if (total > 0) this.#log.info({ rows: total }, 'pruned charger_state_history');

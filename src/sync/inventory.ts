@@ -53,8 +53,8 @@ export interface InventoryDeps {
 export class InventorySync {
   readonly #d: InventoryDeps;
   readonly #problems: Problems;
-  #task: ScheduledTask | undefined;
-  /** Never started: only asked for the cron expression's next times. */
+  #schedule: Promise<void> | undefined;
+  /** Never started: only asked whether a time matches the cron expression. */
   #probe: ScheduledTask | undefined;
   #pass: Promise<boolean> | undefined;
   #stopped = false;
@@ -80,17 +80,45 @@ export class InventorySync {
 
   /** The next scheduled pass: the first cron time that the spacing allows. */
   nextScheduled(allowed = this.allowedAt()): number | undefined {
+    return this.#nextCron(Math.max(this.#d.clock.now(), allowed));
+  }
+
+  /**
+   * The expression's first time at or after `from` on the daemon's clock. node-cron knows the expression
+   * (`match`); its own next-run search starts from the wall clock, so the search walks the clock's time:
+   * minute by minute for a five-field expression (second by second for six), at most 8 days ahead.
+   */
+  #nextCron(from: number): number | undefined {
     this.#probe ??= cron.createTask(this.#d.cronExpression, () => {});
-    const runs = this.#probe.getNextRuns(200);
-    return runs.map((d) => d.getTime()).find((t) => t >= allowed);
+    const seconds = this.#d.cronExpression.trim().split(/\s+/).length === 6;
+    const step = seconds ? 1_000 : 60_000;
+    const limit = from + (seconds ? 2 * 3_600_000 : 8 * 86_400_000);
+    for (let t = Math.ceil(from / step) * step; t <= limit; t += step)
+      if (this.#probe.match(new Date(t))) return t;
+    return undefined;
   }
 
   start(): void {
-    // A failed scheduled pass is reported by #run and retried at the next cron time: never a rejection.
-    this.#task = cron.schedule(this.#d.cronExpression, () => this.refresh('schedule').catch(() => {}), {
-      noOverlap: true,
-    });
+    this.#schedule = this.#scheduled();
     this.#write(() => this.#d.daemon.inventory(undefined, this.nextScheduled())).catch(() => {});
+  }
+
+  /**
+   * The scheduled passes, fired by the daemon's clock (in steps of at most a minute, so that a wall clock set
+   * forward or back is noticed). A failed pass is reported by #run and retried at the next cron time; a pass
+   * still running when the next time comes is that time's pass (no overlap).
+   */
+  async #scheduled(): Promise<void> {
+    const { clock } = this.#d;
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      const next = this.#nextCron(clock.now() + 1);
+      if (next === undefined) return;
+      while (!signal.aborted && clock.now() < next)
+        await clock.sleep(Math.min(60_000, next - clock.now()), signal);
+      if (signal.aborted) return;
+      await this.refresh('schedule').catch(() => {});
+    }
   }
 
   /** A write that waits (without holding the event loop) while a consumer holds the lock. */
@@ -103,7 +131,7 @@ export class InventorySync {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
-    await this.#task?.destroy();
+    await this.#schedule;
     await this.#probe?.destroy();
     await this.#pass?.catch(() => {});
   }

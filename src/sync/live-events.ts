@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import { describeError, registerSecret } from '../log.js';
 import { NULL_CHARGER_ID } from '../observation.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
-import { type Clock, quietAbortController } from '../time.js';
+import { type Clock, every, quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
 import { BodyError, decodeObservation } from '../zaptec/message.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
@@ -30,6 +30,8 @@ import { Settler } from './settler.js';
 /** An outage longer than this gets a new client with fresh connection details (CONTRACT §7). */
 export const OUTAGE_NEW_CLIENT_MS = 60_000;
 /** Without an error for this long after one, the SDK's own reconnect worked (it reports failures only). */
+/** How often a connection's health is looked at (connected, lost, an outage long enough for a new client). */
+const HEALTH_CHECK_MS = 250;
 const QUIET_AFTER_ERROR_MS = 8_000;
 /** A subscription that has said nothing bad this long after it started is taken as connected. */
 const SETTLE_AFTER_SUBSCRIBE_MS = 2_500;
@@ -242,13 +244,20 @@ export class InstallationStream {
       },
       { autoCompleteMessages: false, maxConcurrentCalls: MAX_CONCURRENT_CALLS },
     );
-    const health = setInterval(() => {
-      try {
-        check();
-      } catch (err) {
-        finish({ kind: 'outage', reason: `the connection's health check failed: ${describeError(err)}` });
-      }
-    }, 250);
+    // On the clock (the SDK keeps real time for its own I/O timeouts, inside the client).
+    const health = quietAbortController();
+    const checking = every(
+      clock,
+      HEALTH_CHECK_MS,
+      () => {
+        try {
+          check();
+        } catch (err) {
+          finish({ kind: 'outage', reason: `the connection's health check failed: ${describeError(err)}` });
+        }
+      },
+      health.signal,
+    );
     const check = () => {
       const now = clock.now();
       const quiet = !lastError || now - lastError.at > QUIET_AFTER_ERROR_MS || lastMessageAt > lastError.at;
@@ -273,7 +282,8 @@ export class InstallationStream {
     const onAbort = () => finish({ kind: 'stopped' });
     this.#abort.signal.addEventListener('abort', onAbort, { once: true });
     const end = await ended;
-    clearInterval(health);
+    health.abort();
+    await checking;
     this.#abort.signal.removeEventListener('abort', onAbort);
     const closing = (async () => {
       await subscription.close().catch(() => {});

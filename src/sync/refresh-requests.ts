@@ -7,7 +7,7 @@ import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import { whenWritable } from '../store/database.js';
 import type { RefreshRequestRow, RefreshRequestStore } from '../store/refresh-requests.js';
-import type { Clock } from '../time.js';
+import { type Clock, every, quietAbortController } from '../time.js';
 import type { InventorySync } from './inventory.js';
 import type { ChargerLookup, LookupResult } from './lookup.js';
 import { Problems } from './problems.js';
@@ -32,7 +32,8 @@ export class RefreshRequests {
   readonly #deferred = new Map<number, number>();
   #sighupAt: number | undefined;
   #dataVersion = -1;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #watch = quietAbortController();
+  #watching: Promise<void> | undefined;
   #stopped = false;
   readonly #running = new Set<Promise<void>>();
 
@@ -42,13 +43,14 @@ export class RefreshRequests {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.tick(), WATCH_INTERVAL_MS);
+    this.#watching = every(this.#d.clock, WATCH_INTERVAL_MS, () => this.tick(), this.#watch.signal);
     this.tick(true);
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer) clearInterval(this.#timer);
+    this.#watch.abort();
+    await this.#watching;
     await Promise.allSettled([...this.#running]);
   }
 

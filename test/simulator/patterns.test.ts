@@ -56,6 +56,16 @@ describe('session patterns', () => {
     expect(perHour).toBeLessThan(1.1);
   });
 
+  it('starts in its steady state: the first hour ends as many sessions as any later one', () => {
+    const r = live('realistic', 6, 400);
+    const ends = r.life.ended.map((e) => Math.floor((e.at - T0) / HOUR));
+    const first = ends.filter((h) => h === 0).length;
+    const mean = ends.length / (6 * 24);
+    // 400 chargers at 2 a day: about 33 an hour; the first hour within the Poisson spread of that.
+    expect(first).toBeGreaterThan(mean * 0.6);
+    expect(first).toBeLessThan(mean * 1.4);
+  });
+
   it('flapping: while charging, the mode flips every 1–2 minutes; sessions stay 1–3 a day', () => {
     const r = live('flapping', 4);
     const perDay = r.ends / r.chargerDays;

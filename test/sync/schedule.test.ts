@@ -7,17 +7,20 @@ import { openDatabase } from '../../src/store/database.js';
 import { InventoryStore } from '../../src/store/inventory.js';
 import { ObservationStore } from '../../src/store/observations.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
+import { Daemon } from '../../src/sync/daemon.js';
 import { INVENTORY_SPACING_MS, InventorySync } from '../../src/sync/inventory.js';
+import { Problems } from '../../src/sync/problems.js';
 import { MODE_CHANGE_FOLLOW_UP_MS, type StateApi, StateReader } from '../../src/sync/state-reader.js';
+import type { Clock } from '../../src/time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../../src/zaptec/api.js';
-import { VirtualClock } from '../clock.js';
+import { SteppedClock, VirtualClock } from '../clock.js';
 import { tempDir } from '../helpers.js';
 
 const silent = createLogger({ level: 'silent' });
 const INST = '2bbec6f9-c3ce-4edf-a72f-b1b2a663c6ba';
 const id = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
-function stores(clock: VirtualClock) {
+function stores(clock: Clock) {
   const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
   const daemon = new DaemonRecord(db);
   daemon.started('test', 1, clock.now());
@@ -96,6 +99,34 @@ describe('inventory spacing and constants (virtual clock)', () => {
     expect(calls.constants).toBe(2);
   });
 
+  it('fires the cron on the injected clock: a simulated day of "7 * * * *" is 24 passes at :07, an hour apart', async () => {
+    const clock = new SteppedClock(Date.parse('2026-11-30T00:30:00Z'));
+    const s = stores(clock);
+    const { api, calls } = fakeApi(2);
+    const sync = new InventorySync({
+      api,
+      ...s,
+      store: s.inventory,
+      clock,
+      log: silent,
+      cronExpression: '7 * * * *',
+      followed: undefined,
+    });
+    const at: number[] = [];
+    const refresh = sync.refresh.bind(sync);
+    sync.refresh = (reason, o) => {
+      if (reason === 'schedule') at.push(clock.now());
+      return refresh(reason, o);
+    };
+    sync.start();
+    expect(s.daemon.read()?.next_inventory_at).toBe('2026-11-30T01:07:00.000Z');
+    await clock.runUntil(Date.parse('2026-12-01T00:30:00Z'), 0);
+    await sync.stop();
+    expect(at).toHaveLength(24);
+    expect(at.map((t) => new Date(t).toISOString().slice(13))).toEqual(Array(24).fill(':07:00.000Z'));
+    expect(calls.installations).toBe(24);
+  });
+
   it('marks vanished chargers inactive and brings reappearing ones back', async () => {
     const clock = new VirtualClock();
     const s = stores(clock);
@@ -121,6 +152,32 @@ describe('inventory spacing and constants (virtual clock)', () => {
     }[];
     expect(rows.map((r) => r.active)).toEqual([1, 0, 0]);
     expect(rows[1]!.removed_at).toBe(new Date(clock.now()).toISOString());
+  });
+});
+
+describe('the daemon on the injected clock', () => {
+  it('writes its heartbeat every 5 s of the clock, and none after stop', async () => {
+    const clock = new SteppedClock(Date.parse('2026-11-30T00:00:00Z'));
+    const s = stores(clock);
+    const daemon = new Daemon({
+      record: s.daemon,
+      clock,
+      log: silent,
+      version: 'test',
+      components: [],
+      problems: new Problems(silent, clock),
+    });
+    const beats: string[] = [];
+    const heartbeat = s.daemon.heartbeat.bind(s.daemon);
+    s.daemon.heartbeat = (now, problems) => {
+      beats.push(new Date(now).toISOString().slice(11, 19));
+      heartbeat(now, problems);
+    };
+    await daemon.start();
+    await clock.runUntil(clock.now() + 21_000, 0);
+    await daemon.stop();
+    await clock.runUntil(clock.now() + 20_000, 0);
+    expect(beats).toEqual(['00:00:05', '00:00:10', '00:00:15', '00:00:20']);
   });
 });
 
