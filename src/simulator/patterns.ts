@@ -96,6 +96,8 @@ export class PatternLife {
   readonly #spec: PatternSpec;
   readonly #timelines = new Map<string, Timeline>();
   readonly #meters: HourlyMeters;
+  readonly #warmFrom: number;
+  #muted = false;
   /** Charger-milliseconds spent in 710 = 3 (the Home Assistant model polls faster then). */
   chargingMs = 0;
   /** Charger-milliseconds lived. */
@@ -107,10 +109,31 @@ export class PatternLife {
 
   constructor(fleet: Fleet, sink: LifeSink, pattern: SessionPattern, now: number) {
     this.#fleet = fleet;
-    this.#sink = sink;
+    this.#warmFrom = now;
+    // While warming up nothing is published (the fleet's state and charge history still change).
+    this.#sink = {
+      publish: (o) => this.#muted || sink.publish(o),
+      publishNullCharger: (i, at) => this.#muted || sink.publishNullCharger(i, at),
+    };
     this.#spec = SPECS[pattern];
     this.#meters = new HourlyMeters(fleet, sink);
     for (const c of fleet.activeChargers()) if (c.installationId) this.#begin(c, now);
+  }
+
+  /**
+   * Lives from the construction time to `until` without publishing (what happened before anyone listened),
+   * so that a fleet made now is in the middle of its days: sessions at every stage, ends at their steady rate.
+   */
+  warmUp(until: number, stepMs = 5_000): void {
+    this.#muted = true;
+    const from = this.#warmFrom;
+    for (let now = from + stepMs; now <= until; now += stepMs) this.tick(now, stepMs);
+    this.#muted = false;
+    this.chargingMs = 0;
+    this.chargerMs = 0;
+    this.sessionsStarted = 0;
+    this.modeChanges = 0;
+    this.ended.length = 0;
   }
 
   /** Advances every charger to `now`, publishing what Zaptec would push. */

@@ -155,10 +155,13 @@ export class Simulation {
   live(options: LifeOptions | { sessions: SessionPattern }, tickMs = 250): FleetLife | PatternLife {
     const clock = this.#clock;
     let last = clock.now();
-    const life =
-      'sessions' in options
-        ? new PatternLife(this.fleet, this, options.sessions, last)
-        : new FleetLife(this.fleet, this, options);
+    let life: FleetLife | PatternLife;
+    if ('sessions' in options) {
+      // Six hours lived before anyone listens: the fleet is mid-day, every stage of a session under way.
+      const pattern = new PatternLife(this.fleet, this, options.sessions, last - 6 * 3_600_000);
+      pattern.warmUp(last);
+      life = pattern;
+    } else life = new FleetLife(this.fleet, this, options);
     void every(
       clock,
       tickMs,
