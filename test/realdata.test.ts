@@ -21,9 +21,8 @@ import { InventoryStore } from '../src/store/inventory.js';
 import { ObservationStore } from '../src/store/observations.js';
 import { SyncStatusStore } from '../src/store/sync-status.js';
 import { InventorySync } from '../src/sync/inventory.js';
-import { toObservations } from '../src/sync/state-reader.js';
 import { createZaptecClient } from '../src/zaptec/client.js';
-import { decodeObservation } from '../src/zaptec/message.js';
+import { decodeObservation, toObservations } from '../src/zaptec/message.js';
 import { tempDir } from './helpers.js';
 
 const REALDATA = fileURLToPath(new URL('../../shared/realdata/', import.meta.url));

@@ -1,5 +1,6 @@
 /** The demo's live view: what has landed in SQLite (never what the simulator says), for a terminal or a pipe. */
 import type Database from 'better-sqlite3';
+import { LAST_HEARD_SQL } from '../store/inventory.js';
 import { ago, table } from './format.js';
 
 const MODES: Record<string, string> = {
@@ -46,7 +47,7 @@ export interface ViewData {
   sessions: SessionLine[];
 }
 
-export function readView(db: Database.Database, now: number): ViewData {
+export function readView(db: Database.Database): ViewData {
   const count = (sql: string, ...p: unknown[]) =>
     (db.prepare(sql).get(...p) as { n: number } | undefined)?.n ?? 0;
   const chargers = db
@@ -55,17 +56,20 @@ export function readView(db: Database.Database, now: number): ViewData {
          (SELECT value FROM charger_state WHERE charger_id = c.id AND state_id = 710) AS mode,
          (SELECT value FROM charger_state WHERE charger_id = c.id AND state_id = 513) AS power,
          (SELECT value FROM charger_state WHERE charger_id = c.id AND state_id = 553) AS energy,
-         (SELECT max(received_at) FROM charger_state WHERE charger_id = c.id) AS last,
+         ${LAST_HEARD_SQL} AS last,
          (SELECT source FROM charger_state WHERE charger_id = c.id ORDER BY received_at DESC LIMIT 1) AS source
        FROM chargers c WHERE c.active = 1 ORDER BY c.device_id`,
     )
     .all() as ChargerLine[];
-  const limit = (grp: string, seconds: number) =>
-    count(
-      `SELECT "limit" AS n FROM api_windows WHERE grp = ? AND kind = 'sliding' AND window_seconds = ?`,
-      grp,
-      seconds,
-    );
+  // The budget as the `api_budget` view tells every consumer (one definition of "used" per window).
+  const budget = (grp: string, seconds: number) =>
+    (db
+      .prepare(
+        `SELECT used, "limit" FROM api_budget WHERE "group" = ? AND kind = 'sliding' AND window_seconds = ?`,
+      )
+      .get(grp, seconds) as { used: number; limit: number } | undefined) ?? { used: 0, limit: 0 };
+  const minute = budget('global', 60);
+  const lists = budget('lists', 1800);
   return {
     installations: count('SELECT count(*) AS n FROM installations WHERE active = 1'),
     connected: count("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'"),
@@ -74,16 +78,10 @@ export function readView(db: Database.Database, now: number): ViewData {
     inventoryAt:
       (db.prepare('SELECT inventory_refreshed_at AS t FROM daemon').get() as { t: string | null } | undefined)
         ?.t ?? null,
-    callsLastMinute: count(
-      "SELECT count(*) AS n FROM api_requests WHERE grp = 'global' AND at_ms > ?",
-      now - 60_000,
-    ),
-    minuteLimit: limit('global', 60),
-    listsUsed: count(
-      "SELECT count(*) AS n FROM api_requests WHERE grp = 'lists' AND at_ms > ?",
-      now - 1_800_000,
-    ),
-    listsLimit: limit('lists', 1800),
+    callsLastMinute: minute.used,
+    minuteLimit: minute.limit,
+    listsUsed: lists.used,
+    listsLimit: lists.limit,
     rejected: count('SELECT count(*) AS n FROM api_requests WHERE status = 429'),
     sessions: db
       .prepare(

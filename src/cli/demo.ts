@@ -64,7 +64,7 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
     if (!db || stopping) continue;
     let view: ReturnType<typeof readView>;
     try {
-      view = readView(db, Date.now());
+      view = readView(db);
     } catch {
       continue; // the schema is being created
     }

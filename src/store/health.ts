@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { isoMs } from '../time.js';
 import { readDaemonRow } from './daemon-row.js';
 import type { Db } from './database.js';
+import { LAST_HEARD_SQL } from './inventory.js';
 import type { SyncStatusRow } from './sync-status.js';
 
 /** A heartbeat older than this means the daemon is not alive (it is rewritten at least every 10 s). */
@@ -88,7 +89,7 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
               (SELECT count(*) FROM chargers WHERE active = 1) AS chargers,
               (SELECT count(DISTINCT charger_id) FROM charger_state) AS chargers_with_state,
               (SELECT count(*) FROM chargers c WHERE c.active = 1 AND coalesce(
-                 (SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id), '') < ?) AS stale_chargers,
+                 ${LAST_HEARD_SQL}, '') < ?) AS stale_chargers,
               (SELECT count(*) FROM refresh_requests WHERE handled_at IS NULL) AS open_refresh_requests`,
     )
     .get(staleBefore)!;

@@ -54,6 +54,12 @@ export interface InventoryChange {
   chargersRemoved: number;
 }
 
+/**
+ * When a charger (`c`, a row of `chargers`) was last heard from: the newest `received_at` of its state. The one
+ * definition of a charger's state age, for the start pass, `status`, `/metrics` and the demo.
+ */
+export const LAST_HEARD_SQL = '(SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id)';
+
 export class InventoryStore {
   readonly #db: Db;
   readonly #upsertInstallation;
@@ -225,7 +231,7 @@ export class InventoryStore {
   stateAges(): { id: string; installation_id: string | null; received_at: string | null }[] {
     return this.#db
       .prepare<[], { id: string; installation_id: string | null; received_at: string | null }>(
-        `SELECT c.id, c.installation_id, (SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id) AS received_at
+        `SELECT c.id, c.installation_id, ${LAST_HEARD_SQL} AS received_at
          FROM chargers c WHERE c.active = 1 ORDER BY c.id`,
       )
       .all();

@@ -8,6 +8,7 @@ import type { Admission } from '../http/admission.js';
 import type { Logger } from '../log.js';
 import type { Db } from '../store/database.js';
 import { HEARTBEAT_STALE_MS } from '../store/health.js';
+import { LAST_HEARD_SQL } from '../store/inventory.js';
 import type { Clock } from '../time.js';
 import type { Problems } from './problems.js';
 
@@ -130,7 +131,7 @@ export class Metrics {
       collect() {
         const row = db
           .prepare(
-            `SELECT min(last) AS oldest FROM (SELECT (SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id) AS last
+            `SELECT min(last) AS oldest FROM (SELECT ${LAST_HEARD_SQL} AS last
              FROM chargers c WHERE c.active = 1)`,
           )
           .get() as { oldest: string | null };

@@ -12,14 +12,13 @@
 import { CredentialsError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
-import type { Observation } from '../observation.js';
 import { whenWritable } from '../store/database.js';
 import type { InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
-import { type Clock, parseZaptecTime, quietAbortController } from '../time.js';
+import { type Clock, quietAbortController } from '../time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
-import type { ApiObservation } from '../zaptec/schemas.js';
+import { toObservations } from '../zaptec/message.js';
 import { Problems } from './problems.js';
 
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
@@ -76,22 +75,6 @@ interface Slot {
   installationId: string | null;
   due: number;
   cadenceMs: number;
-}
-
-export function toObservations(items: ApiObservation[], source: Observation['source']): Observation[] {
-  const out: Observation[] = [];
-  for (const o of items) {
-    const at = parseZaptecTime(o.Timestamp);
-    if (at === undefined) continue;
-    out.push({
-      chargerId: o.ChargerId.toLowerCase(),
-      stateId: o.StateId,
-      value: o.ValueAsString ?? null,
-      observedAt: at,
-      source,
-    });
-  }
-  return out;
 }
 
 export class StateReader {

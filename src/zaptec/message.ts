@@ -1,4 +1,7 @@
 /**
+ * The two ways Zaptec hands over observations, side by side: a Service Bus message body, and a
+ * `/api/chargers/{id}/state` answer (`toObservations`).
+ *
  * A Service Bus message body to an observation. Bodies come as MC-NBFX-wrapped JSON (what Zaptec sends),
  * a JSON data section (the SDK hands over a parsed object), a Buffer of JSON, or a string. Anything that
  * cannot become an observation is a typed error with a reason, for the dead-letter queue.
@@ -6,6 +9,7 @@
 import type { Observation } from '../observation.js';
 import { parseZaptecTime } from '../time.js';
 import { BodyError, decodeNbfx, isNbfx } from './nbfx.js';
+import type { ApiObservation } from './schemas.js';
 
 export { BodyError } from './nbfx.js';
 
@@ -54,4 +58,21 @@ export function decodeObservation(body: unknown): Observation {
     raw === undefined || raw === null ? null : typeof raw === 'string' ? raw : JSON.stringify(raw);
   const deviceType = typeof json.DeviceType === 'number' ? json.DeviceType : undefined;
   return { chargerId: ChargerId.toLowerCase(), stateId, value, observedAt, source: 'event', deviceType };
+}
+
+/** A `/state` answer to observations; items whose time cannot be read are left out. */
+export function toObservations(items: ApiObservation[], source: Observation['source']): Observation[] {
+  const out: Observation[] = [];
+  for (const o of items) {
+    const at = parseZaptecTime(o.Timestamp);
+    if (at === undefined) continue;
+    out.push({
+      chargerId: o.ChargerId.toLowerCase(),
+      stateId: o.StateId,
+      value: o.ValueAsString ?? null,
+      observedAt: at,
+      source,
+    });
+  }
+  return out;
 }
