@@ -4,18 +4,18 @@
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { describeError } from '../log.js';
 import { DaemonRecord, readDaemonRow } from '../store/daemon-row.js';
 import type { Db } from '../store/database.js';
 import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
-import { type ApplyResult, ObservationStore } from '../store/observations.js';
+import { ObservationStore } from '../store/observations.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SessionStore } from '../store/sessions.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
 import { ChargeHistorySync } from './charge-history.js';
+import { Coordinator } from './coordinator.js';
 import { CredentialRetry } from './credentials.js';
 import type { Component } from './daemon.js';
 import { EventBatcher } from './event-batcher.js';
@@ -93,24 +93,7 @@ export function buildComponents(deps: WiringDeps): Wired {
   });
 
   const followed = (): string[] => config.installations ?? inventoryStore.activeInstallationIds();
-  const markInstallations = (ids: string[]) => {
-    syncStatus.retain(ids);
-    for (const id of ids) {
-      if (!config.events) syncStatus.setEvents(id, 'off', null);
-      else syncStatus.ensure(id, 'connecting', null);
-      if (!live?.connected(id)) stateReader.setPolling(id, true); // until live events say they are connected
-    }
-    if (live && !stopping) follow(ids);
-  };
-  let stopping = false;
-  const follow = (ids: string[]) => {
-    live
-      ?.follow(ids)
-      .catch((err) =>
-        problems.fail('live-events', `cannot start or stop live events (${describeError(err)})`, err),
-      );
-  };
-
+  const coordinator = new Coordinator(config.events);
   const inventorySync: InventorySync = new InventorySync({
     api: client.api,
     store: inventoryStore,
@@ -122,27 +105,16 @@ export function buildComponents(deps: WiringDeps): Wired {
     problems,
     cronExpression: config.inventoryCron,
     followed: config.installations?.map((i) => i.toLowerCase()),
-    onRefreshed: (ids) => {
-      markInstallations(ids);
-      stateReader.resync();
-      chargeHistory?.wake();
-    },
-    onChargersSeen: (chargers) => {
-      observations.expect(chargers);
-      stateReader.prefetch(chargers.map((c) => c.id));
-    },
+    onRefreshed: (ids) => coordinator.inventoryRefreshed(ids),
+    onChargersSeen: (chargers) => coordinator.chargersSeen(chargers),
   });
-  const onApplied = (r: ApplyResult) => {
-    for (const id of r.unknownChargers) lookup.unknownSeen(id);
-    for (const change of r.modeChanges) stateReader.modeChanged(change);
-  };
   let metrics: Metrics | undefined;
   const batcher = new EventBatcher({
     observations,
     syncStatus,
     clock,
     log: log.child({ component: 'events' }),
-    onApplied,
+    onApplied: (r) => coordinator.applied(r, 'event'),
     durable,
     lag: (s) => metrics?.eventLag.observe(s),
   });
@@ -155,11 +127,8 @@ export function buildComponents(deps: WiringDeps): Wired {
         log: log.child({ component: 'events' }),
         endpoint: config.servicebusEndpoint,
         problems,
-        onConnected: (id, connected) => stateReader.setPolling(id, !connected),
-        onGap: (id) => {
-          stateReader.afterGap(id);
-          chargeHistory?.afterGap(id);
-        },
+        onConnected: (id, connected) => coordinator.eventsConnected(id, connected),
+        onGap: (id) => coordinator.eventsGap(id),
       })
     : undefined;
   const stateReader: StateReader = new StateReader({
@@ -172,9 +141,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     reconcileMs: config.reconcileMinutes * 60_000,
     requestsPerMinute: config.requestsPerMinute,
     problems,
-    onApplied: (r) => {
-      for (const id of r.unknownChargers) lookup.unknownSeen(id);
-    },
+    onApplied: (r) => coordinator.applied(r, 'poll'),
   });
   const lookup: ChargerLookup = new ChargerLookup({
     api: client.api,
@@ -183,7 +150,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     observations,
     clock,
     log: log.child({ component: 'lookup' }),
-    onFound: (id) => stateReader.readSoon(id, 'newly found charger'),
+    onFound: (id) => coordinator.chargerFound(id),
   });
   const refresh = new RefreshRequests({
     store: new RefreshRequestStore(db),
@@ -228,6 +195,16 @@ export function buildComponents(deps: WiringDeps): Wired {
         lastAlive: lastAlive ? Date.parse(lastAlive) : undefined,
       })
     : undefined;
+  coordinator.attach({
+    observations,
+    syncStatus,
+    stateReader,
+    lookup,
+    live,
+    chargeHistory,
+    problems,
+    log,
+  });
   const components: Component[] = [
     {
       name: 'api',
@@ -248,7 +225,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     {
       name: 'state',
       start: () => {
-        markInstallations(followed());
+        coordinator.followInstallations(followed());
         stateReader.start();
       },
       stop: () => stateReader.stop(),
@@ -269,10 +246,10 @@ export function buildComponents(deps: WiringDeps): Wired {
     {
       name: 'live-events',
       start: () => {
-        if (live) follow(followed());
+        if (live) coordinator.followInstallations(followed());
       },
       stop: async () => {
-        stopping = true;
+        coordinator.stopping();
         await live?.stop();
         batcher.flush();
       },

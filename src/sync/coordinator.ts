@@ -1,0 +1,112 @@
+/**
+ * How the daemon's parts react to each other, in named methods (issue 14): `wiring.ts` only builds the parts
+ * and hands each the coordinator's method for what it reports. A harness can drive the whole daemon through
+ * these methods, and every reaction is in one place:
+ * - the inventory was refreshed → follow its installations (live events, or polling), resync the reads, a
+ *   first charge-history pass for new installations;
+ * - an inventory pass saw chargers → name their observations, read the new ones;
+ * - observations were applied (events and polls alike) → look up unknown chargers; a session's start or end
+ *   pushed live → a follow-up read;
+ * - an installation's live events connected or dropped → polling off or on;
+ * - live events had a gap → re-read its chargers and its charge history.
+ */
+import { describeError, type Logger } from '../log.js';
+import type { ObservationSource } from '../observation.js';
+import type { ChargerRecord } from '../store/inventory.js';
+import type { ApplyResult, ObservationStore } from '../store/observations.js';
+import type { SyncStatusStore } from '../store/sync-status.js';
+import type { ChargeHistorySync } from './charge-history.js';
+import type { LiveEvents } from './live-events.js';
+import type { ChargerLookup } from './lookup.js';
+import type { Problems } from './problems.js';
+import type { StateReader } from './state-reader.js';
+
+/** The parts the coordinator moves; built after it, so attached once they exist. */
+export interface CoordinatedParts {
+  observations: ObservationStore;
+  syncStatus: SyncStatusStore;
+  stateReader: StateReader;
+  lookup: ChargerLookup;
+  live: LiveEvents | undefined;
+  chargeHistory: ChargeHistorySync | undefined;
+  problems: Problems;
+  log: Logger;
+}
+
+export class Coordinator {
+  readonly #events: boolean;
+  #parts: CoordinatedParts | undefined;
+  #stopping = false;
+
+  /** `events`: ZAPTEC_EVENTS is on. */
+  constructor(events: boolean) {
+    this.#events = events;
+  }
+
+  attach(parts: CoordinatedParts): void {
+    this.#parts = parts;
+  }
+
+  get #p(): CoordinatedParts {
+    if (!this.#parts) throw new Error('the coordinator was used before its parts were attached');
+    return this.#parts;
+  }
+
+  /** An inventory pass completed: these are the installations followed now. */
+  inventoryRefreshed(installationIds: string[]): void {
+    this.followInstallations(installationIds);
+    this.#p.stateReader.resync();
+    this.#p.chargeHistory?.wake();
+  }
+
+  /** At start and after each inventory pass: status rows, polling until live events connect, subscriptions. */
+  followInstallations(ids: string[]): void {
+    const { syncStatus, stateReader, live, problems } = this.#p;
+    syncStatus.retain(ids);
+    for (const id of ids) {
+      if (!this.#events) syncStatus.setEvents(id, 'off', null);
+      else syncStatus.ensure(id, 'connecting', null);
+      if (!live?.connected(id)) stateReader.setPolling(id, true); // until live events say they are connected
+    }
+    if (live && !this.#stopping)
+      live
+        .follow(ids)
+        .catch((err) =>
+          problems.fail('live-events', `cannot start or stop live events (${describeError(err)})`, err),
+        );
+  }
+
+  /** An inventory pass in flight saw these chargers (before it commits). */
+  chargersSeen(chargers: ChargerRecord[]): void {
+    this.#p.observations.expect(chargers);
+    this.#p.stateReader.prefetch(chargers.map((c) => c.id));
+  }
+
+  /** Observations were committed, from live events or a state read. */
+  applied(result: ApplyResult, source: ObservationSource): void {
+    for (const id of result.unknownChargers) this.#p.lookup.unknownSeen(id);
+    // A read found its own changes: only a pushed session start or end needs the follow-up read.
+    if (source === 'event') for (const change of result.modeChanges) this.#p.stateReader.modeChanged(change);
+  }
+
+  /** An installation's live events connected (polling stops) or were lost (polling starts). */
+  eventsConnected(installationId: string, connected: boolean): void {
+    this.#p.stateReader.setPolling(installationId, !connected);
+  }
+
+  /** Live events of an installation came back after a gap. */
+  eventsGap(installationId: string): void {
+    this.#p.stateReader.afterGap(installationId);
+    this.#p.chargeHistory?.afterGap(installationId);
+  }
+
+  /** A lookup found a charger the inventory did not know. */
+  chargerFound(chargerId: string): void {
+    this.#p.stateReader.readSoon(chargerId, 'newly found charger');
+  }
+
+  /** The daemon stops: no new subscriptions from here on. */
+  stopping(): void {
+    this.#stopping = true;
+  }
+}

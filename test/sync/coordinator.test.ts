@@ -1,0 +1,79 @@
+/** issue 14 §2: the reactions between the daemon's parts, in one place, driven by hand. */
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.js';
+import { type CoordinatedParts, Coordinator } from '../../src/sync/coordinator.js';
+import { Problems } from '../../src/sync/problems.js';
+import { systemClock } from '../../src/time.js';
+
+function parts() {
+  const calls: string[] = [];
+  const log =
+    (name: string) =>
+    (...args: unknown[]) => {
+      calls.push(
+        `${name} ${args.map((a) => (typeof a === 'object' ? JSON.stringify(a) : String(a))).join(' ')}`,
+      );
+    };
+  const quiet = createLogger({ level: 'silent' });
+  const p = {
+    observations: { expect: log('expect') },
+    syncStatus: { retain: log('retain'), ensure: log('ensure'), setEvents: log('setEvents') },
+    stateReader: {
+      resync: log('resync'),
+      prefetch: log('prefetch'),
+      modeChanged: log('modeChanged'),
+      setPolling: log('setPolling'),
+      afterGap: log('afterGap'),
+      readSoon: log('readSoon'),
+    },
+    lookup: { unknownSeen: log('unknownSeen') },
+    live: { connected: () => false, follow: async (ids: string[]) => log('follow')(ids) },
+    chargeHistory: { wake: log('wake'), afterGap: log('historyGap') },
+    problems: new Problems(quiet, systemClock),
+    log: quiet,
+  };
+  return { calls, parts: p as unknown as CoordinatedParts };
+}
+
+const change = { chargerId: 'c1', stateId: 710, value: '1', previous: '3' };
+
+describe('the coordinator', () => {
+  it('looks up unknown chargers from events and polls alike; only a pushed session boundary gets a follow-up read', () => {
+    const { calls, parts: p } = parts();
+    const c = new Coordinator(true);
+    c.attach(p);
+    c.applied({ applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u1'] }, 'poll');
+    expect(calls).toEqual(['unknownSeen u1']);
+    calls.length = 0;
+    c.applied({ applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u2'] }, 'event');
+    expect(calls).toEqual(['unknownSeen u2', `modeChanged ${JSON.stringify(change)}`]);
+  });
+
+  it('after an inventory pass: status rows, polling until connected, subscriptions, a resync and charge history; none after stopping', async () => {
+    const { calls, parts: p } = parts();
+    const c = new Coordinator(true);
+    c.attach(p);
+    c.inventoryRefreshed(['i1']);
+    await Promise.resolve();
+    expect(calls).toEqual([
+      'retain ["i1"]',
+      'ensure i1 connecting null',
+      'setPolling i1 true',
+      'resync ',
+      'wake ',
+      'follow ["i1"]',
+    ]);
+    calls.length = 0;
+    c.stopping();
+    c.followInstallations(['i1']);
+    await Promise.resolve();
+    expect(calls.some((l) => l.startsWith('follow'))).toBe(false);
+    c.eventsGap('i1');
+    c.eventsConnected('i1', true);
+    expect(calls.slice(-3)).toEqual(['afterGap i1', 'historyGap i1', 'setPolling i1 false']);
+  });
+
+  it('refuses to be used before its parts are attached', () => {
+    expect(() => new Coordinator(false).eventsGap('i1')).toThrow(/before its parts were attached/);
+  });
+});
