@@ -97,7 +97,11 @@ export class ChargeHistorySync {
     while (!signal.aborted) {
       await this.#d.problems.guard(
         'sessions',
-        () => this.#due(signal),
+        // A pass cut short by stopping is not a failure.
+        () =>
+          this.#due(signal).catch((err) => {
+            if (!signal.aborted) throw err;
+          }),
         (err) =>
           `reading the charge history failed (${describeError(err)}); tried again in ${CHECK_MS / MINUTE} minutes`,
         'reading the charge history works again',

@@ -59,9 +59,9 @@ describe('the coordinator', () => {
       'retain ["i1"]',
       'ensure i1 connecting null',
       'setPolling i1 true',
+      'follow ["i1"]',
       'resync ',
       'wake ',
-      'follow ["i1"]',
     ]);
     calls.length = 0;
     c.stopping();
