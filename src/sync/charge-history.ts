@@ -46,7 +46,15 @@ export interface ChargeHistoryDeps {
   days: number;
   /** The previous run's last heartbeat (epoch ms), to tell downtime; undefined on the first start. */
   lastAlive: number | undefined;
+  /**
+   * True while state reads are overdue (the start pass, a gap's re-reads): charge history is the lowest
+   * priority and waits for them, rather than slow the live state down with its pages.
+   */
+  busy?: () => boolean;
 }
+
+/** While state reads are overdue, charge history looks again this often. */
+const BUSY_RECHECK_MS = 5_000;
 
 type Reason = 'first start' | 'downtime' | 'live-event gap' | 'daily';
 
@@ -172,6 +180,8 @@ export class ChargeHistorySync {
     signal: AbortSignal,
   ): Promise<void> {
     const { api, sessions, clock, log } = this.#d;
+    while (this.#d.busy?.() && !signal.aborted) await clock.sleep(BUSY_RECHECK_MS, signal);
+    if (signal.aborted) return;
     let items: number;
     try {
       items = await api.chargeHistory(

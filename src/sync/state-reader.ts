@@ -367,6 +367,14 @@ export class StateReader {
     this.#waiters.clear();
   }
 
+  /** Reads due now and not yet done (the start pass, a gap's re-reads): other work yields to them. */
+  overdue(): number {
+    const now = this.#d.clock.now();
+    let n = 0;
+    for (const u of this.#urgent.values()) if (u.due <= now) n++;
+    return n;
+  }
+
   /** Reads waiting (urgent), for status and tests. */
   get pending(): number {
     return this.#urgent.size;

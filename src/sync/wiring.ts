@@ -193,6 +193,7 @@ export function buildComponents(deps: WiringDeps): Wired {
         problems,
         days: config.sessions.days,
         lastAlive: lastAlive ? Date.parse(lastAlive) : undefined,
+        busy: () => stateReader.overdue() > 0,
       })
     : undefined;
   coordinator.attach({
