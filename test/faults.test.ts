@@ -155,7 +155,11 @@ describe('API faults against the daemon', () => {
       { timeoutMs: 60_000, what: 'the breaker' },
     );
     const failed = () => h.sim.requests.filter((r) => r.status === 503).length;
-    expect(failed()).toBe(5);
+    // Five in a row open the breaker; a request already on its way then (a charge-history page beside the
+    // state reads) may still fail, but nothing is sent after.
+    const atOpen = failed();
+    expect(atOpen).toBeGreaterThanOrEqual(5);
+    expect(atOpen).toBeLessThanOrEqual(6);
     storm.times = 0; // the API is back
     await waitFor(
       () => h.sim.requests.some((r) => isState(r) && r.status === 200 && r.at >= block.blocked_until_ms),
@@ -164,7 +168,7 @@ describe('API faults against the daemon', () => {
         what: 'a state read after the pause',
       },
     );
-    expect(failed()).toBe(5);
+    expect(failed()).toBe(atOpen);
     const probe = h.sim.requests.find((r) => r.at >= block.blocked_until_ms - 1000);
     expect(probe?.status).toBe(200);
     expect(run.output()).toMatch(/API failing: pausing the group, then one probe/);
