@@ -207,9 +207,13 @@ export class HttpClient {
   #breaker(ticket: Ticket, label: string, cause: string): void {
     const { admission, clock, log } = this.#o;
     const now = clock.now();
+    const paused = new Set(admission.usage().flatMap((u) => (u.blockedUntil !== undefined ? [u.group] : [])));
     for (const group of ticket.groups) {
       const n = admission.failuresInARow(group, BREAKER_THRESHOLD + 8);
       if (n < BREAKER_THRESHOLD) continue;
+      // A request already on its way when the group was paused: its failure neither extends nor doubles the
+      // pause (the probe after it decides).
+      if (paused.has(group)) continue;
       const pause = Math.min(
         BREAKER_CAP_MS,
         BREAKER_BASE_MS * 2 ** (n - BREAKER_THRESHOLD) * (1 + this.#o.random()),
