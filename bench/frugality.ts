@@ -40,7 +40,7 @@ interface Row {
   pattern: SessionPattern;
   ours: number;
   reads: number;
-  reconcileShare: string;
+  calls: string;
   ha: number;
   evcc: number;
   chargingShare: number;
@@ -126,7 +126,7 @@ async function measure(pattern: SessionPattern): Promise<Row> {
       pattern,
       ours: requests.length / chargerHours,
       reads,
-      reconcileShare: `${requests.length} calls, ${reads} state reads${[...others].map(([k, n]) => `, ${n}× ${k}`).join('')}`,
+      calls: `${requests.length} calls, ${reads} state reads${[...others].map(([k, n]) => `, ${n}× ${k}`).join('')}`,
       ha,
       evcc: 120,
       chargingShare,
@@ -153,7 +153,7 @@ for (const p of patterns) {
   rows.push(await measure(p));
   const r = rows.at(-1)!;
   console.log(
-    `${p}: zaptec-sync ${r.ours.toFixed(2)} calls per charger-hour (${r.reconcileShare}; ${r.sessions} sessions ended, ${r.modeChanges} mode changes, ${(r.chargingShare * 100).toFixed(0)} % of the time charging) — target ≤ ${TARGET[p]}: ${r.ours <= TARGET[p] ? 'met' : 'MISSED'}; Home Assistant 0.8 model ${r.ha.toFixed(1)} (${r.ours < r.ha ? 'below it' : 'NOT below it'}); evcc model ${r.evcc}; final 553 committed after the end: p50 ${s(r.freshness.p50)}, p95 ${s(r.freshness.p95)}, max ${s(r.freshness.max)} over ${r.freshness.n} sessions, ${r.freshness.late} later than 30 s`,
+    `${p}: zaptec-sync ${r.ours.toFixed(2)} calls per charger-hour (${r.calls}; ${r.sessions} sessions ended, ${r.modeChanges} mode changes, ${(r.chargingShare * 100).toFixed(0)} % of the time charging) — target ≤ ${TARGET[p]}: ${r.ours <= TARGET[p] ? 'met' : 'MISSED'}; Home Assistant 0.8 model ${r.ha.toFixed(1)} (${r.ours < r.ha ? 'below it' : 'NOT below it'}); evcc model ${r.evcc}; final 553 committed after the end: p50 ${s(r.freshness.p50)}, p95 ${s(r.freshness.p95)}, max ${s(r.freshness.max)} over ${r.freshness.n} sessions, ${r.freshness.late} later than 30 s`,
   );
 }
 record(

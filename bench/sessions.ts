@@ -19,8 +19,8 @@ import { ObservationStore } from '../src/store/observations.js';
 import { SessionStore } from '../src/store/sessions.js';
 import { ChargeHistorySync } from '../src/sync/charge-history.js';
 import { Problems } from '../src/sync/problems.js';
-import { createZaptecClient } from '../src/zaptec/client.js';
 import { SteppedClock } from '../test/clock.js';
+import { simulatorClient } from '../test/sim-client.js';
 import { record } from './machine.js';
 
 const { values } = parseArgs({
@@ -77,16 +77,7 @@ const sim = new RestSimulator({ fleet, now: () => clock.now() });
 await sim.start();
 const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
 const db = openDatabase(join(dir, 'z.db'), { create: true, daemon: true });
-const client = createZaptecClient({
-  apiUrl: sim.url,
-  username: sim.users[0]!.username,
-  password: sim.users[0]!.password,
-  requestsPerMinute: 600,
-  version: 'bench',
-  db,
-  clock,
-  log: quiet,
-});
+const client = simulatorClient(sim, { db, clock, version: 'bench' });
 const sessions = new SessionStore(db, { personalData: false, log: quiet, now: () => clock.now() });
 // The Pro MID chargers' keys (981) are known, as after the start pass's state reads: signatures are verified.
 new ObservationStore(db, { historyDays: 0, now: () => clock.now(), sessions }).apply(

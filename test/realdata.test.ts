@@ -21,9 +21,9 @@ import { InventoryStore } from '../src/store/inventory.js';
 import { ObservationStore } from '../src/store/observations.js';
 import { SyncStatusStore } from '../src/store/sync-status.js';
 import { InventorySync } from '../src/sync/inventory.js';
-import { createZaptecClient } from '../src/zaptec/client.js';
 import { decodeObservation, toObservations } from '../src/zaptec/message.js';
 import { tempDir } from './helpers.js';
+import { simulatorClient } from './sim-client.js';
 
 const REALDATA = fileURLToPath(new URL('../../shared/realdata/', import.meta.url));
 const present = existsSync(join(REALDATA, 'rest-samples.json'));
@@ -100,15 +100,9 @@ async function simulatorWithClient() {
   });
   await sim.start();
   const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
-  const client = createZaptecClient({
-    apiUrl: sim.url,
-    username: sim.users[0]!.username,
-    password: sim.users[0]!.password,
-    requestsPerMinute: 600,
-    version: 'test',
+  const client = simulatorClient(sim, {
     db,
     clock: { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 50))) },
-    log: quiet,
     timeouts: { headersMs: 2_000, bodyMs: 2_000, attemptMs: 4_000 },
   });
   const close = async () => {

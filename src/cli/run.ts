@@ -4,11 +4,10 @@
  */
 import { type Config, environment, packageVersion, parseConfig } from '../config.js';
 import { createLogger, describeError, type Logger, registerSecret, stdoutIsJournal } from '../log.js';
-import { DaemonRecord } from '../store/daemon-row.js';
-import { closeForReaders, type Db, openDatabase, WalWatch } from '../store/database.js';
-import { type Component, Daemon, HEARTBEAT_INTERVAL_MS } from '../sync/daemon.js';
+import { closeForReaders, type Db, openDatabase } from '../store/database.js';
+import { type Daemon, HEARTBEAT_INTERVAL_MS } from '../sync/daemon.js';
 import { Notifier } from '../sync/notify.js';
-import { buildComponents } from '../sync/wiring.js';
+import { buildDaemon } from '../sync/wiring.js';
 import { systemClock } from '../time.js';
 import { parseCommandArgs } from './args.js';
 
@@ -53,38 +52,33 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     return 1;
   }
   const version = packageVersion();
-  let components: Component[] = [];
   let daemon: Daemon | undefined;
   try {
-    const built = buildComponents({ config, db, log, clock: systemClock, version });
-    components = built.components;
+    const watchdogMs = config.watchdogUsec === undefined ? undefined : config.watchdogUsec / 1000;
+    // The watchdog is pinged on each heartbeat attempt, written or not: the event loop and the coordinator
+    // run. A database that cannot be written is a problem for `status`, not a reason to be killed.
+    const made = buildDaemon({
+      config,
+      db,
+      log,
+      clock: systemClock,
+      version,
+      heartbeatMs: Math.max(
+        WATCHDOG_MIN_PING_MS,
+        Math.min(HEARTBEAT_INTERVAL_MS, (watchdogMs ?? Infinity) / 3),
+      ),
+      onHeartbeat: (built) => {
+        if (watchdogMs !== undefined) void notifier.watchdog();
+        void notifier.status(built.statusLine());
+      },
+    });
+    daemon = made.daemon;
+    const built = made.built;
     hupHandler = () => {
       log.info('SIGHUP: inventory refresh requested (and one login at once if the password was refused)');
       built.loginNow();
       built.requestInventory();
     };
-    // The watchdog is pinged on each heartbeat attempt, written or not: the event loop and the coordinator
-    // run. A database that cannot be written is a problem for `status`, not a reason to be killed.
-    const watchdogMs = config.watchdogUsec === undefined ? undefined : config.watchdogUsec / 1000;
-    const wal = new WalWatch(db, log);
-    daemon = new Daemon({
-      record: new DaemonRecord(db),
-      clock: systemClock,
-      log,
-      version,
-      components,
-      problems: built.problems,
-      heartbeatMs: Math.max(
-        WATCHDOG_MIN_PING_MS,
-        Math.min(HEARTBEAT_INTERVAL_MS, (watchdogMs ?? Infinity) / 3),
-      ),
-      onHeartbeat: () => {
-        if (watchdogMs !== undefined) void notifier.watchdog();
-        built.retryWrites();
-        wal.check();
-        void notifier.status(built.statusLine());
-      },
-    });
     const starting = daemon.start().then(() => notifier.ready(built.statusLine()));
     await Promise.race([starting, stopped]);
     await Promise.race([stopped, starting.then(() => stopped)]);

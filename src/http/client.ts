@@ -84,6 +84,7 @@ export function pathLabel(path: string): string {
 export class HttpClient {
   readonly #o: Required<Omit<HttpClientOptions, 'dispatcher'>> & { dispatcher: Dispatcher };
   #ownsDispatcher: boolean;
+  #inFlight = 0;
 
   constructor(options: HttpClientOptions) {
     this.#ownsDispatcher = !options.dispatcher;
@@ -101,6 +102,11 @@ export class HttpClient {
         options.dispatcher ??
         new Agent({ connections: 4, keepAliveTimeout: 4_000, headersTimeout, bodyTimeout }),
     };
+  }
+
+  /** Attempts sent and not yet answered in full (the simulation harness waits for them). */
+  get inFlight(): number {
+    return this.#inFlight;
   }
 
   async close(): Promise<void> {
@@ -272,6 +278,7 @@ export class HttpClient {
       if (v !== undefined) url.searchParams.set(k, String(v));
     const limit = AbortSignal.timeout(this.#o.attemptTimeoutMs);
     const signal = req.signal ? AbortSignal.any([req.signal, limit]) : limit;
+    this.#inFlight++;
     try {
       const res = await request(url, {
         method: req.method,
@@ -289,6 +296,8 @@ export class HttpClient {
       throw Object.assign(new Error(`no complete answer within ${this.#o.attemptTimeoutMs} ms`), {
         code: 'ATTEMPT_TIMEOUT',
       });
+    } finally {
+      this.#inFlight--;
     }
   }
 }

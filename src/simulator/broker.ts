@@ -96,6 +96,8 @@ export class ServiceBusBroker {
   port = 0;
   /** Put-tokens refused (wrong key): the rotation tests look at it. */
   refusedTokens = 0;
+  /** Deliveries sent and dispositions received so far: the simulation harness watches it move. */
+  activity = 0;
 
   constructor(options: BrokerOptions = {}) {
     this.#options = { host: '127.0.0.1', lockDurationMs: 30_000, maxDeliveryCount: 10, ...options };
@@ -183,8 +185,39 @@ export class ServiceBusBroker {
     return { ...s.queue.stats(), deadLetters: s.queue.deadLetterQueue?.peek() ?? [] };
   }
 
+  /**
+   * Messages an attached receiver has to deal with now: ready while it has credit for them (or waiting for
+   * its credit), and locked by it. The simulation harness lets real time pass for them before it moves on.
+   */
+  busy(): { ready: number; locked: number; starved: number } {
+    const n = { ready: 0, locked: 0, starved: 0 };
+    const credit = new Map<EntityQueue, number>();
+    for (const [sender, state] of this.#links)
+      credit.set(state.queue, (credit.get(state.queue) ?? 0) + Math.max(0, raw(sender).credit));
+    for (const [queue, c] of credit) {
+      const stats = queue.stats();
+      n.locked += stats.locked;
+      if (c > 0) n.ready += stats.ready;
+      else n.starved += stats.ready; // attached, waiting for the receiver's credit
+    }
+    return n;
+  }
+
+  /** Whether a receiver is attached to the subscription now. */
+  attached(topic: string, name: string): boolean {
+    const sub = this.#subscriptions.get(`${topic}/Subscriptions/${name}`.toLowerCase());
+    for (const state of this.#links.values()) if (state.queue === sub?.queue) return true;
+    return false;
+  }
+
   async start(port = this.port): Promise<number> {
-    const server = this.#container.listen({ port, host: this.#options.host }) as unknown as Server;
+    // Small frames (dispositions, flow) go out at once: Nagle with delayed ACKs holds them ~40 ms on loopback.
+    const server = this.#container.listen({
+      port,
+      host: this.#options.host,
+      noDelay: true,
+      tcp_no_delay: true,
+    } as rhea.ServerConnectionOptions) as unknown as Server;
     await new Promise<void>((resolve, reject) => {
       server.once('listening', () => resolve());
       server.once('error', reject);
@@ -219,6 +252,7 @@ export class ServiceBusBroker {
     c.options.treat_modified_as_released = false;
     c.on('error', () => {}); // P16: an unhandled link error must not kill the process
     c.on('connection_open', (ctx: EventContext) => {
+      this.activity++;
       this.#connections.add(ctx.connection);
       this.#authorized.set(ctx.connection, new Map());
     });
@@ -260,6 +294,7 @@ export class ServiceBusBroker {
 
   /** A client's receiver attaches: the subscription (or its DLQ), or the `$cbs` / `$management` reply link. */
   #senderOpen(sender: Sender): void {
+    this.activity++;
     const link = raw(sender);
     const address: string = link.remote.attach?.source?.address ?? '';
     sender.set_source({ address });
@@ -324,6 +359,7 @@ export class ServiceBusBroker {
       );
       state.unsent.push(delivery);
       credit--;
+      this.activity++;
     }
     if (link._draining && state.queue.readyCount === 0) sender.set_drained(true);
   }
@@ -336,6 +372,7 @@ export class ServiceBusBroker {
       remote_settled: boolean;
     };
     const state = this.#links.get(sender);
+    this.activity++;
     const token = tagToken(delivery.tag);
     const queue = state?.queue;
     let ok = false;
@@ -397,6 +434,7 @@ export class ServiceBusBroker {
   }
 
   #putToken(connection: Connection, msg: rhea.Message): void {
+    this.activity++;
     const props = (msg.application_properties ?? {}) as Record<string, string>;
     const audience = String(props.name ?? '');
     const verdict = this.#checkToken(String(msg.body ?? ''), audience);

@@ -23,8 +23,8 @@ export interface SimRequest {
 export interface Fault {
   path: RegExp;
   status: number;
-  /** Fixed headers, or headers made for the request's arrival time (a reset relative to it). */
-  headers?: Record<string, string> | ((at: number) => Record<string, string>);
+  /** Fixed headers, or headers made for the request's arrival time and path (a reset relative to it). */
+  headers?: Record<string, string> | ((at: number, path: string) => Record<string, string>);
   body?: string;
   times: number;
   /** Hold the answer this long first (timeouts, slow servers). */
@@ -128,6 +128,8 @@ export class RestSimulator {
   #server: Server | undefined;
   #now: () => number;
   url = '';
+  /** Requests received and not yet answered in full. */
+  inFlight = 0;
 
   constructor(options: RestSimulatorOptions) {
     this.fleet = options.fleet;
@@ -157,6 +159,8 @@ export class RestSimulator {
 
   async start(port = 0, host = '127.0.0.1'): Promise<string> {
     this.#server = createServer((req, res) => {
+      this.inFlight++;
+      res.once('close', () => this.inFlight--);
       this.#handle(req, res).catch((err) => {
         res.statusCode = 500;
         res.end(String(err));
@@ -208,7 +212,7 @@ export class RestSimulator {
     if (fault) {
       fault.times--;
       if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
-      const headers = typeof fault.headers === 'function' ? fault.headers(at) : fault.headers;
+      const headers = typeof fault.headers === 'function' ? fault.headers(at, url.pathname) : fault.headers;
       if (fault.bodyDelayMs || fault.trickleMs) return slowAnswer(res, fault, entry, headers);
       return answer(fault.status, fault.body ?? '', headers);
     }

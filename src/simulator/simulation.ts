@@ -43,6 +43,8 @@ export class Simulation {
   readonly #life = quietAbortController();
   /** Observations published, by time. */
   published = 0;
+  /** Told of every observation published (the simulation harness keeps what must end up stored). */
+  onPublish: ((o: SimObservation) => void) | undefined;
 
   constructor(options: SimulationOptions) {
     this.#clock = options.clock ?? systemClock;
@@ -134,6 +136,7 @@ export class Simulation {
       messageId: options.messageId ?? randomUUID(),
     });
     this.published++;
+    this.onPublish?.(o);
   }
 
   /** A message with the all-zero ChargerId, as Zaptec sends now and then. */

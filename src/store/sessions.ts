@@ -117,6 +117,9 @@ export class SessionStore {
   readonly #key;
   readonly #energy;
   readonly #unverified;
+  readonly #pass;
+  readonly #passDone;
+  readonly #lastEnd;
   readonly #warned = new Set<string>();
 
   constructor(db: Db, options: SessionStoreOptions) {
@@ -144,6 +147,16 @@ export class SessionStore {
     );
     this.#unverified = db.prepare<[string], Row>(
       'SELECT * FROM charging_sessions WHERE charger_id = ? AND ocmf_signed = 1 AND signature_valid IS NULL',
+    );
+    this.#pass = db.prepare<[string], { last_read_at: string; read_until: string }>(
+      'SELECT last_read_at, read_until FROM charge_history_passes WHERE installation_id = ?',
+    );
+    this.#passDone = db.prepare(
+      `INSERT INTO charge_history_passes (installation_id, last_read_at, read_until) VALUES (?, ?, ?)
+       ON CONFLICT (installation_id) DO UPDATE SET last_read_at = excluded.last_read_at, read_until = excluded.read_until`,
+    );
+    this.#lastEnd = db.prepare<[string], { at: string | null }>(
+      'SELECT max(ended_at) AS at FROM charging_sessions WHERE installation_id = ?',
     );
   }
 
@@ -246,32 +259,19 @@ export class SessionStore {
 
   /** The last completed charge-history pass of an installation. */
   pass(installationId: string): { lastReadAt: number; readUntil: number } | undefined {
-    const row = this.#db
-      .prepare<[string], { last_read_at: string; read_until: string }>(
-        'SELECT last_read_at, read_until FROM charge_history_passes WHERE installation_id = ?',
-      )
-      .get(installationId);
+    const row = this.#pass.get(installationId);
     return row
       ? { lastReadAt: Date.parse(row.last_read_at), readUntil: Date.parse(row.read_until) }
       : undefined;
   }
 
   passDone(installationId: string, at: number, readUntil: number): void {
-    this.#db
-      .prepare(
-        `INSERT INTO charge_history_passes (installation_id, last_read_at, read_until) VALUES (?, ?, ?)
-         ON CONFLICT (installation_id) DO UPDATE SET last_read_at = excluded.last_read_at, read_until = excluded.read_until`,
-      )
-      .run(installationId, isoMs(at), isoMs(readUntil));
+    this.#passDone.run(installationId, isoMs(at), isoMs(readUntil));
   }
 
   /** The end of the installation's last known session (epoch ms). */
   lastEnd(installationId: string): number | undefined {
-    const row = this.#db
-      .prepare<[string], { at: string | null }>(
-        'SELECT max(ended_at) AS at FROM charging_sessions WHERE installation_id = ?',
-      )
-      .get(installationId);
+    const row = this.#lastEnd.get(installationId);
     return row?.at ? Date.parse(row.at) : undefined;
   }
 

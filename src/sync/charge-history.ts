@@ -153,7 +153,7 @@ export class ChargeHistorySync {
       } else if (this.#gaps.has(id) && this.#gapAllowedAt(id) <= now) {
         reason = this.#gaps.get(id)!;
         from = (this.#d.sessions.lastEnd(id) ?? pass.readUntil) - GAP_OVERLAP_MS;
-      } else if (this.#dailyDue(id) <= now) {
+      } else if (this.#dailyDue(id, pass) <= now) {
         reason = 'daily';
         from = now - DAILY_WINDOW_MS;
       }
@@ -239,8 +239,7 @@ export class ChargeHistorySync {
    * so that the fleet's passes are spread over the day and never more than a day apart (the one after the first
    * start may come sooner).
    */
-  #dailyDue(id: string): number {
-    const pass = this.#d.sessions.pass(id);
+  #dailyDue(id: string, pass = this.#d.sessions.pass(id)): number {
     if (!pass) return this.#d.clock.now();
     const offset = (Number.parseInt(id.replace(/-/g, '').slice(0, 8), 16) || 0) % DAY;
     const due = Math.floor(pass.lastReadAt / DAY) * DAY + offset;

@@ -10,7 +10,7 @@
  * - an installation's live events connected or dropped → polling off or on;
  * - live events had a gap → re-read its chargers and its charge history.
  */
-import { describeError, type Logger } from '../log.js';
+import { describeError } from '../log.js';
 import type { ObservationSource } from '../observation.js';
 import type { ChargerRecord } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
@@ -30,7 +30,6 @@ export interface CoordinatedParts {
   live: LiveEvents | undefined;
   chargeHistory: ChargeHistorySync | undefined;
   problems: Problems;
-  log: Logger;
 }
 
 export class Coordinator {

@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import { describeError, registerSecret } from '../log.js';
 import { NULL_CHARGER_ID } from '../observation.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
-import { type Clock, every, quietAbortController } from '../time.js';
+import { type Clock, quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
 import { BodyError, decodeObservation } from '../zaptec/message.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
@@ -29,9 +29,9 @@ import { Settler } from './settler.js';
 
 /** An outage longer than this gets a new client with fresh connection details (CONTRACT §7). */
 export const OUTAGE_NEW_CLIENT_MS = 60_000;
+/** A connection with nothing pending is looked at again after this long at the latest. */
+const IDLE_CHECK_MS = 60_000;
 /** Without an error for this long after one, the SDK's own reconnect worked (it reports failures only). */
-/** How often a connection's health is looked at (connected, lost, an outage long enough for a new client). */
-const HEALTH_CHECK_MS = 250;
 const QUIET_AFTER_ERROR_MS = 8_000;
 /** A subscription that has said nothing bad this long after it started is taken as connected. */
 const SETTLE_AFTER_SUBSCRIBE_MS = 2_500;
@@ -101,6 +101,10 @@ export class InstallationStream {
   deadLettered = 0;
   /** Connections after the first (reconnects). */
   reconnects = 0;
+  /** Messages received whose observation is not committed yet (in a batch, or waiting for the lock). */
+  committing = 0;
+  /** A client of this stream exists: connected, or connecting. */
+  consuming = false;
   #everConnected = false;
 
   constructor(installationId: string, deps: LiveEventsDeps) {
@@ -184,7 +188,10 @@ export class InstallationStream {
         continue;
       }
       const startedAt = clock.now();
-      const end = await this.#consume(details);
+      this.consuming = true;
+      const end = await this.#consume(details).finally(() => {
+        this.consuming = false;
+      });
       if (end.kind === 'stopped') break;
       if (clock.now() - startedAt >= HEALTHY_AFTER_MS) attempt = 0;
       if (end.kind === 'auth' || end.kind === 'not-found') {
@@ -210,6 +217,8 @@ export class InstallationStream {
     let lastError: { at: number; codes: string[] } | undefined;
     let lastMessageAt = 0;
     let downSince: number | undefined;
+    /** Wakes the health check before its next deadline (a message while not connected, an error). */
+    let lookAgain = () => {};
     let finish: (end: StreamEnd) => void = () => {};
     const ended = new Promise<StreamEnd>((resolve) => {
       finish = resolve;
@@ -218,6 +227,7 @@ export class InstallationStream {
       {
         processMessage: async (m) => {
           lastMessageAt = clock.now();
+          if (this.#state !== 'connected') lookAgain();
           await this.#handle(receiver, m);
         },
         processError: async (args: ProcessErrorArgs) => {
@@ -230,6 +240,7 @@ export class InstallationStream {
             return; // P5: a settle that lost its lock; the message comes back
           }
           lastError = { at: clock.now(), codes };
+          lookAgain();
           if (codes.includes('UnauthorizedAccess'))
             finish({
               kind: 'auth',
@@ -244,20 +255,12 @@ export class InstallationStream {
       },
       { autoCompleteMessages: false, maxConcurrentCalls: MAX_CONCURRENT_CALLS },
     );
-    // On the clock (the SDK keeps real time for its own I/O timeouts, inside the client).
-    const health = quietAbortController();
-    const checking = every(
-      clock,
-      HEALTH_CHECK_MS,
-      () => {
-        try {
-          check();
-        } catch (err) {
-          finish({ kind: 'outage', reason: `the connection's health check failed: ${describeError(err)}` });
-        }
-      },
-      health.signal,
-    );
+    /**
+     * The verdict (connected, lost, an outage long enough for a new client) changes only at a deadline — the
+     * settling time after subscribing, the quiet time after an error, the outage limit — or when a message or
+     * an error arrives: it is looked at then, on the clock, and not polled (the SDK keeps real time for its
+     * own I/O timeouts, inside the client).
+     */
     const check = () => {
       const now = clock.now();
       const quiet = !lastError || now - lastError.at > QUIET_AFTER_ERROR_MS || lastMessageAt > lastError.at;
@@ -269,16 +272,38 @@ export class InstallationStream {
           this.#set('connected', null);
           if (wasDown) this.#d.onGap(this.installationId);
         }
-        return;
+        return IDLE_CHECK_MS;
       }
+      let next = IDLE_CHECK_MS;
+      if (!settled) next = Math.min(next, subscribedAt + SETTLE_AFTER_SUBSCRIBE_MS - now);
       if (!quiet) {
         downSince ??= lastError!.at;
         if (this.#state === 'connected')
           this.#set('connecting', `connection lost (${lastError!.codes.join(', ')})`);
         if (now - downSince > OUTAGE_NEW_CLIENT_MS)
           finish({ kind: 'outage', reason: `no connection for ${Math.round((now - downSince) / 1000)} s` });
+        next = Math.min(
+          next,
+          lastError!.at + QUIET_AFTER_ERROR_MS + 1 - now,
+          downSince + OUTAGE_NEW_CLIENT_MS + 1 - now,
+        );
       }
+      return Math.max(1, next);
     };
+    const health = quietAbortController();
+    const checking = (async () => {
+      while (!health.signal.aborted) {
+        let waitMs = IDLE_CHECK_MS;
+        try {
+          waitMs = check();
+        } catch (err) {
+          finish({ kind: 'outage', reason: `the connection's health check failed: ${describeError(err)}` });
+        }
+        const early = new AbortController();
+        lookAgain = () => early.abort();
+        await clock.sleep(waitMs, AbortSignal.any([health.signal, early.signal]));
+      }
+    })();
     const onAbort = () => finish({ kind: 'stopped' });
     this.#abort.signal.addEventListener('abort', onAbort, { once: true });
     const end = await ended;
@@ -323,7 +348,11 @@ export class InstallationStream {
       await this.#settler.deadLetter(receiver, m, 'MalformedObservation', err.message).catch(() => {});
       return;
     }
-    if (observation.chargerId !== NULL_CHARGER_ID && !(await this.#commit(observation))) return;
+    if (observation.chargerId !== NULL_CHARGER_ID) {
+      this.committing++;
+      const committed = await this.#commit(observation).finally(() => this.committing--);
+      if (!committed) return;
+    }
     await this.#settler.complete(receiver, m).catch(() => {}); // a lost lock: it comes back, replays are harmless
   }
 }
@@ -363,16 +392,18 @@ export class LiveEvents {
     return this.#streams.get(installationId)?.connected ?? false;
   }
 
-  counts(): { received: number; deadLettered: number; reconnects: number } {
+  counts(): { received: number; deadLettered: number; reconnects: number; committing: number } {
     let received = 0;
     let deadLettered = 0;
     let reconnects = 0;
+    let committing = 0;
     for (const s of this.#streams.values()) {
       received += s.received;
       deadLettered += s.deadLettered;
       reconnects += s.reconnects;
+      committing += s.committing;
     }
-    return { received, deadLettered, reconnects };
+    return { received, deadLettered, reconnects, committing };
   }
 
   get streams(): InstallationStream[] {

@@ -42,6 +42,8 @@ export function isSessionBoundary(change: {
 }
 /** Parallel reads: enough to hide the API's latency; admission does the pacing. */
 const WORKERS = 4;
+/** Every change to the schedule wakes the workers; an idle one looks again after this long at the latest. */
+const IDLE_RECHECK_MS = 60_000;
 /** A read may wait this long for the budget before it is rescheduled instead. */
 const READ_DEADLINE_MS = 30_000;
 /** Polling may use this share of the budget; the rest stays for inventory, lookups and follow-ups. */
@@ -310,7 +312,7 @@ export class StateReader {
       resolve = r;
     });
     this.#waiters.add(resolve);
-    const ms = Math.max(1, Math.min(at - this.#d.clock.now(), 1_000));
+    const ms = Math.max(1, Math.min(at - this.#d.clock.now(), IDLE_RECHECK_MS));
     return Promise.race([woken, this.#d.clock.sleep(ms, this.#abort.signal)]).finally(() => {
       this.#waiters.delete(resolve);
     });

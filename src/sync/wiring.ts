@@ -5,7 +5,7 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { DaemonRecord, readDaemonRow } from '../store/daemon-row.js';
-import type { Db } from '../store/database.js';
+import { type Db, WalWatch } from '../store/database.js';
 import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
 import { ObservationStore } from '../store/observations.js';
@@ -17,7 +17,7 @@ import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
 import { ChargeHistorySync } from './charge-history.js';
 import { Coordinator } from './coordinator.js';
 import { CredentialRetry } from './credentials.js';
-import type { Component } from './daemon.js';
+import { type Component, Daemon } from './daemon.js';
 import { EventBatcher } from './event-batcher.js';
 import { HistoryPruner } from './history-pruner.js';
 import { InventorySync } from './inventory.js';
@@ -50,6 +50,36 @@ export interface Wired {
   problems: Problems;
   /** Writes that waited for the lock (sync_status), tried again with each heartbeat. */
   retryWrites(): void;
+  client: ZaptecClient;
+  live: LiveEvents | undefined;
+}
+
+export interface DaemonOptions extends WiringDeps {
+  /** How often the heartbeat is tried; HEARTBEAT_INTERVAL_MS unless the watchdog wants it sooner. */
+  heartbeatMs?: number;
+  /** First thing after each heartbeat attempt, written or not (`run`: the watchdog ping, the status line). */
+  onHeartbeat?: (built: Wired) => void;
+}
+
+/** The whole daemon, not started: `run` starts it as a process, the simulation harness in-process. */
+export function buildDaemon(o: DaemonOptions): { daemon: Daemon; built: Wired } {
+  const built = buildComponents(o);
+  const wal = new WalWatch(o.db, o.log);
+  const daemon = new Daemon({
+    record: new DaemonRecord(o.db),
+    clock: o.clock,
+    log: o.log,
+    version: o.version,
+    components: built.components,
+    problems: built.problems,
+    ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
+    onHeartbeat: () => {
+      o.onHeartbeat?.(built);
+      built.retryWrites();
+      wal.check();
+    },
+  });
+  return { daemon, built };
 }
 
 export function buildComponents(deps: WiringDeps): Wired {
@@ -204,7 +234,6 @@ export function buildComponents(deps: WiringDeps): Wired {
     live,
     chargeHistory,
     problems,
-    log,
   });
   const components: Component[] = [
     {
@@ -278,5 +307,7 @@ export function buildComponents(deps: WiringDeps): Wired {
     problems,
     retryWrites: () => syncStatus.retry(),
     stateReader,
+    client,
+    live,
   };
 }

@@ -12,9 +12,9 @@ import { openDatabase } from '../../src/store/database.js';
 import { SessionStore } from '../../src/store/sessions.js';
 import { ChargeHistorySync } from '../../src/sync/charge-history.js';
 import { Problems } from '../../src/sync/problems.js';
-import { createZaptecClient } from '../../src/zaptec/client.js';
 import { SteppedClock } from '../clock.js';
 import { tempDir } from '../helpers.js';
+import { simulatorClient } from '../sim-client.js';
 
 const quiet = createLogger({ level: process.env.TEST_LOG ?? 'silent' });
 const MIN = 60_000;
@@ -33,16 +33,7 @@ async function setup(o: { lastAlive?: number; path?: string; clock?: SteppedCloc
   const sim = new RestSimulator({ fleet, now: () => clock.now() });
   await sim.start();
   const db = openDatabase(o.path ?? join(tempDir(), 'z.db'), { create: true, daemon: true });
-  const client = createZaptecClient({
-    apiUrl: sim.url,
-    username: sim.users[0]!.username,
-    password: sim.users[0]!.password,
-    requestsPerMinute: 600,
-    version: 'test',
-    db,
-    clock,
-    log: quiet,
-  });
+  const client = simulatorClient(sim, { db, clock });
   const sessions = new SessionStore(db, { personalData: false, log: quiet, now: () => clock.now() });
   const installations = [...fleet.installations.keys()];
   const sync = new ChargeHistorySync({

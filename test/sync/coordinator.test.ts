@@ -30,7 +30,6 @@ function parts() {
     live: { connected: () => false, follow: async (ids: string[]) => log('follow')(ids) },
     chargeHistory: { wake: log('wake'), afterGap: log('historyGap') },
     problems: new Problems(quiet, systemClock),
-    log: quiet,
   };
   return { calls, parts: p as unknown as CoordinatedParts };
 }

@@ -33,6 +33,19 @@ function stores(clock: Clock) {
   };
 }
 
+/** The inventory sync over these stores, hourly at minute 7 as the default schedule. */
+function inventorySync(api: ZaptecApi, s: ReturnType<typeof stores>, clock: Clock): InventorySync {
+  return new InventorySync({
+    api,
+    ...s,
+    store: s.inventory,
+    clock,
+    log: silent,
+    cronExpression: '7 * * * *',
+    followed: undefined,
+  });
+}
+
 /** A stand-in for the API that counts calls. */
 function fakeApi(chargers: number) {
   const calls = { installations: 0, chargers: 0, hierarchy: 0, constants: 0 };
@@ -68,16 +81,7 @@ describe('inventory spacing and constants (virtual clock)', () => {
     const clock = new VirtualClock();
     const s = stores(clock);
     const { api, calls } = fakeApi(3);
-    const make = () =>
-      new InventorySync({
-        api,
-        ...s,
-        store: s.inventory,
-        clock,
-        log: silent,
-        cronExpression: '7 * * * *',
-        followed: undefined,
-      });
+    const make = () => inventorySync(api, s, clock);
     let sync = make();
     await sync.startupPass();
     expect(calls).toMatchObject({ installations: 1, chargers: 1, hierarchy: 1, constants: 1 });
@@ -103,15 +107,7 @@ describe('inventory spacing and constants (virtual clock)', () => {
     const clock = new SteppedClock(Date.parse('2026-11-30T00:30:00Z'));
     const s = stores(clock);
     const { api, calls } = fakeApi(2);
-    const sync = new InventorySync({
-      api,
-      ...s,
-      store: s.inventory,
-      clock,
-      log: silent,
-      cronExpression: '7 * * * *',
-      followed: undefined,
-    });
+    const sync = inventorySync(api, s, clock);
     const at: number[] = [];
     const refresh = sync.refresh.bind(sync);
     sync.refresh = (reason, o) => {
@@ -131,15 +127,7 @@ describe('inventory spacing and constants (virtual clock)', () => {
     const clock = new VirtualClock();
     const s = stores(clock);
     const fake = fakeApi(3);
-    const sync = new InventorySync({
-      api: fake.api,
-      ...s,
-      store: s.inventory,
-      clock,
-      log: silent,
-      cronExpression: '7 * * * *',
-      followed: undefined,
-    });
+    const sync = inventorySync(fake.api, s, clock);
     await sync.refresh('x');
     (fake.api as unknown as { chargers: () => Promise<unknown[]> }).chargers = async () => [
       { Id: id(0), DeviceId: 'ZAP0', Name: 'c0', DeviceType: 4, InstallationId: INST },

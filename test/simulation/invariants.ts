@@ -1,0 +1,244 @@
+/**
+ * What must hold all the way through a simulated run, checked after every simulated minute from the
+ * simulator's own request log and the database as a consumer reads it. Each check fails loudly, with what it
+ * saw; none of them asks the daemon what it thinks it did.
+ */
+import Database from 'better-sqlite3';
+import type { SimObservation } from '../../src/simulator/fleet.js';
+import type { SimRequest } from '../../src/simulator/rest.js';
+import type { WaitConvention } from './faults.js';
+import type { World } from './world.js';
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+/** CONTRACT §7: a charger's state is never read twice within 15 s. */
+const STATE_SPACING_MS = 15_000;
+/** Inventory passes at most hourly; the requests of one pass (its pages) come closer than this. */
+const PASS_SPACING_MS = 60 * MIN;
+const ONE_PASS_MS = 10 * MIN;
+/**
+ * A pushed observation is stored within this long of its push, or of the end of the last disturbance that
+ * could hold it up (a broker outage, the daemon down, a consumer holding the write lock, a rotated key).
+ */
+const STORED_WITHIN_MS = 30 * MIN;
+/** History older than ZAPTEC_HISTORY_DAYS is gone within the pruner's hour, with a margin for a restart. */
+const PRUNE_SLACK_MS = 3 * HOUR;
+const HEAP_LIMIT_MB = 1024;
+
+const STATE_PATH = /^\/api\/chargers\/([0-9a-f-]{36})\/state$/i;
+const LIST_PATH = /^\/api\/(chargers|installation)\/?$/;
+/**
+ * A server-named wait longer than twice the longest window of the request's groups is implausible and is
+ * clamped (rate-limits.md §"Plausibility"): Zaptec's lists have a 30-minute window, everything else 1 minute.
+ */
+const plausibleWaitMs = (path: string) => (LIST_PATH.test(path) ? 2 * 30 * MIN : 2 * MIN);
+
+interface ServerWait {
+  /** Index of the 429 in the request log (counted from the run's start). */
+  index: number;
+  at: number;
+  until: number;
+  /** Requests that were already on their way when the 429 was answered. */
+  onTheirWay: number;
+  seen: number;
+  convention: WaitConvention;
+}
+
+export interface InvariantDeps {
+  world: World;
+  start: number;
+  historyDays: number;
+  fail(what: string): void;
+}
+
+export class Invariants {
+  readonly #d: InvariantDeps;
+  #reader: Database.Database | undefined;
+  #stored: Database.Statement<[string, number], { observed_at: string }> | undefined;
+  /** Per (charger, state): the newest pushed observation not yet seen stored, oldest push first. */
+  readonly #pushed = new Map<string, { chargerId: string; stateId: number; at: number }>();
+  readonly #lastStateRead = new Map<string, number>();
+  readonly #waits: ServerWait[] = [];
+  #logIndex = 0;
+  #lastListAt = -Infinity;
+  #lastListOk = true;
+  #lastPassAt = -Infinity;
+  #disturbedUntil = 0;
+  calls = 0;
+  stateReads = 0;
+  checks = 0;
+  peakHeapMb = 0;
+
+  constructor(deps: InvariantDeps) {
+    this.#d = deps;
+  }
+
+  published(o: SimObservation): void {
+    const key = `${o.chargerId}:${o.stateId}`;
+    this.#pushed.delete(key); // to the end: the map stays in push order
+    this.#pushed.set(key, { chargerId: o.chargerId, stateId: o.stateId, at: Math.floor(o.at) });
+  }
+
+  /** Something that may hold pushed observations up until `until`. */
+  disturbed(until: number): void {
+    this.#disturbedUntil = Math.max(this.#disturbedUntil, until);
+  }
+
+  /** A fault's 429: its headers name the wait in `convention`; requests before its end are counted. */
+  serverWait(at: number, path: string, convention: WaitConvention, waitMs: number): Record<string, string> {
+    const client = this.#d.world.current()?.built.client.http;
+    this.#waits.push({
+      index: this.#logIndex + this.#d.world.sim.rest.requests.length,
+      at,
+      until: at + Math.min(waitMs, plausibleWaitMs(path)),
+      onTheirWay: Math.max(0, (client?.inFlight ?? 1) - 1),
+      seen: 0,
+      convention,
+    });
+    const s = Math.ceil(waitMs / 1000);
+    switch (convention) {
+      case 'retry-after':
+        return { 'retry-after': String(s) };
+      case 'retry-after-date':
+        return { 'retry-after': new Date(at + s * 1000).toUTCString() };
+      case 'retry-after-ms':
+        return { 'retry-after-ms': String(waitMs) };
+      case 'x-ms-retry-after-ms':
+        return { 'x-ms-retry-after-ms': String(waitMs) };
+    }
+  }
+
+  /** After each simulated minute; returns how many log entries it consumed (and dropped). */
+  minute(now: number): number {
+    const log = this.#d.world.sim.rest.requests;
+    // The entry being answered right now stays for the next minute.
+    let n = log.length;
+    while (n > 0 && log[n - 1]!.status === 0) n--;
+    for (let i = 0; i < n; i++) this.#request(log[i]!, this.#logIndex + i);
+    log.splice(0, n);
+    this.#logIndex += n;
+    this.#storedCheck(now, now - STORED_WITHIN_MS);
+    if ((now - this.#d.start) % HOUR === 0) {
+      this.#historyCheck(now);
+      this.#heapCheck();
+    }
+    return n;
+  }
+
+  /** At the end, after a quiet hour: everything pushed up to ten minutes ago is stored. */
+  final(now: number): void {
+    this.#disturbedUntil = 0;
+    this.#storedCheck(now, now - 10 * MIN);
+  }
+
+  #request(r: SimRequest, index: number): void {
+    const { fail } = this.#d;
+    this.calls++;
+    this.checks++;
+    if (r.limit)
+      fail(`the simulator's limit "${r.limit}" refused ${r.method} ${r.path}: a limit's window did not hold`);
+    for (const w of this.#waits) {
+      if (index <= w.index || r.at >= w.until) continue;
+      if (++w.seen > w.onTheirWay)
+        fail(
+          `${r.method} ${r.path} at ${iso(r.at)}, before the wait a 429 named at ${iso(w.at)} ended (${iso(w.until)}, ${w.convention})`,
+        );
+    }
+    const state = STATE_PATH.exec(r.path);
+    // A read is one the server answered with the state (a 401 for an expired token read nothing).
+    if (state && r.status >= 200 && r.status < 300) {
+      this.stateReads++;
+      const id = state[1]!.toLowerCase();
+      const last = this.#lastStateRead.get(id);
+      if (last !== undefined && r.at - last < STATE_SPACING_MS)
+        fail(
+          `charger ${id}'s state read at ${iso(r.at)}, ${r.at - last} ms after the last (at least 15 s apart)`,
+        );
+      this.#lastStateRead.set(id, r.at);
+    }
+    if (r.method === 'GET' && r.path === '/api/installation') {
+      // A list request after a refused one (429, 5xx) is that pass going on once its wait is over.
+      if (r.at - this.#lastListAt > ONE_PASS_MS && this.#lastListOk) {
+        if (r.at - this.#lastPassAt < PASS_SPACING_MS)
+          fail(
+            `an inventory pass began at ${iso(r.at)}, ${Math.round((r.at - this.#lastPassAt) / 1000)} s after the last (at most hourly)`,
+          );
+        this.#lastPassAt = r.at;
+      }
+      this.#lastListAt = r.at;
+      this.#lastListOk = r.status >= 200 && r.status < 300;
+    }
+  }
+
+  #storedCheck(now: number, pushedBefore: number): void {
+    if (now - this.#disturbedUntil < STORED_WITHIN_MS && pushedBefore < now - 10 * MIN) return;
+    const fleet = this.#d.world.sim.fleet;
+    for (const [key, p] of this.#pushed) {
+      if (p.at > pushedBefore) break;
+      this.checks++;
+      if (!fleet.chargers.get(p.chargerId)?.active) {
+        this.#pushed.delete(key);
+        continue;
+      }
+      const row = this.#statement()?.get(p.chargerId, p.stateId);
+      if (row && Date.parse(row.observed_at) >= p.at) this.#pushed.delete(key);
+      else {
+        this.#d.fail(
+          `state ${p.stateId} of charger ${p.chargerId}, pushed at ${iso(p.at)}, is not stored (stored: ${row ? row.observed_at : 'nothing'})`,
+        );
+        return;
+      }
+    }
+  }
+
+  #historyCheck(now: number): void {
+    const db = this.#db();
+    if (!db) return;
+    this.checks++;
+    const oldest = db.prepare('SELECT min(observed_at) AS at FROM charger_state_history').get() as {
+      at: string | null;
+    };
+    const limit = now - this.#d.historyDays * DAY - PRUNE_SLACK_MS;
+    if (oldest.at && Date.parse(oldest.at) < limit && now - this.#d.start > this.#d.historyDays * DAY)
+      this.#d.fail(
+        `history from ${oldest.at} is still there, older than ZAPTEC_HISTORY_DAYS=${this.#d.historyDays}`,
+      );
+  }
+
+  #heapCheck(): void {
+    this.checks++;
+    const mb = process.memoryUsage().heapUsed / 2 ** 20;
+    this.peakHeapMb = Math.max(this.peakHeapMb, Math.round(mb));
+    if (mb > HEAP_LIMIT_MB) this.#d.fail(`the heap holds ${Math.round(mb)} MB (limit ${HEAP_LIMIT_MB} MB)`);
+  }
+
+  #db(): Database.Database | undefined {
+    if (this.#reader) return this.#reader;
+    try {
+      this.#reader = new Database(this.#d.world.dbPath, { readonly: true, fileMustExist: true });
+    } catch {
+      return undefined; // not created yet
+    }
+    return this.#reader;
+  }
+
+  #statement() {
+    const db = this.#db();
+    if (!db) return undefined;
+    this.#stored ??= db.prepare(
+      'SELECT observed_at FROM charger_state WHERE charger_id = ? AND state_id = ?',
+    );
+    return this.#stored;
+  }
+
+  close(): void {
+    this.#reader?.close();
+    this.#reader = undefined;
+    this.#stored = undefined;
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,44 @@
+/**
+ * `npm run test:simulate -- --seed N --days D`: one simulated run, replaying a failure from its seed or
+ * measuring a long one. Prints a line per simulated day and the run's figures as JSON at the end.
+ * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
+ * --sessions realistic|busy|flapping (realistic), --no-faults.
+ */
+import { parseArgs } from 'node:util';
+import { SESSION_PATTERNS, type SessionPattern } from '../../src/simulator/patterns.js';
+import { SimulationFailure, simulate } from './world.js';
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string', default: '1' },
+    days: { type: 'string', default: '30' },
+    installations: { type: 'string', default: '10' },
+    'chargers-per-installation': { type: 'string', default: '20' },
+    sessions: { type: 'string', default: 'realistic' },
+    'no-faults': { type: 'boolean', default: false },
+  },
+});
+const pattern = values.sessions as SessionPattern;
+if (!SESSION_PATTERNS.includes(pattern)) {
+  console.error(`--sessions must be one of ${SESSION_PATTERNS.join(', ')}`);
+  process.exit(2);
+}
+try {
+  const report = await simulate({
+    seed: Number(values.seed),
+    days: Number(values.days),
+    installations: Number(values.installations),
+    chargersPerInstallation: Number(values['chargers-per-installation']),
+    pattern,
+    faults: !values['no-faults'],
+    onDay: (day, r) =>
+      console.log(
+        `day ${day}: ${r.calls} calls (${r.callsPerChargerHour.toFixed(2)} per charger-hour), ${r.published} observations pushed, ${Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)} faults, ${r.checks} checks, ${(r.realMs / 1000).toFixed(0)} s`,
+      ),
+  });
+  console.log(JSON.stringify(report));
+  process.exit(0);
+} catch (err) {
+  console.error(err instanceof SimulationFailure ? err.message : err);
+  process.exit(1);
+}

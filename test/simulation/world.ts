@@ -1,0 +1,358 @@
+/**
+ * The simulation harness (FoundationDB's and TigerBeetle's way): the whole daemon in this process, built as
+ * `run` builds it, against the simulator (REST and the AMQP broker on loopback, the real Service Bus SDK),
+ * all on one simulated clock; a fault schedule drawn from a seed; the invariants checked after every
+ * simulated minute. A failure names the seed and the simulated time, and the same seed replays it.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { parseConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import type { SessionPattern } from '../../src/simulator/patterns.js';
+import { Simulation } from '../../src/simulator/simulation.js';
+import { closeForReaders, type Db, openDatabase } from '../../src/store/database.js';
+import type { Daemon } from '../../src/sync/daemon.js';
+import { buildDaemon, type Wired } from '../../src/sync/wiring.js';
+import { SimClock } from './clock.js';
+import { type FaultKind, faultSchedule, type ScheduledFault } from './faults.js';
+import { Invariants } from './invariants.js';
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+/** After a start refused (a consumer holds the write lock while migrations want it), systemd's RestartSec. */
+const RESTART_SEC_MS = 10_000;
+
+export interface SimulateOptions {
+  seed: number;
+  days: number;
+  installations?: number;
+  chargersPerInstallation?: number;
+  pattern?: SessionPattern;
+  /** False: the fleet lives, nothing goes wrong. */
+  faults?: boolean;
+  historyDays?: number;
+  /** Told after each simulated day. */
+  onDay?: (day: number, report: SimulationReport) => void;
+  /** The harness's own tests break something on purpose here, to see an invariant catch it. */
+  sabotage?: (world: World) => void;
+}
+
+export interface SimulationReport {
+  seed: number;
+  days: number;
+  installations: number;
+  chargers: number;
+  calls: number;
+  stateReads: number;
+  callsPerChargerHour: number;
+  published: number;
+  faults: Partial<Record<FaultKind, number>>;
+  checks: number;
+  timers: number;
+  stalls: Record<string, number>;
+  warnings: number;
+  peakHeapMb: number;
+  realMs: number;
+}
+
+export class SimulationFailure extends Error {}
+
+/** What a run is made of, for the invariants and for sabotage. */
+export interface World {
+  sim: Simulation;
+  clock: SimClock;
+  dbPath: string;
+  /** The daemon running now (none while it is down for a restart). */
+  current(): { db: Db; daemon: Daemon; built: Wired } | undefined;
+}
+
+const START = Date.parse('2026-03-02T00:00:00Z');
+
+export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
+  const realStart = performance.now();
+  const installations = o.installations ?? 10;
+  const perInstallation = o.chargersPerInstallation ?? 20;
+  const historyDays = o.historyDays ?? 2;
+  const end = START + o.days * DAY;
+  const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'zaptec-simulation-'));
+  const dbPath = join(dir, 'zaptec.db');
+  const failure = (what: string) =>
+    new SimulationFailure(
+      `${what}\n  seed ${o.seed}, simulated time ${new Date(clock.now()).toISOString()} (day ${Math.floor((clock.now() - START) / DAY) + 1} of ${o.days})\n  replay: npm run test:simulate -- --seed ${o.seed} --days ${o.days}`,
+    );
+  let failed: SimulationFailure | undefined;
+  const fail = (what: string) => {
+    failed ??= failure(what);
+  };
+  const onRejection = (err: unknown) => fail(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`);
+  const onException = (err: unknown) => fail(`uncaught exception: ${(err as Error)?.stack ?? String(err)}`);
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  // The SDK attaches its receivers through a session, which leaves Nagle on its socket: each settlement then
+  // waits ~40 ms of real time for a delayed ACK, and that, not the work, would set the simulation's pace.
+  const connect = Socket.prototype.connect;
+  Socket.prototype.connect = function (this: Socket, ...args: unknown[]) {
+    this.setNoDelay(true);
+    return (connect as (...a: unknown[]) => Socket).apply(this, args);
+  } as typeof connect;
+
+  let current: { db: Db; daemon: Daemon; built: Wired; starting: Promise<void> } | undefined;
+  let requestsSeen = 0;
+  let brokerDown = 0;
+  /**
+   * Real I/O the simulated world waits for: HTTP either side, an fsync, messages the broker should send or
+   * that are on their way to the daemon or back as a settlement.
+   */
+  const busy = () => {
+    if (sim.rest.inFlight > 0) return 'an HTTP request the simulator is answering';
+    if ((current?.built.client.http.inFlight ?? 0) > 0) return 'an HTTP request on its way';
+    if (
+      brokerDown === 0 &&
+      current?.built.live?.streams.some((s) => {
+        const c = s.consuming && sim.channel(s.installationId);
+        return c && !sim.broker.attached(c.topic, c.subscription);
+      })
+    )
+      return 'a live-event connection being made';
+    const broker = sim.broker.busy();
+    if (broker.ready > 0) return 'messages the broker has to deliver';
+    if (broker.starved > 0) return 'messages waiting for a receiver to grant credit';
+    // Locked messages the daemon holds until their commit wait for the clock (a batch window, the lock).
+    if (broker.locked > (current?.built.live?.counts().committing ?? 0)) return 'messages on their way';
+    return process.getActiveResourcesInfo().includes('FSReqCallback') ? 'a file operation' : undefined;
+  };
+  const clock: SimClock = new SimClock({
+    start: START,
+    busy,
+    progress: () => requestsSeen + sim.rest.requests.length + sim.broker.activity + sim.rest.inFlight,
+    onStall: (what) => {
+      if (process.env.SIM_DEBUG)
+        console.log(
+          `stall ${new Date(clock.now()).toISOString()}: ${what}`,
+          JSON.stringify(sim.broker.busy()),
+          JSON.stringify(current?.built.live?.counts()),
+        );
+    },
+  });
+  const sim = new Simulation({
+    fleet: { seed: o.seed, installations, chargersPerInstallation: perInstallation, deviceTypes: [4, 4, 1] },
+    clock,
+  });
+  await sim.start();
+  const lines: string[] = [];
+  let warnings = 0;
+  const log = createLogger({
+    level: 'warn',
+    destination: {
+      write(line: string) {
+        warnings++;
+        lines.push(`${new Date(clock.now()).toISOString()} ${line.trim()}`);
+        if (lines.length > 50) lines.shift();
+      },
+    },
+  });
+  const config = parseConfig(
+    {
+      ...sim.env(),
+      ZAPTEC_DB: dbPath,
+      ZAPTEC_HISTORY_DAYS: String(historyDays),
+      ZAPTEC_SESSIONS_DAYS: '3',
+    },
+    { requireCredentials: true },
+  );
+  const world: World = { sim, clock, dbPath, current: () => current };
+  const invariants = new Invariants({ world, start: START, historyDays, fail });
+
+  const startDaemon = () => {
+    let db: Db;
+    try {
+      db = openDatabase(dbPath, { create: true, daemon: true });
+    } catch {
+      // `run` exits 1 and systemd starts it again.
+      events.push({ at: clock.now() + RESTART_SEC_MS, run: startDaemon });
+      return;
+    }
+    const made = buildDaemon({ config, db, log, clock, version: 'simulation' });
+    const starting = made.daemon.start();
+    starting.catch((err) => fail(`the daemon did not start: ${(err as Error)?.stack ?? err}`));
+    current = { db, ...made, starting };
+  };
+  const stopDaemon = async () => {
+    const c = current;
+    if (!c) return;
+    current = undefined;
+    let done = false;
+    const stopping = c.starting
+      .catch(() => {})
+      .then(() => c.daemon.stop())
+      .finally(() => {
+        done = true;
+      });
+    // Stopping closes real connections (the SDK's, undici's): real time passes too, a little per step.
+    const limit = clock.now() + 5 * MIN;
+    while (!done && clock.now() < limit) {
+      await clock.runUntil(clock.now() + 1_000);
+      if (!done) await new Promise((r) => setTimeout(r, 10));
+    }
+    if (!done) return fail('the daemon did not stop within 5 simulated minutes');
+    await stopping;
+    invariants.close(); // as consumers do when the daemon stops: it switches the file out of WAL
+    closeForReaders(c.db);
+  };
+
+  // ---- the fault schedule: each fault's start, and its end where it lasts ----
+  const counts: Partial<Record<FaultKind, number>> = {};
+  let lock: Database.Database | undefined;
+  const password = sim.rest.users[0]!.password;
+  const events: { at: number; run: () => unknown }[] = [];
+  const apply = (f: ScheduledFault) => {
+    counts[f.kind] = (counts[f.kind] ?? 0) + 1;
+    if (process.env.SIM_DEBUG)
+      console.log(
+        `fault ${new Date(f.at).toISOString()}: ${f.kind} for ${Math.round(f.forMs / 1000)} s (n ${f.n})`,
+      );
+    const later = (run: () => unknown) => events.push({ at: f.at + f.forMs, run });
+    const fleetIds = [...sim.fleet.installations.keys()];
+    switch (f.kind) {
+      case 'inventory-5xx':
+        sim.rest.faults.push({
+          path: /^\/api\/installation$/,
+          status: [500, 502, 503][f.n % 3]!,
+          times: 1 + (f.n % 6),
+        });
+        return;
+      case 'token-revoked':
+        return sim.rest.expireTokens();
+      case 'password-changed':
+        sim.rest.users[0]!.password = `changed-${f.n}`;
+        invariants.disturbed(f.at + f.forMs);
+        return later(() => {
+          sim.rest.users[0]!.password = password;
+        });
+      case 'rate-limit-storm':
+        sim.rest.faults.push({
+          path: /^\/api\//,
+          status: 429,
+          times: 1 + (f.n % 4),
+          headers: (at, path) => invariants.serverWait(at, path, f.wait, f.waitMs),
+        });
+        return;
+      case 'broker-blip':
+      case 'broker-outage':
+        invariants.disturbed(f.at + f.forMs);
+        if (brokerDown++ === 0) void sim.broker.stop();
+        return later(() => {
+          if (--brokerDown === 0) return sim.broker.start();
+        });
+      case 'sas-rotated':
+        invariants.disturbed(f.at);
+        return sim.rotateKey(fleetIds[f.n % fleetIds.length]!);
+      case 'charger-added': {
+        const c = sim.fleet.addCharger(fleetIds[f.n % fleetIds.length]!, f.at);
+        // Unknown to the daemon until it looks the serial up: its first words come on the bus.
+        sim.publish(sim.fleet.set(c.id, 150, 'Wifi', f.at));
+        return;
+      }
+      case 'charger-removed': {
+        const active = sim.fleet.activeChargers();
+        if (active.length > 1) sim.fleet.removeCharger(active[f.n % active.length]!.id);
+        return;
+      }
+      case 'daemon-restart':
+        invariants.disturbed(f.at + f.forMs);
+        return stopDaemon().then(() => later(startDaemon));
+      case 'write-lock-held':
+        invariants.disturbed(f.at + f.forMs);
+        if (lock) return;
+        lock = new Database(dbPath);
+        lock.exec('BEGIN IMMEDIATE');
+        return later(() => {
+          lock?.exec('COMMIT');
+          lock?.close();
+          lock = undefined;
+        });
+    }
+  };
+  if (o.faults !== false)
+    for (const f of faultSchedule(o.seed, START, o.days)) events.push({ at: f.at, run: () => apply(f) });
+
+  const report = (): SimulationReport => {
+    const chargerHours = (sim.fleet.chargers.size * (clock.now() - START)) / HOUR;
+    return {
+      seed: o.seed,
+      days: o.days,
+      installations,
+      chargers: sim.fleet.chargers.size,
+      calls: invariants.calls,
+      stateReads: invariants.stateReads,
+      callsPerChargerHour: chargerHours > 0 ? invariants.calls / chargerHours : 0,
+      published: sim.published,
+      faults: counts,
+      checks: invariants.checks,
+      timers: clock.fired,
+      stalls: Object.fromEntries(clock.stalls),
+      warnings,
+      peakHeapMb: invariants.peakHeapMb,
+      realMs: Math.round(performance.now() - realStart),
+    };
+  };
+
+  try {
+    sim.onPublish = (ob) => invariants.published(ob);
+    // Each charger lives on its own timeline; a tick publishes what happened since the last, at its times.
+    sim.live({ sessions: o.pattern ?? 'realistic' }, 5_000);
+    o.sabotage?.(world);
+    startDaemon();
+    for (let minute = START + MIN; minute <= end && !failed; minute += MIN) {
+      for (;;) {
+        events.sort((a, b) => a.at - b.at);
+        const next = events[0];
+        if (!next || next.at > minute) break;
+        events.shift();
+        await clock.runUntil(next.at);
+        await next.run();
+      }
+      await clock.runUntil(minute);
+      if (process.env.SIM_DEBUG_AT && Math.abs(minute - Date.parse(process.env.SIM_DEBUG_AT)) < 10 * MIN)
+        console.log(
+          new Date(minute).toISOString(),
+          JSON.stringify(
+            current?.built.live?.streams.map((st) => {
+              const c = sim.channel(st.installationId);
+              return {
+                consuming: st.consuming,
+                connected: st.connected,
+                attached: sim.broker.attached(c.topic, c.subscription),
+                ...sim.broker.stats(c.topic, c.subscription),
+                deadLetters: undefined,
+              };
+            }),
+          ),
+        );
+      requestsSeen += invariants.minute(minute);
+      if ((minute - START) % DAY === 0) o.onDay?.((minute - START) / DAY, report());
+    }
+    if (!failed) invariants.final(end);
+    await stopDaemon();
+  } finally {
+    sim.onPublish = undefined;
+    lock?.close();
+    if (current) await stopDaemon().catch(() => {});
+    await sim.stop();
+    process.off('unhandledRejection', onRejection);
+    process.off('uncaughtException', onException);
+    Socket.prototype.connect = connect;
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (failed) {
+    failed.message += lines.length
+      ? `\n  the daemon's last warnings:\n    ${lines.slice(-10).join('\n    ')}`
+      : '';
+    throw failed;
+  }
+  return report();
+}
