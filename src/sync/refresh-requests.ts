@@ -13,7 +13,7 @@ import type { ChargerLookup, LookupResult } from './lookup.js';
 import { Problems } from './problems.js';
 
 /** How often the database's change counter is looked at (the contract promises an answer within 5 s). */
-const WATCH_INTERVAL_MS = 1_000;
+const WATCH_INTERVAL_MS = 2_000;
 
 export interface RefreshRequestDeps {
   store: RefreshRequestStore;
