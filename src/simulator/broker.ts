@@ -139,8 +139,13 @@ export class ServiceBusBroker {
     return this.#subscriptions.get(address);
   }
 
+  /** A subscription's key in the broker: its entity path, in lower case. */
+  #subscriptionPath(topic: string, name: string): string {
+    return `${topic}/Subscriptions/${name}`.toLowerCase();
+  }
+
   createSubscription(topic: string, name: string, keyName: string): void {
-    const path = `${topic}/Subscriptions/${name}`.toLowerCase();
+    const path = this.#subscriptionPath(topic, name);
     if (this.#subscriptions.has(path)) return;
     const queue = new EntityQueue(`${topic}/Subscriptions/${name}`, {
       maxDeliveryCount: this.#options.maxDeliveryCount,
@@ -174,13 +179,11 @@ export class ServiceBusBroker {
 
   /** When each completed message was delivered and completed (epoch ms, this machine's clock). */
   completions(topic: string, name: string): { lockedAt: number; completedAt: number }[] {
-    return [
-      ...(this.#subscriptions.get(`${topic}/subscriptions/${name}`.toLowerCase())?.queue.completions ?? []),
-    ];
+    return [...(this.#subscriptions.get(this.#subscriptionPath(topic, name))?.queue.completions ?? [])];
   }
 
   stats(topic: string, name: string): QueueStats & { deadLetters: StoredMessage[] } {
-    const s = this.#subscriptions.get(`${topic}/Subscriptions/${name}`.toLowerCase());
+    const s = this.#subscriptions.get(this.#subscriptionPath(topic, name));
     if (!s) throw new Error(`no subscription ${topic}/${name}`);
     return { ...s.queue.stats(), deadLetters: s.queue.deadLetterQueue?.peek() ?? [] };
   }
@@ -205,7 +208,7 @@ export class ServiceBusBroker {
 
   /** Whether a receiver is attached to the subscription now. */
   attached(topic: string, name: string): boolean {
-    const sub = this.#subscriptions.get(`${topic}/Subscriptions/${name}`.toLowerCase());
+    const sub = this.#subscriptions.get(this.#subscriptionPath(topic, name));
     for (const state of this.#links.values()) if (state.queue === sub?.queue) return true;
     return false;
   }

@@ -60,7 +60,6 @@ export class Invariants {
   readonly #pushed = new Map<string, { chargerId: string; stateId: number; at: number }>();
   readonly #lastStateRead = new Map<string, number>();
   readonly #waits: ServerWait[] = [];
-  #logIndex = 0;
   #lastListAt = -Infinity;
   #lastListOk = true;
   #lastPassAt = -Infinity;
@@ -89,7 +88,7 @@ export class Invariants {
   serverWait(at: number, path: string, convention: WaitConvention, waitMs: number): Record<string, string> {
     const client = this.#d.world.current()?.built.client.http;
     this.#waits.push({
-      index: this.#logIndex + this.#d.world.sim.rest.requests.length,
+      index: this.calls + this.#d.world.sim.rest.requests.length,
       at,
       until: at + Math.min(waitMs, plausibleWaitMs(path)),
       onTheirWay: Math.max(0, (client?.inFlight ?? 1) - 1),
@@ -109,21 +108,19 @@ export class Invariants {
     }
   }
 
-  /** After each simulated minute; returns how many log entries it consumed (and dropped). */
-  minute(now: number): number {
+  /** After each simulated minute: checks the log entries since the last (and drops them), then the rest. */
+  minute(now: number): void {
     const log = this.#d.world.sim.rest.requests;
     // The entry being answered right now stays for the next minute.
     let n = log.length;
     while (n > 0 && log[n - 1]!.status === 0) n--;
-    for (let i = 0; i < n; i++) this.#request(log[i]!, this.#logIndex + i);
+    for (let i = 0; i < n; i++) this.#request(log[i]!);
     log.splice(0, n);
-    this.#logIndex += n;
     this.#storedCheck(now, now - STORED_WITHIN_MS);
     if ((now - this.#d.start) % HOUR === 0) {
       this.#historyCheck(now);
       this.#heapCheck();
     }
-    return n;
   }
 
   /** At the end, after a quiet hour: everything pushed up to ten minutes ago is stored. */
@@ -132,9 +129,9 @@ export class Invariants {
     this.#storedCheck(now, now - 10 * MIN);
   }
 
-  #request(r: SimRequest, index: number): void {
+  #request(r: SimRequest): void {
     const { fail } = this.#d;
-    this.calls++;
+    const index = this.calls++; // its place in the whole run's log
     this.checks++;
     if (r.limit)
       fail(`the simulator's limit "${r.limit}" refused ${r.method} ${r.path}: a limit's window did not hold`);
@@ -172,7 +169,7 @@ export class Invariants {
   }
 
   #storedCheck(now: number, pushedBefore: number): void {
-    if (now - this.#disturbedUntil < STORED_WITHIN_MS && pushedBefore < now - 10 * MIN) return;
+    if (now - this.#disturbedUntil < STORED_WITHIN_MS) return;
     const fleet = this.#d.world.sim.fleet;
     for (const [key, p] of this.#pushed) {
       if (p.at > pushedBefore) break;

@@ -2,7 +2,8 @@
  * `npm run test:simulate -- --seed N --days D`: one simulated run, replaying a failure from its seed or
  * measuring a long one. Prints a line per simulated day and the run's figures as JSON at the end.
  * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
- * --sessions realistic|busy|flapping (realistic), --no-faults.
+ * --sessions realistic|busy|flapping (realistic), --no-faults. SIM_DEBUG=1 prints each fault as it comes and each
+ * wait for real I/O given up.
  */
 import { parseArgs } from 'node:util';
 import { SESSION_PATTERNS, type SessionPattern } from '../../src/simulator/patterns.js';
