@@ -72,14 +72,16 @@ async function measure(pattern: SessionPattern): Promise<Row> {
       const now = Date.now();
       const age = db.prepare('UPDATE charger_state SET received_at = ? WHERE charger_id = ?');
       // The API layer's record of each charger's last read (the 15 s rule, and what makes a slot redundant).
-      const read = db.prepare('UPDATE state_reads SET read_at_ms = ? WHERE charger_id = ?');
+      const read = db.prepare(
+        'INSERT INTO state_reads (charger_id, read_at_ms) VALUES (?, ?) ON CONFLICT (charger_id) DO UPDATE SET read_at_ms = excluded.read_at_ms',
+      );
       db.transaction(() => {
         // So that the window waits for this daemon's connections, not the last one's.
         db.prepare("UPDATE sync_status SET events = 'connecting'").run();
         ids.forEach((id, i) => {
           const at = now - ((i + 0.5) / ids.length) * 0.99 * HOUR;
           age.run(new Date(at).toISOString(), id);
-          read.run(Math.round(at), id);
+          read.run(id, Math.round(at));
         });
       })();
     });

@@ -77,6 +77,11 @@ interface Slot {
   installationId: string | null;
   due: number;
   cadenceMs: number;
+  /**
+   * When the charger was last heard from as the resync found it (epoch ms): with no read on record (its
+   * state kept fresh by live events alone) its slot counts from this.
+   */
+  heardAt: number;
 }
 
 export class StateReader {
@@ -129,7 +134,7 @@ export class StateReader {
       .sort((a, b) => a.at - b.at);
     // Every slot first: the polling cadence depends on how many chargers are polled.
     for (const a of newcomers)
-      this.#slots.set(a.id, { installationId: a.installation_id, due: 0, cadenceMs: 0 });
+      this.#slots.set(a.id, { installationId: a.installation_id, due: 0, cadenceMs: 0, heardAt: a.at });
     newcomers.forEach((a, i) => {
       const cadence = this.#cadence(a.installation_id);
       // A read in flight (started before the inventory pass committed) is the start read already.
@@ -224,8 +229,9 @@ export class StateReader {
         s.cadenceMs = cadence;
         s.due = Math.min(s.due, now + Math.round((cadence * (i + 1)) / slots.length));
         // Polling ended (live events connected): a slot polling pulled in goes back to a cadence after the
-        // charger's last read, or a few seconds of `connecting` at start would re-read the whole fleet.
-        if (slower) s.due = Math.max(s.due, this.#lastRead(id) + cadence);
+        // charger's last read (or what the resync found it heard from last), or a few seconds of `connecting`
+        // at start would re-read the whole fleet.
+        if (slower) s.due = Math.max(s.due, Math.max(this.#lastRead(id), s.heardAt) + cadence);
       });
     }
     for (const inst of this.#polling) {
@@ -342,6 +348,7 @@ export class StateReader {
       // Awaited only when it had to wait: the common case takes no extra turn of the event loop.
       const applied = result instanceof Promise ? await result : result;
       this.reads++;
+      this.#d.log.debug({ charger: chargerId, reason }, 'state read');
       const inst = this.#slots.get(chargerId)?.installationId;
       if (inst) this.#d.syncStatus.polled(inst, clock.now());
       this.#d.onApplied?.(applied);

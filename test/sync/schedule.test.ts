@@ -384,6 +384,27 @@ describe('reconciliation (virtual clock)', () => {
     expect(n).toBeLessThanOrEqual(33 + 14 + 5);
   });
 
+  it('a restart over state kept fresh by live events alone (no read on record) reads no more than the steady reconciliation', async () => {
+    const { clock, reader, reads, s } = makeReader(200, 60);
+    // What live events left behind over the last hour: every charger heard from, spread, none read.
+    for (let i = 0; i < 200; i++) {
+      await runFor(clock, 18_000);
+      s.observations.apply([
+        { chargerId: id(i), stateId: 710, value: '3', observedAt: clock.now(), source: 'event' },
+      ]);
+    }
+    s.syncStatus.ensure(INST, 'connecting', null);
+    reader.setPolling(INST, true);
+    reader.start();
+    await runFor(clock, 3_000);
+    reader.setPolling(INST, false);
+    await runFor(clock, 10 * 60_000);
+    await reader.stop();
+    // The hour's oldest ones come due: about 33 in 10 minutes, plus what 3 s of polling read (at most 4.5/s).
+    expect(reads.length).toBeGreaterThanOrEqual(25);
+    expect(reads.length).toBeLessThanOrEqual(33 + 14 + 5);
+  });
+
   it('polls as often as the budget allows while live events are down, and says so', async () => {
     const { clock, reader, reads, s } = makeReader(20, 60);
     s.syncStatus.ensure(INST, 'connecting', null);
