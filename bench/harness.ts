@@ -41,7 +41,13 @@ export async function startBench(
   const dbPath = join(dir, 'zaptec.db');
   const spawnDaemon = () =>
     spawn(process.execPath, [CLI, 'run'], {
-      env: { ...process.env, ...sim.env(), ZAPTEC_DB: dbPath, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', ...env },
+      env: {
+        ...process.env,
+        ...sim.env(),
+        ZAPTEC_DB: dbPath,
+        LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+        ...env,
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
   const stopDaemon = async () => {
