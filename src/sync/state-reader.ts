@@ -142,8 +142,10 @@ export class StateReader {
         this.readSoon(a.id, 'start: stored state is stale', now);
       const slot = this.#slots.get(a.id)!;
       slot.cadenceMs = cadence;
-      // Spread evenly, but never sooner than a cadence after the charger's last read.
-      slot.due = Math.max(now + Math.round((cadence * (i + 1)) / newcomers.length), a.at + cadence);
+      // Spread evenly, but never sooner than a cadence after the charger was last heard from or read (a read
+      // the inventory pass set going may not have brought its state yet).
+      const basis = Math.max(a.at, this.#lastRead(a.id));
+      slot.due = Math.max(now + Math.round((cadence * (i + 1)) / newcomers.length), basis + cadence);
     });
     this.#respread();
     this.#wakeAll();

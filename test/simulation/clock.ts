@@ -35,6 +35,7 @@ export class SimClock implements Clock {
   fired = 0;
   /** Waits given up for want of progress, by what was under way. */
   readonly stalls = new Map<string, number>();
+  #interrupted = false;
 
   constructor(options: SimClockOptions) {
     this.#o = { stallMs: 25, onStall: () => {}, ...options };
@@ -62,10 +63,17 @@ export class SimClock implements Clock {
     });
   }
 
-  /** Moves time to `until`, firing every timer due on the way at its own time and settling after each. */
+  /**
+   * Moves time to `until`, firing every timer due on the way at its own time and settling after each. Returns
+   * sooner, at the time reached, after `interrupt()`: the driver has something to do first.
+   */
   async runUntil(until: number): Promise<void> {
     await this.settle();
     for (;;) {
+      if (this.#interrupted) {
+        this.#interrupted = false;
+        return;
+      }
       const next = this.#heap[0];
       if (!next || next.at > until) break;
       this.#pop();
@@ -78,6 +86,11 @@ export class SimClock implements Clock {
     }
     this.#now = Math.max(this.#now, until);
     await this.settle();
+  }
+
+  /** Makes the `runUntil` under way return after the current timer (a timer's own code cannot drive time). */
+  interrupt(): void {
+    this.#interrupted = true;
   }
 
   /** Runs what the last timer set going: microtasks at once, real I/O for as long as it progresses. */

@@ -50,6 +50,8 @@ export interface InvariantDeps {
   start: number;
   historyDays: number;
   fail(what: string): void;
+  /** Each request of the simulator's log once it has been checked (the log is dropped as it goes). */
+  checked?: (r: SimRequest) => void;
 }
 
 export class Invariants {
@@ -133,6 +135,7 @@ export class Invariants {
     const { fail } = this.#d;
     const index = this.calls++; // its place in the whole run's log
     this.checks++;
+    this.#d.checked?.(r);
     if (r.limit)
       fail(`the simulator's limit "${r.limit}" refused ${r.method} ${r.path}: a limit's window did not hold`);
     for (const w of this.#waits) {

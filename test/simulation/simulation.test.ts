@@ -30,7 +30,7 @@ describe('the simulated month', () => {
       days: 0.05,
       ...FLEET,
       faults: false,
-      sabotage: (world) => {
+      scenario: (world) => {
         const id = [...world.sim.fleet.chargers.keys()][0]!;
         void world.clock.sleep(30 * 60_000).then(async () => {
           const token = await world.current()!.built.client.tokens.token();

@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { SessionPattern } from '../../src/simulator/patterns.js';
+import type { SimRequest } from '../../src/simulator/rest.js';
 import { Simulation } from '../../src/simulator/simulation.js';
 import { closeForReaders, type Db, openDatabase } from '../../src/store/database.js';
 import type { Daemon } from '../../src/sync/daemon.js';
@@ -35,10 +36,19 @@ export interface SimulateOptions {
   /** False: the fleet lives, nothing goes wrong. */
   faults?: boolean;
   historyDays?: number;
+  /** False: the fleet does nothing of its own (no sessions, nothing published); a scenario drives it. */
+  life?: boolean;
+  /** Settings over the simulator's (`ZAPTEC_EVENTS: 'off'`, a budget). */
+  env?: Record<string, string>;
   /** Told after each simulated day. */
   onDay?: (day: number, report: SimulationReport) => void;
-  /** The harness's own tests break something on purpose here, to see an invariant catch it. */
-  sabotage?: (world: World) => void;
+  /**
+   * A test's own doings on the clock, set up before the daemon starts: a storm of its own, a restart, or
+   * something broken on purpose to see an invariant catch it.
+   */
+  scenario?: (world: World) => void;
+  /** Keeps the whole request log for `world.requests()` (short runs: it grows with every call). */
+  keepRequests?: boolean;
 }
 
 export interface SimulationReport {
@@ -68,6 +78,12 @@ export interface World {
   dbPath: string;
   /** The daemon running now (none while it is down for a restart). */
   current(): { db: Db; daemon: Daemon; built: Wired } | undefined;
+  /** Stops the daemon now and starts it again over the same database `downMs` later; resolves once stopped. */
+  restart(downMs: number): Promise<void>;
+  /** The daemon's last warnings and errors (50 at most), each with its simulated time. */
+  warnings: readonly string[];
+  /** Every request the simulator was sent so far, when `keepRequests` (the invariants drop them otherwise). */
+  requests(): SimRequest[];
 }
 
 const START = Date.parse('2026-03-02T00:00:00Z');
@@ -161,11 +177,39 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       ZAPTEC_DB: dbPath,
       ZAPTEC_HISTORY_DAYS: String(historyDays),
       ZAPTEC_SESSIONS_DAYS: '3',
+      ...o.env,
     },
     { requireCredentials: true },
   );
-  const world: World = { sim, clock, dbPath, current: () => current };
-  const invariants = new Invariants({ world, start: START, historyDays, fail });
+  const world: World = {
+    sim,
+    clock,
+    dbPath,
+    current: () => current,
+    // Done by the driving loop (the scenario runs inside a timer, and only the driver moves time).
+    restart: (downMs) =>
+      new Promise<void>((resolve) => {
+        events.push({
+          at: clock.now(),
+          run: () =>
+            stopDaemon().then(() => {
+              events.push({ at: clock.now() + downMs, run: startDaemon });
+              resolve();
+            }),
+        });
+        clock.interrupt();
+      }),
+    warnings: lines,
+    requests: () => kept.concat(sim.rest.requests),
+  };
+  const kept: SimRequest[] = [];
+  const invariants = new Invariants({
+    world,
+    start: START,
+    historyDays,
+    fail,
+    checked: o.keepRequests ? (r) => kept.push(r) : undefined,
+  });
 
   const startDaemon = () => {
     let db: Db;
@@ -304,19 +348,22 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   try {
     sim.onPublish = (ob) => invariants.published(ob);
     // Each charger lives on its own timeline; a tick publishes what happened since the last, at its times.
-    sim.live({ sessions: o.pattern ?? 'realistic' }, 5_000);
-    o.sabotage?.(world);
+    if (o.life !== false) sim.live({ sessions: o.pattern ?? 'realistic' }, 5_000);
+    o.scenario?.(world);
     startDaemon();
     for (let minute = START + MIN; minute <= end && !failed; minute += MIN) {
-      for (;;) {
-        events.sort((a, b) => a.at - b.at);
-        const next = events[0];
-        if (!next || next.at > minute) break;
-        events.shift();
-        await clock.runUntil(next.at);
-        await next.run();
+      // Until the minute is reached: a scenario's interrupt brings the loop back here with an event due.
+      while (clock.now() < minute) {
+        for (;;) {
+          events.sort((a, b) => a.at - b.at);
+          const next = events[0];
+          if (!next || next.at > minute) break;
+          events.shift();
+          await clock.runUntil(next.at);
+          await next.run();
+        }
+        await clock.runUntil(minute);
       }
-      await clock.runUntil(minute);
       invariants.minute(minute);
       if ((minute - START) % DAY === 0) o.onDay?.((minute - START) / DAY, report());
     }
