@@ -46,6 +46,8 @@ describe('the simulated month', () => {
     expect(err).toBeInstanceOf(SimulationFailure);
     expect((err as Error).message).toMatch(/state read at .*, \d+ ms after the last \(at least 15 s apart\)/);
     expect((err as Error).message).toContain('seed 7');
-    expect((err as Error).message).toContain('npm run test:simulate -- --seed 7 --days 0.05');
+    expect((err as Error).message).toContain(
+      'replay: npm run test:simulate -- --seed 7 --days 0.05 --installations 2 --chargers-per-installation 4 --no-faults',
+    );
   });
 });

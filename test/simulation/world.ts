@@ -96,9 +96,19 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const end = START + o.days * DAY;
   const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'zaptec-simulation-'));
   const dbPath = join(dir, 'zaptec.db');
+  // The replay command names every option `main.ts` takes that differs from its defaults.
+  const replay = [
+    `npm run test:simulate -- --seed ${o.seed} --days ${o.days}`,
+    installations !== 10 ? `--installations ${installations}` : '',
+    perInstallation !== 20 ? `--chargers-per-installation ${perInstallation}` : '',
+    o.pattern && o.pattern !== 'realistic' ? `--sessions ${o.pattern}` : '',
+    o.faults === false ? '--no-faults' : '',
+  ]
+    .filter(Boolean)
+    .join(' ');
   const failure = (what: string) =>
     new SimulationFailure(
-      `${what}\n  seed ${o.seed}, simulated time ${new Date(clock.now()).toISOString()} (day ${Math.floor((clock.now() - START) / DAY) + 1} of ${o.days})\n  replay: npm run test:simulate -- --seed ${o.seed} --days ${o.days}`,
+      `${what}\n  seed ${o.seed}, simulated time ${new Date(clock.now()).toISOString()} (day ${Math.floor((clock.now() - START) / DAY) + 1} of ${o.days})\n  replay: ${replay}`,
     );
   let failed: SimulationFailure | undefined;
   const fail = (what: string) => {
