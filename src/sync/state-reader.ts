@@ -9,7 +9,7 @@
  * - where live events are off or down, polling as often as the budget allows while leaving room for the rest.
  * Never the same charger twice within 15 s (the API layer enforces that across restarts too).
  */
-import { CredentialsError, RateLimitedError } from '../http/errors.js';
+import { CredentialsError, HttpStatusError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import { whenWritable } from '../store/database.js';
@@ -91,6 +91,8 @@ export class StateReader {
   readonly #urgent = new Map<string, { due: number; reason: string }>();
   readonly #inflight = new Set<string>();
   readonly #polling = new Set<string>();
+  /** Chargers whose state read answered a lasting 4xx (404: removed, 403: no access), reported once each. */
+  readonly #refused = new Set<string>();
   /** Each charger's follow-up bucket as GCRA's theoretical arrival time (epoch ms). */
   readonly #followUpTat = new Map<string, number>();
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
@@ -127,7 +129,13 @@ export class StateReader {
     const now = this.#d.clock.now();
     const ages = this.#d.inventory.stateAges();
     const active = new Set(ages.map((a) => a.id));
-    for (const id of this.#slots.keys()) if (!active.has(id)) this.#slots.delete(id);
+    for (const id of this.#slots.keys()) {
+      if (active.has(id)) continue;
+      // Gone from the inventory: its slot, and any read still queued for it (a retry, a follow-up).
+      this.#slots.delete(id);
+      this.#urgent.delete(id);
+      this.#refused.delete(id);
+    }
     const newcomers = ages
       .filter((a) => !this.#slots.has(a.id))
       .map((a) => ({ ...a, at: a.received_at ? Date.parse(a.received_at) : 0 }))
@@ -354,11 +362,23 @@ export class StateReader {
       const inst = this.#slots.get(chargerId)?.installationId;
       if (inst) this.#d.syncStatus.polled(inst, clock.now());
       this.#d.onApplied?.(applied);
+      this.#refused.delete(chargerId);
       this.#problems.ok('state', 'state reads work again');
     } catch (err) {
       if (this.#stopped) return;
       if (err instanceof RateLimitedError) {
         this.readSoon(chargerId, reason, err.retryAt);
+        return;
+      }
+      if (err instanceof HttpStatusError && err.permanent) {
+        // Lasting (a removed charger, access withdrawn): no quick retry, and not a failure of the reads as
+        // a whole. Its slot reads it again at its cadence, and the next inventory pass drops it if it is gone.
+        if (!this.#refused.has(chargerId))
+          this.#d.log.warn(
+            { charger: chargerId, status: err.status },
+            `the charger's state read was refused (${err.status}); it is read again at its next reconciliation, and the next inventory pass drops it if it is gone`,
+          );
+        this.#refused.add(chargerId);
         return;
       }
       this.readSoon(chargerId, `${reason} (retry)`, clock.now() + RETRY_AFTER_FAILURE_MS);

@@ -1,6 +1,7 @@
 /** The clock-driven behaviours, with an injected clock: hourly spacing, spread reconciliation, daily constants. */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { HttpStatusError } from '../../src/http/errors.js';
 import { createLogger } from '../../src/log.js';
 import { DaemonRecord } from '../../src/store/daemon-row.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -173,29 +174,35 @@ describe('reconciliation (virtual clock)', () => {
   function makeReader(chargers: number, reconcileMinutes: number) {
     const clock = new VirtualClock();
     const s = stores(clock);
-    s.inventory.replace(
-      {
-        installations: [{ id: INST, name: 'Home', data: {} }],
-        circuits: [],
-        chargers: Array.from({ length: chargers }, (_, i) => ({
-          id: id(i),
-          installationId: INST,
-          circuitId: null,
-          deviceId: `ZAP${i}`,
-          name: null,
-          deviceType: 4,
-          data: {},
-        })),
-        hierarchyMissing: new Set(),
-      },
-      clock.now(),
-    );
+    const snapshot = (n: number) => ({
+      installations: [{ id: INST, name: 'Home', data: {} }],
+      circuits: [],
+      chargers: Array.from({ length: n }, (_, i) => ({
+        id: id(i),
+        installationId: INST,
+        circuitId: null,
+        deviceId: `ZAP${i}`,
+        name: null,
+        deviceType: 4,
+        data: {},
+      })),
+      hierarchyMissing: new Set<string>(),
+    });
+    s.inventory.replace(snapshot(chargers), clock.now());
     const reads: { id: string; at: number }[] = [];
     const lastRead = new Map<string, number>();
+    /** Chargers whose state read answers 404 (removed from the account). */
+    const gone = new Set<string>();
+    const warnings: string[] = [];
+    const log = createLogger({
+      level: 'warn',
+      destination: { write: (line: string) => void warnings.push(JSON.parse(line).msg) },
+    });
     const api: StateApi = {
       state: async (chargerId) => {
         reads.push({ id: chargerId, at: clock.now() });
         lastRead.set(chargerId, clock.now());
+        if (gone.has(chargerId)) throw new HttpStatusError('GET', '/api/chargers/{id}/state', 404);
         return [
           {
             ChargerId: chargerId,
@@ -213,11 +220,11 @@ describe('reconciliation (virtual clock)', () => {
         api,
         ...s,
         clock,
-        log: silent,
+        log,
         reconcileMs: reconcileMinutes * 60_000,
         requestsPerMinute: 600,
       });
-    return { clock, reader: another(), reads, s, another };
+    return { clock, reader: another(), reads, s, another, gone, warnings, snapshot };
   }
 
   async function runFor(clock: VirtualClock, ms: number) {
@@ -403,6 +410,32 @@ describe('reconciliation (virtual clock)', () => {
     // The hour's oldest ones come due: about 33 in 10 minutes, plus what 3 s of polling read (at most 4.5/s).
     expect(reads.length).toBeGreaterThanOrEqual(25);
     expect(reads.length).toBeLessThanOrEqual(33 + 14 + 5);
+  });
+
+  it('a charger whose state answers 404 is not retried every few minutes, is reported once, and is dropped with the inventory', async () => {
+    const { clock, reader, reads, s, gone, warnings, snapshot } = makeReader(3, 60);
+    reader.start();
+    try {
+      await runFor(clock, 5_000); // the start pass
+      const removed = id(2);
+      gone.add(removed);
+      await runFor(clock, 3 * HOUR);
+      const of = (cid: string) => reads.filter((r) => r.id === cid);
+      // Its slot reads it once an hour (the inventory pass that would drop it is not run yet): no 5-minute
+      // retries, and one warning for the charger, not one per read.
+      expect(of(removed).length).toBeLessThanOrEqual(1 + 4);
+      expect(warnings.filter((w) => /state read was refused \(404\)/.test(w))).toHaveLength(1);
+      expect(warnings.filter((w) => /state reads are failing/.test(w))).toEqual([]);
+      // The inventory pass drops it: nothing is read for it any more, not even a queued retry.
+      s.inventory.replace(snapshot(2), clock.now());
+      reader.resync();
+      const before = of(removed).length;
+      await runFor(clock, 3 * HOUR);
+      expect(of(removed).length).toBe(before);
+      expect(of(id(0)).length).toBeGreaterThanOrEqual(6);
+    } finally {
+      await reader.stop(); // a failed expectation must not leave the workers running on the virtual clock
+    }
   });
 
   it('polls as often as the budget allows while live events are down, and says so', async () => {
