@@ -8,7 +8,8 @@
  * - observations were applied (events and polls alike) → look up unknown chargers; a session's start or end
  *   pushed live → a follow-up read;
  * - an installation's live events connected or dropped → polling off or on;
- * - live events had a gap → re-read its chargers and its charge history.
+ * - live events had a gap → re-read its chargers and its charge history;
+ * - a lookup found an unknown charger → read it, and give it its reconciliation slot.
  */
 import { describeError } from '../log.js';
 import type { ObservationSource } from '../observation.js';
@@ -99,8 +100,12 @@ export class Coordinator {
     this.#p.chargeHistory?.afterGap(installationId);
   }
 
-  /** A lookup found a charger the inventory did not know. */
+  /**
+   * A lookup found a charger the inventory did not know: it is read now, and gets its reconciliation slot at
+   * once (the next inventory pass may be an hour away, or failing).
+   */
   chargerFound(chargerId: string): void {
+    this.#p.stateReader.resync();
     this.#p.stateReader.readSoon(chargerId, 'newly found charger');
   }
 

@@ -25,6 +25,13 @@ const STORED_WITHIN_MS = 30 * MIN;
 /** History older than ZAPTEC_HISTORY_DAYS is gone within the pruner's hour, with a margin for a restart. */
 const PRUNE_SLACK_MS = 3 * HOUR;
 const HEAP_LIMIT_MB = 1024;
+/**
+ * CONTRACT §2, §4: each charger's full state is re-read every ZAPTEC_RECONCILE_MINUTES (60) even while events
+ * flow. Checked with a cadence's slack (a slot may move by up to one cadence), from three hours after the
+ * charger came and after the last disturbance that could stop reads (the password refused, the daemon down).
+ */
+const RECONCILED_WITHIN_MS = 2 * HOUR;
+const RECONCILE_SETTLE_MS = 3 * HOUR;
 
 const STATE_PATH = /^\/api\/chargers\/([0-9a-f-]{36})\/state$/i;
 const LIST_PATH = /^\/api\/(chargers|installation)\/?$/;
@@ -66,6 +73,8 @@ export class Invariants {
   #lastListOk = true;
   #lastPassAt = -Infinity;
   #disturbedUntil = 0;
+  /** When each charger was first seen in the account by the hourly check. */
+  readonly #cameAt = new Map<string, number>();
   calls = 0;
   stateReads = 0;
   checks = 0;
@@ -120,6 +129,7 @@ export class Invariants {
     log.splice(0, n);
     this.#storedCheck(now, now - STORED_WITHIN_MS);
     if ((now - this.#d.start) % HOUR === 0) {
+      this.#reconcileCheck(now);
       this.#historyCheck(now);
       this.#heapCheck();
     }
@@ -186,6 +196,22 @@ export class Invariants {
       else {
         this.#d.fail(
           `state ${p.stateId} of charger ${p.chargerId}, pushed at ${iso(p.at)}, is not stored (stored: ${row ? row.observed_at : 'nothing'})`,
+        );
+        return;
+      }
+    }
+  }
+
+  #reconcileCheck(now: number): void {
+    for (const c of this.#d.world.sim.fleet.activeChargers()) {
+      const came = this.#cameAt.get(c.id) ?? now;
+      this.#cameAt.set(c.id, came);
+      if (now - Math.max(came, this.#disturbedUntil) < RECONCILE_SETTLE_MS) continue;
+      this.checks++;
+      const last = this.#lastStateRead.get(c.id) ?? -Infinity;
+      if (now - last > RECONCILED_WITHIN_MS) {
+        this.#d.fail(
+          `charger ${c.id}'s state was last read ${Number.isFinite(last) ? `at ${iso(last)}` : 'never'}: not reconciled within ${RECONCILED_WITHIN_MS / HOUR} h`,
         );
         return;
       }

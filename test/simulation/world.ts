@@ -55,9 +55,11 @@ export interface SimulationReport {
   seed: number;
   days: number;
   installations: number;
+  /** Chargers in the account at the end (chargers are added and removed on the way). */
   chargers: number;
   calls: number;
   stateReads: number;
+  /** Calls per hour of each charger that was in the account at the time. */
   callsPerChargerHour: number;
   published: number;
   faults: Partial<Record<FaultKind, number>>;
@@ -334,13 +336,15 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   if (o.faults !== false)
     for (const f of faultSchedule(o.seed, START, o.days)) events.push({ at: f.at, run: () => apply(f) });
 
+  let chargerMinutes = 0;
   const report = (): SimulationReport => {
-    const chargerHours = (sim.fleet.chargers.size * (clock.now() - START)) / HOUR;
+    // Chargers come and go (added, removed): the hours of the ones in the account at each minute.
+    const chargerHours = chargerMinutes / 60;
     return {
       seed: o.seed,
       days: o.days,
       installations,
-      chargers: sim.fleet.chargers.size,
+      chargers: sim.fleet.activeChargers().length,
       calls: invariants.calls,
       stateReads: invariants.stateReads,
       callsPerChargerHour: chargerHours > 0 ? invariants.calls / chargerHours : 0,
@@ -375,6 +379,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         await clock.runUntil(minute);
       }
       invariants.minute(minute);
+      chargerMinutes += sim.fleet.activeChargers().length;
       if ((minute - START) % DAY === 0) o.onDay?.((minute - START) / DAY, report());
     }
     if (!failed) invariants.final(end);

@@ -72,6 +72,14 @@ describe('the coordinator', () => {
     expect(calls.slice(-3)).toEqual(['afterGap i1', 'historyGap i1', 'setPolling i1 false']);
   });
 
+  it('a charger found by a lookup is read now and gets its reconciliation slot without waiting for an inventory pass', () => {
+    const { calls, parts: p } = parts();
+    const c = new Coordinator(true);
+    c.attach(p);
+    c.chargerFound('n1');
+    expect(calls).toEqual(['resync ', 'readSoon n1 newly found charger']);
+  });
+
   it('refuses to be used before its parts are attached', () => {
     expect(() => new Coordinator(false).eventsGap('i1')).toThrow(/before its parts were attached/);
   });
