@@ -352,6 +352,37 @@ describe('reconciliation (virtual clock)', () => {
     expect(reads.some((r) => r.at >= lastEnd + MODE_CHANGE_FOLLOW_UP_MS)).toBe(true);
   });
 
+  it('a normal day (a morning and an evening session, each paused a few times): about one call an hour, both ends read', async () => {
+    const { clock, reader, reads } = makeReader(1, 60);
+    reader.start();
+    await runFor(clock, 5_000);
+    const t0 = clock.now();
+    const H = (h: number, m = 0) => h * HOUR + m * 60_000;
+    const at = await modes(clock, reader, [
+      [H(7, 30), '2'], // plugged in: connected, waiting
+      [H(7, 31), '3'], // charging
+      [H(8, 10), '2'], // paused by load management
+      [H(8, 25), '3'],
+      [H(9, 5), '2'],
+      [H(9, 6), '1'], // unplugged: the session's end
+      [H(18, 0), '2'],
+      [H(18, 1), '3'],
+      [H(19, 40), '2'],
+      [H(19, 50), '3'],
+      [H(21, 15), '2'],
+      [H(21, 16), '1'],
+    ]);
+    await runFor(clock, t0 + 24 * HOUR - clock.now());
+    await reader.stop();
+    const day = reads.filter((r) => r.at >= t0 && r.at < t0 + 24 * HOUR);
+    // 24 reconciliation reads, a few of which the session reads stand in for, plus a read after each start
+    // and end: at most 28, at least 24.
+    expect(day.length).toBeGreaterThanOrEqual(24);
+    expect(day.length).toBeLessThanOrEqual(28);
+    for (const end of [at[5]!, at[11]!])
+      expect(day.some((r) => r.at >= end + MODE_CHANGE_FOLLOW_UP_MS && r.at < end + 30_000)).toBe(true);
+  });
+
   it('gives every polled charger the cadence of the whole fleet, the first ones of a resync included', async () => {
     const { clock, reader, reads, s } = makeReader(200, 60);
     s.syncStatus.ensure(INST, 'connecting', null);
