@@ -157,6 +157,7 @@ export class HttpClient {
       }
       admission.settle(ticket, res.status, res.status < 400 ? 'ok' : 'http_error');
       if (res.status >= 500) this.#breaker(ticket, label, String(res.status));
+      else this.#breakerClosed(ticket.groups);
       if (info.exhausted && info.waitMs !== undefined && info.waitMs > 0) {
         for (const g of ticket.groups) {
           admission.block(
@@ -230,10 +231,20 @@ export class HttpClient {
         'local:breaker',
         `${n} failures in a row, last ${cause} on ${label}`,
       );
-      log.warn(
-        { group, failures: n, pauseMs: Math.round(pause), path: label, cause },
-        'API failing: pausing the group, then one probe',
-      );
+      // Logged when the group starts failing; a failed probe's longer pause is the same condition.
+      const fields = { group, failures: n, pauseMs: Math.round(pause), path: label, cause };
+      if (this.#failing.has(group)) log.debug(fields, 'API still failing: a longer pause, then one probe');
+      else log.warn(fields, 'API failing: pausing the group, then one probe');
+      this.#failing.add(group);
+    }
+  }
+
+  /** Groups whose breaker opened, until one of their requests is answered again. */
+  readonly #failing = new Set<string>();
+
+  #breakerClosed(groups: readonly string[]): void {
+    for (const group of groups) {
+      if (this.#failing.delete(group)) this.#o.log.info({ group }, 'API answers again: the group is open');
     }
   }
 

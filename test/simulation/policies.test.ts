@@ -180,6 +180,32 @@ describe('timing policies on the simulated clock', () => {
     expect(warnings.join('\n')).toMatch(/API failing: pausing the group, then one probe/);
   });
 
+  it('a 5xx storm of 20 minutes: longer pauses after each failed probe, one warning for the whole storm', {
+    timeout: 60_000,
+  }, async () => {
+    const storm = { path: /^\/api\//, status: 503, times: 0 };
+    const { requests, warnings } = await polling(
+      { installations: 1, chargersPerInstallation: 3 },
+      40,
+      (world) => {
+        void world.clock.sleep(2 * MIN).then(() => {
+          storm.times = 1_000_000;
+          world.sim.rest.faults.push(storm);
+          return world.clock.sleep(20 * MIN).then(() => {
+            storm.times = 0;
+          });
+        });
+      },
+    );
+    const failures = requests.filter((r) => r.status === 503);
+    // 5 in a row, then one probe per pause, the pauses doubling (30–60 s, 60–120 s, …, up to 5 minutes).
+    expect(failures.length).toBeGreaterThanOrEqual(8);
+    expect(failures.length).toBeLessThanOrEqual(5 + 4 + 10);
+    expect(warnings.filter((w) => /API failing: pausing the group/.test(w))).toHaveLength(1);
+    // After the storm the reads go on.
+    expect(requests.filter((r) => served(r) && r.at > failures.at(-1)!.at).length).toBeGreaterThan(10);
+  });
+
   it('a long Retry-After survives a restart, clamped to twice the longest window it concerns', {
     timeout: 60_000,
   }, async () => {
