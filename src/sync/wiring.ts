@@ -82,7 +82,7 @@ export function buildDaemon(o: DaemonOptions): { daemon: Daemon; built: Wired } 
   return { daemon, built };
 }
 
-export function buildComponents(deps: WiringDeps): Wired {
+function buildComponents(deps: WiringDeps): Wired {
   const { config, db, log, clock } = deps;
   const walSync = new WalSync(db);
   const durable = () => walSync.sync();

@@ -118,15 +118,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   };
   const onRejection = (err: unknown) => fail(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`);
   const onException = (err: unknown) => fail(`uncaught exception: ${(err as Error)?.stack ?? String(err)}`);
-  process.on('unhandledRejection', onRejection);
-  process.on('uncaughtException', onException);
-  // The SDK attaches its receivers through a session, which leaves Nagle on its socket: each settlement then
-  // waits ~40 ms of real time for a delayed ACK, and that, not the work, would set the simulation's pace.
   const connect = Socket.prototype.connect;
-  Socket.prototype.connect = function (this: Socket, ...args: unknown[]) {
-    this.setNoDelay(true);
-    return (connect as (...a: unknown[]) => Socket).apply(this, args);
-  } as typeof connect;
 
   let current: { db: Db; daemon: Daemon; built: Wired; starting: Promise<void> } | undefined;
   let brokerDown = 0;
@@ -359,6 +351,15 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     };
   };
 
+  // Installed here, where the `finally` below undoes them.
+  process.on('unhandledRejection', onRejection);
+  process.on('uncaughtException', onException);
+  // The SDK attaches its receivers through a session, which leaves Nagle on its socket: each settlement then
+  // waits ~40 ms of real time for a delayed ACK, and that, not the work, would set the simulation's pace.
+  Socket.prototype.connect = function (this: Socket, ...args: unknown[]) {
+    this.setNoDelay(true);
+    return (connect as (...a: unknown[]) => Socket).apply(this, args);
+  } as typeof connect;
   try {
     sim.onPublish = (ob) => invariants.published(ob);
     // Each charger lives on its own timeline; a tick publishes what happened since the last, at its times.
