@@ -17,6 +17,8 @@ export interface SimulateOptions {
   port: number;
   brokerPort: number;
   seed: number;
+  /** One user group whose subscription carries every installation's events (CONTRACT §5). */
+  userGroup: boolean;
 }
 
 export const SIMULATE_USAGE = `options:
@@ -29,7 +31,9 @@ export const SIMULATE_USAGE = `options:
                          mode every 1–2 minutes while charging)
   --port <n>             REST port (default: any free one)
   --broker-port <n>      AMQP port (default: any free one)
-  --seed <n>             the fleet is the same for the same seed (default 1)`;
+  --seed <n>             the fleet is the same for the same seed (default 1)
+  --user-group           also a user group carrying every installation's events on one subscription;
+                         prints its ZAPTEC_USER_GROUPS`;
 
 export function parseSimulateArgs(
   args: string[],
@@ -46,6 +50,7 @@ export function parseSimulateArgs(
       port: { type: 'string', default: '0' },
       'broker-port': { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
+      'user-group': { type: 'boolean', default: false },
     },
     0,
   );
@@ -64,6 +69,7 @@ export function parseSimulateArgs(
     port: int('port', values.port, 0, 65_535),
     brokerPort: int('broker-port', values['broker-port'], 0, 65_535),
     seed: int('seed', values.seed, 0, 2 ** 31),
+    userGroup: values['user-group'],
   };
 }
 
@@ -84,6 +90,7 @@ export async function startSimulation(o: SimulateOptions): Promise<Simulation> {
     },
   });
   await sim.start({ rest: o.port, broker: o.brokerPort });
+  if (o.userGroup) sim.addUserGroup();
   if (o.sessions) sim.live({ sessions: o.sessions });
   else sim.live({ eventsPerSecond: o.rate });
   return sim;

@@ -41,6 +41,8 @@ export interface BrokerDetails {
   useSsl: boolean;
   /** Per installation: [SAS key name, key, topic, subscription]. */
   forInstallation(id: string): { keyName: string; key: string; topic: string; subscription: string };
+  /** Per user group: the same, or the status its messagingConnectionDetails answer (403, 404). */
+  forUserGroup?(id: string): { keyName: string; key: string; topic: string; subscription: string } | number;
 }
 
 export interface RestSimulatorOptions {
@@ -108,6 +110,7 @@ const ROUTES = {
   chargers: /^\/api\/chargers\/?$/,
   hierarchy: new RegExp(`^/api/installation/(${GUID})/hierarchy$`, 'i'),
   messaging: new RegExp(`^/api/installation/(${GUID})/messagingConnectionDetails$`, 'i'),
+  groupMessaging: new RegExp(`^/api/userGroups/(${GUID})/messagingConnectionDetails$`, 'i'),
   installation: new RegExp(`^/api/installation/(${GUID})$`, 'i'),
   firmware: new RegExp(`^/api/chargerFirmware/installation/(${GUID})$`, 'i'),
   chargeHistory: /^\/api\/chargehistory$/i,
@@ -326,17 +329,15 @@ export class RestSimulator {
       if (!inst?.active) return answer(403, { Message: 'forbidden' });
       if (!broker || !inst.messagingEnabled)
         return answer(400, { Code: 527, Details: 'Messaging is not enabled' });
-      const d = broker.forInstallation(inst.id);
-      return answer(200, {
-        Type: 0,
-        Host: broker.host,
-        Port: broker.port,
-        UseSSL: broker.useSsl,
-        Username: d.keyName,
-        Password: d.key,
-        Topic: d.topic,
-        Subscription: d.subscription,
-      });
+      return answer(200, connectionDescriptor(broker, broker.forInstallation(inst.id)));
+    }
+    m = ROUTES.groupMessaging.exec(p);
+    if (m) {
+      const broker = this.#options.broker;
+      const d = broker?.forUserGroup?.(m[1]!.toLowerCase()) ?? 404;
+      if (typeof d === 'number' || !broker)
+        return answer(d === 403 ? 403 : 404, { Message: d === 403 ? 'forbidden' : 'not found' });
+      return answer(200, connectionDescriptor(broker, d));
     }
     m = ROUTES.firmware.exec(p);
     if (m) {
@@ -430,6 +431,23 @@ export class RestSimulator {
       IsAuthorizationRequired: false,
     };
   }
+}
+
+/** A ConnectionDescriptor (sessions.md B1): the same shape for an installation and a user group. */
+function connectionDescriptor(
+  broker: BrokerDetails,
+  d: { keyName: string; key: string; topic: string; subscription: string },
+) {
+  return {
+    Type: 0,
+    Host: broker.host,
+    Port: broker.port,
+    UseSSL: broker.useSsl,
+    Username: d.keyName,
+    Password: d.key,
+    Topic: d.topic,
+    Subscription: d.subscription,
+  };
 }
 
 function installationModel(i: { id: string; name: string; active: boolean; messagingEnabled: boolean }) {

@@ -1,7 +1,8 @@
 /**
  * The local Zaptec cloud: a fleet, the REST API with Zaptec's limits, and a Service Bus broker with one
- * topic subscription per installation, publishing observations the way Zaptec does (MC-NBFX-wrapped
- * JSON in a binary data section, with a message id).
+ * topic subscription per installation and one per user group (carrying all its installations' events),
+ * publishing observations the way Zaptec does (MC-NBFX-wrapped JSON in a binary data section, with a
+ * message id).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { NULL_CHARGER_ID } from '../observation.js';
@@ -12,6 +13,7 @@ import { Fleet, type FleetOptions, type SimObservation } from './fleet.js';
 import { FleetLife, type LifeOptions } from './life.js';
 import type { SimLimits } from './limits.js';
 import { PatternLife, type SessionPattern } from './patterns.js';
+import { guid } from './random.js';
 import { RestSimulator } from './rest.js';
 
 export interface SimulationOptions {
@@ -34,11 +36,21 @@ export interface InstallationChannel {
   key: string;
 }
 
+/** A user group (sessions.md B1): one topic that carries the events of all its installations. */
+export interface UserGroup {
+  id: string;
+  installations: Set<string>;
+  channel: InstallationChannel;
+  /** What its messagingConnectionDetails answer: 200, or 403/404 (no access, no such group). */
+  status: 200 | 403 | 404;
+}
+
 export class Simulation {
   readonly fleet: Fleet;
   readonly rest: RestSimulator;
   readonly broker: ServiceBusBroker;
   readonly #channels = new Map<string, InstallationChannel>();
+  readonly userGroups = new Map<string, UserGroup>();
   readonly #clock: Clock;
   readonly #life = quietAbortController();
   /** Observations published, by time. */
@@ -63,6 +75,10 @@ export class Simulation {
         },
         useSsl: false,
         forInstallation: (id) => this.channel(id),
+        forUserGroup: (id) => {
+          const g = this.userGroups.get(id);
+          return g?.status === 200 ? g.channel : (g?.status ?? 404);
+        },
       },
     });
   }
@@ -85,11 +101,38 @@ export class Simulation {
     return c;
   }
 
-  /** A new SAS key for the installation: the broker refuses the old one from now on. */
-  rotateKey(installationId: string): void {
-    const c = this.channel(installationId);
+  /**
+   * A user group carrying these installations (all of the fleet's by default): its own topic, subscription
+   * and key, and every observation of its installations published there too. Returns its id.
+   */
+  addUserGroup(installationIds: readonly string[] = [...this.fleet.installations.keys()]): string {
+    const id = guid(this.fleet.random);
+    const short = id.slice(0, 8);
+    const channel: InstallationChannel = {
+      topic: `usergroup-${short}`,
+      subscription: `zaptec-sync-${short}`,
+      keyName: `listen-group-${short}`,
+      key: randomBytes(32).toString('base64'),
+    };
+    this.broker.setKey(channel.keyName, channel.key);
+    this.broker.createSubscription(channel.topic, channel.subscription, channel.keyName);
+    this.userGroups.set(id, { id, installations: new Set(installationIds), channel, status: 200 });
+    return id;
+  }
+
+  /** A new SAS key for the installation, or for a user group: the broker refuses the old one from now on. */
+  rotateKey(installationOrGroupId: string): void {
+    const c = this.userGroups.get(installationOrGroupId)?.channel ?? this.channel(installationOrGroupId);
     c.key = randomBytes(32).toString('base64');
     this.broker.rotateKey(c.keyName, c.key);
+  }
+
+  /** The topics an installation's observations go to: its own, and those of the user groups that carry it. */
+  #topics(installationId: string): string[] {
+    const topics = [this.channel(installationId).topic];
+    for (const g of this.userGroups.values())
+      if (g.installations.has(installationId)) topics.push(g.channel.topic);
+    return topics;
   }
 
   async start(ports: { rest?: number; broker?: number } = {}): Promise<void> {
@@ -104,7 +147,7 @@ export class Simulation {
     await this.broker.stop();
   }
 
-  /** The environment that points `zaptec-sync run` at this simulation. */
+  /** The environment that points `zaptec-sync run` at this simulation (and its user groups, if any). */
   env(): Record<string, string> {
     const user = this.rest.users[0]!;
     return {
@@ -112,6 +155,7 @@ export class Simulation {
       ZAPTEC_USERNAME: user.username,
       ZAPTEC_PASSWORD: user.password,
       ZAPTEC_SERVICEBUS_ENDPOINT: `amqp://127.0.0.1:${this.broker.port}`,
+      ...(this.userGroups.size > 0 ? { ZAPTEC_USER_GROUPS: [...this.userGroups.keys()].join(',') } : {}),
     };
   }
 
@@ -132,9 +176,8 @@ export class Simulation {
           ...(o.value === null ? {} : { ValueAsString: o.value }),
         }),
       );
-    this.broker.publish(this.channel(installationId).topic, body, {
-      messageId: options.messageId ?? randomUUID(),
-    });
+    const messageId = options.messageId ?? randomUUID();
+    for (const topic of this.#topics(installationId)) this.broker.publish(topic, body, { messageId });
     this.published++;
     this.onPublish?.(o);
   }
@@ -180,6 +223,7 @@ export class Simulation {
 
   /** Publishes a body as it is (garbage, the all-zero ChargerId, ...) on an installation's topic. */
   publishRaw(installationId: string, body: Buffer | string): void {
-    this.broker.publish(this.channel(installationId).topic, body, { messageId: randomUUID() });
+    const messageId = randomUUID();
+    for (const topic of this.#topics(installationId)) this.broker.publish(topic, body, { messageId });
   }
 }

@@ -221,12 +221,17 @@ export class ZaptecApi {
     });
   }
 
-  async connectionDetails(installationId: string, o: CallOptions = {}): Promise<ConnectionDetails> {
-    const body = await this.#get(
-      `/api/installation/${encodeURIComponent(installationId)}/messagingConnectionDetails`,
-      undefined,
-      o,
-    );
+  connectionDetails(installationId: string, o: CallOptions = {}): Promise<ConnectionDetails> {
+    return this.#connectionDetails(`/api/installation/${encodeURIComponent(installationId)}`, o);
+  }
+
+  /** A user group's subscription (sessions.md B1): the same ConnectionDescriptor as an installation's. */
+  userGroupConnectionDetails(groupId: string, o: CallOptions = {}): Promise<ConnectionDetails> {
+    return this.#connectionDetails(`/api/userGroups/${encodeURIComponent(groupId)}`, o);
+  }
+
+  async #connectionDetails(owner: string, o: CallOptions): Promise<ConnectionDetails> {
+    const body = await this.#get(`${owner}/messagingConnectionDetails`, undefined, o);
     const r = connectionDetailsSchema.safeParse(body);
     if (!r.success) throw new PayloadError(`messagingConnectionDetails: ${r.error.issues[0]?.message}`);
     return r.data;
