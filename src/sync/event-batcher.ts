@@ -16,7 +16,8 @@ const MAX_BATCH = 500;
 
 interface Pending {
   observation: Observation;
-  installationId: string;
+  /** The installation it is for (its last_event_at); none for a user group's charger not in the inventory. */
+  installationId: string | undefined;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -48,7 +49,7 @@ export class EventBatcher {
   }
 
   /** Resolves once the observation is committed; rejects when the batch could not be written. */
-  submit(observation: Observation, installationId: string): Promise<void> {
+  submit(observation: Observation, installationId: string | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#pending.push({ observation, installationId, resolve, reject });
       if (this.#pending.length >= MAX_BATCH) this.flush();
@@ -73,7 +74,7 @@ export class EventBatcher {
       result = this.#d.observations.apply(batch.map((p) => p.observation));
       const now = this.#d.clock.now();
       for (const inst of new Set(batch.map((p) => p.installationId)))
-        this.#d.syncStatus.eventReceived(inst, now);
+        if (inst) this.#d.syncStatus.eventReceived(inst, now);
     } catch (err) {
       if (!this.#failing) {
         this.#failing = true;

@@ -1,5 +1,8 @@
 /**
- * Live state through Azure Service Bus, one supervisor per followed installation (CONTRACT §5, §7):
+ * Live state through Azure Service Bus, one supervisor per followed installation and one per user group
+ * (CONTRACT §5, §7). A group carries an installation from the first observation of one of its chargers that
+ * arrives through it (remembered in the database); the installation's own subscription is closed then, and
+ * comes back when the group answers 403/404. Each supervisor:
  * connection details fetched before every client it creates; a new client after authentication or
  * not-found errors and after outages longer than 60 s; peekLock, each message completed only after its
  * observation is committed; malformed bodies dead-lettered with our own reason; reconnects with
@@ -19,8 +22,9 @@ import type { Logger } from '../log.js';
 import { describeError, registerSecret } from '../log.js';
 import { NULL_CHARGER_ID } from '../observation.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
+import type { UserGroupStore } from '../store/user-groups.js';
 import { type Clock, quietAbortController } from '../time.js';
-import type { ZaptecApi } from '../zaptec/api.js';
+import type { CallOptions, ZaptecApi } from '../zaptec/api.js';
 import { BodyError, decodeObservation } from '../zaptec/message.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
 import type { EventBatcher } from './event-batcher.js';
@@ -50,7 +54,7 @@ const SUPERVISOR_RESTART_MS = 5_000;
 const MAX_CONCURRENT_CALLS = 100;
 
 export interface LiveEventsDeps {
-  api: Pick<ZaptecApi, 'connectionDetails'>;
+  api: Pick<ZaptecApi, 'connectionDetails' | 'userGroupConnectionDetails'>;
   batcher: EventBatcher;
   syncStatus: SyncStatusStore;
   clock: Clock;
@@ -64,6 +68,27 @@ export interface LiveEventsDeps {
   random?: () => number;
   /** Where a supervisor's own failure is reported (status, /healthz). */
   problems?: Problems;
+  /** ZAPTEC_USER_GROUPS, and where what they carry is remembered. */
+  userGroups?: { ids: readonly string[]; store: UserGroupStore };
+  /** The installation a charger belongs to (the inventory), for a group's observations. */
+  installationOf?: (chargerId: string) => string | undefined;
+}
+
+export type StreamState = 'connecting' | 'connected' | 'failed';
+
+/** What a supervisor serves: an installation's own subscription, or a user group's. */
+export interface StreamOwner {
+  readonly kind: 'installation' | 'user group';
+  readonly id: string;
+  details(o: CallOptions): Promise<ConnectionDetails>;
+  /** The connection's state now; `changed` when it differs from the last one told. */
+  state(state: StreamState, detail: string | null, changed: boolean): void;
+  /** The connection came back after a gap. */
+  gap(): void;
+  /** The installation an observation is for (its last_event_at), learning what the owner can from it. */
+  route(chargerId: string): string | undefined;
+  /** messagingConnectionDetails answered a lasting 4xx: what the stream says in `failed`. */
+  refused(status: number): string;
 }
 
 type StreamEnd = { kind: 'stopped' } | { kind: 'auth' | 'not-found' | 'outage'; reason: string };
@@ -87,7 +112,9 @@ function errorCodes(error: unknown): string[] {
 }
 
 export class InstallationStream {
-  readonly installationId: string;
+  readonly owner: StreamOwner;
+  /** The topic and subscription of the client being made or running (for the simulation harness). */
+  entity: { topic: string; subscription: string } | undefined;
   readonly #d: LiveEventsDeps;
   readonly #problems: Problems;
   readonly #abort = quietAbortController();
@@ -107,8 +134,8 @@ export class InstallationStream {
   consuming = false;
   #everConnected = false;
 
-  constructor(installationId: string, deps: LiveEventsDeps) {
-    this.installationId = installationId;
+  constructor(owner: StreamOwner, deps: LiveEventsDeps) {
+    this.owner = owner;
     this.#d = deps;
     this.#problems = deps.problems ?? new Problems(deps.log, deps.clock);
   }
@@ -123,7 +150,7 @@ export class InstallationStream {
       try {
         await this.#run();
       } catch (err) {
-        const sentence = `live-event supervision of installation ${this.installationId} failed (${describeError(err)}); it starts over in ${SUPERVISOR_RESTART_MS / 1000} s`;
+        const sentence = `live-event supervision of ${this.owner.kind} ${this.owner.id} failed (${describeError(err)}); it starts over in ${SUPERVISOR_RESTART_MS / 1000} s`;
         this.#problems.fail('live-events', sentence, err);
         await this.#d.clock.sleep(SUPERVISOR_RESTART_MS, this.#abort.signal);
       }
@@ -148,10 +175,11 @@ export class InstallationStream {
       if (changed && this.#everConnected) this.reconnects++;
       this.#everConnected = true;
     }
-    this.#d.syncStatus.setEvents(this.installationId, state, detail);
+    this.owner.state(state, detail, changed);
     if (!changed) return;
-    this.#d.onConnected(this.installationId, state === 'connected');
-    const log = this.#d.log.child({ installation: this.installationId });
+    const log = this.#d.log.child({
+      [this.owner.kind === 'installation' ? 'installation' : 'userGroup']: this.owner.id,
+    });
     if (state === 'failed') log.warn({ detail }, 'live events failed');
     else log.info({ detail }, `live events ${state}`);
   }
@@ -164,19 +192,13 @@ export class InstallationStream {
     while (!signal.aborted) {
       let details: ConnectionDetails;
       try {
-        details = await this.#d.api.connectionDetails(this.installationId, {
-          signal,
-          deadline: clock.now() + 60_000,
-        });
+        details = await this.owner.details({ signal, deadline: clock.now() + 60_000 });
       } catch (err) {
         if (signal.aborted) break;
         if (err instanceof RateLimitedError) {
           await clock.sleep(err.retryAt - clock.now(), signal);
         } else if (err instanceof HttpStatusError && err.permanent) {
-          this.#set(
-            'failed',
-            `live events are not available for this installation (messagingConnectionDetails answered ${err.status}); enable "Message subscription" in the portal`,
-          );
+          this.#set('failed', this.owner.refused(err.status));
           await clock.sleep(NOT_ENABLED_RETRY_MS, signal);
         } else {
           this.#set(
@@ -188,6 +210,7 @@ export class InstallationStream {
         continue;
       }
       const startedAt = clock.now();
+      this.entity = { topic: details.Topic, subscription: details.Subscription };
       this.consuming = true;
       const end = await this.#consume(details).finally(() => {
         this.consuming = false;
@@ -270,7 +293,7 @@ export class InstallationStream {
           const wasDown = downSince !== undefined;
           downSince = undefined;
           this.#set('connected', null);
-          if (wasDown) this.#d.onGap(this.installationId);
+          if (wasDown) this.owner.gap();
         }
         return IDLE_CHECK_MS;
       }
@@ -324,10 +347,13 @@ export class InstallationStream {
    * the SDK keeps the message's lock renewed meanwhile, and nothing is abandoned towards the broker's
    * max delivery count. False when the daemon stops first: the message is left to come back.
    */
-  async #commit(observation: ReturnType<typeof decodeObservation>): Promise<boolean> {
+  async #commit(
+    observation: ReturnType<typeof decodeObservation>,
+    installationId: string | undefined,
+  ): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#d.batcher.submit(observation, this.installationId);
+        await this.#d.batcher.submit(observation, installationId);
         return true;
       } catch {
         if (this.#abort.signal.aborted) return false;
@@ -350,25 +376,78 @@ export class InstallationStream {
     }
     if (observation.chargerId !== NULL_CHARGER_ID) {
       this.committing++;
-      const committed = await this.#commit(observation).finally(() => this.committing--);
+      const installationId = this.owner.route(observation.chargerId);
+      const committed = await this.#commit(observation, installationId).finally(() => this.committing--);
       if (!committed) return;
     }
     await this.#settler.complete(receiver, m).catch(() => {}); // a lost lock: it comes back, replays are harmless
   }
 }
 
-/** The supervisors of every followed installation. */
+/**
+ * An installation's own subscription; `carried` says when a user group carries it now (its own stream is on
+ * its way out, and says nothing more).
+ */
+export function installationOwner(
+  id: string,
+  deps: Pick<LiveEventsDeps, 'api' | 'syncStatus' | 'onConnected' | 'onGap'>,
+  carried: () => boolean = () => false,
+): StreamOwner {
+  return {
+    kind: 'installation',
+    id,
+    details: (o) => deps.api.connectionDetails(id, o),
+    state: (state, detail, changed) => {
+      if (carried()) return;
+      deps.syncStatus.setEvents(id, state, detail);
+      if (changed) deps.onConnected(id, state === 'connected');
+    },
+    gap: () => {
+      if (!carried()) deps.onGap(id);
+    },
+    route: () => id,
+    refused: (status) =>
+      `live events are not available for this installation (messagingConnectionDetails answered ${status}); enable "Message subscription" in the portal`,
+  };
+}
+
+/** The supervisors of every followed installation not carried by a user group, and of every user group. */
 export class LiveEvents {
   readonly #d: LiveEventsDeps;
   readonly #streams = new Map<string, InstallationStream>();
+  readonly #groups = new Map<
+    string,
+    { stream: InstallationStream; state: StreamState; detail: string | null }
+  >();
+  /** Installation → the user group that carries its events. */
+  readonly #carried: Map<string, string>;
+  /** The installation of each charger a group's message named (the inventory, asked once per charger). */
+  readonly #installationOf = new Map<string, string>();
+  #followed = new Set<string>();
+  #stopped = false;
 
   constructor(deps: LiveEventsDeps) {
     this.#d = deps;
+    const groups = deps.userGroups;
+    this.#carried = groups && groups.ids.length > 0 ? groups.store.load(groups.ids) : new Map();
   }
 
-  /** Starts streams for new installations and stops those no longer followed. */
+  /** Starts streams for new installations (and the user groups), stops those no longer needed. */
   async follow(installationIds: string[]): Promise<void> {
-    const wanted = new Set(installationIds);
+    this.#followed = new Set(installationIds);
+    for (const id of this.#d.userGroups?.ids ?? []) {
+      if (this.#groups.has(id)) continue;
+      const stream = new InstallationStream(this.#groupOwner(id), this.#d);
+      this.#groups.set(id, { stream, state: 'connecting', detail: null });
+      stream.start();
+    }
+    await this.#reconcile();
+  }
+
+  /** Own streams for the followed installations no group carries; none for the others. */
+  async #reconcile(): Promise<void> {
+    if (this.#stopped) return;
+    const wanted = new Set([...this.#followed].filter((id) => !this.#carried.has(id)));
     for (const [id, s] of this.#streams) {
       if (!wanted.has(id)) {
         this.#streams.delete(id);
@@ -377,19 +456,116 @@ export class LiveEvents {
     }
     for (const id of wanted) {
       if (this.#streams.has(id)) continue;
-      const s = new InstallationStream(id, this.#d);
+      const s = new InstallationStream(
+        installationOwner(id, this.#d, () => this.#carried.has(id)),
+        this.#d,
+      );
       this.#streams.set(id, s);
       s.start();
     }
   }
 
+  #groupOwner(id: string): StreamOwner {
+    const carriedBy = () =>
+      [...this.#carried].flatMap(([inst, g]) => (g === id && this.#followed.has(inst) ? [inst] : []));
+    return {
+      kind: 'user group',
+      id,
+      details: (o) => this.#d.api.userGroupConnectionDetails(id, o),
+      state: (state, detail, changed) => {
+        const g = this.#groups.get(id);
+        if (g) Object.assign(g, { state, detail });
+        this.#d.userGroups?.store.setEvents(id, state, detail);
+        for (const inst of carriedBy()) this.#tell(inst, state, detail, changed);
+      },
+      gap: () => {
+        for (const inst of carriedBy()) this.#d.onGap(inst);
+      },
+      route: (chargerId) => {
+        const inst = this.#installation(chargerId);
+        if (inst && this.#followed.has(inst) && this.#carried.get(inst) !== id) this.#carry(inst, id);
+        return inst;
+      },
+      refused: (status) => {
+        this.#release(id);
+        return `the user group's subscription is not available (messagingConnectionDetails answered ${status}); its installations use their own`;
+      },
+    };
+  }
+
+  #installation(chargerId: string): string | undefined {
+    const key = chargerId.toLowerCase();
+    const known = this.#installationOf.get(key);
+    if (known) return known;
+    const inst = this.#d.installationOf?.(key);
+    if (inst) this.#installationOf.set(key, inst);
+    return inst;
+  }
+
+  /** The installation's status as its group's connection is. */
+  #tell(inst: string, state: StreamState, detail: string | null, changed: boolean): void {
+    this.#d.syncStatus.setEvents(inst, state, detail ?? `through user group ${this.#carried.get(inst)}`);
+    if (changed) this.#d.onConnected(inst, state === 'connected');
+  }
+
+  /** An observation of the installation came through the group: the group carries it from now on. */
+  #carry(inst: string, groupId: string): void {
+    this.#carried.set(inst, groupId);
+    this.#d.userGroups?.store.carry(inst, groupId, this.#d.clock.now());
+    const g = this.#groups.get(groupId);
+    if (g) this.#tell(inst, g.state, g.detail, true);
+    this.#d.log.info(
+      { installation: inst, userGroup: groupId },
+      'live events now come through the user group',
+    );
+    this.#reconcile().catch((err) =>
+      this.#d.problems?.fail(
+        'live-events',
+        `cannot close a carried installation's subscription (${describeError(err)})`,
+        err,
+      ),
+    );
+  }
+
+  /** The group answered 403/404: its installations get their own subscriptions back. */
+  #release(groupId: string): void {
+    const released = [...this.#carried].filter(([, g]) => g === groupId).map(([inst]) => inst);
+    if (released.length === 0) return;
+    for (const inst of released) this.#carried.delete(inst);
+    this.#d.userGroups?.store.release(groupId);
+    this.#d.log.warn(
+      { userGroup: groupId, installations: released.length },
+      'the user group is refused: its installations use their own subscriptions again',
+    );
+    this.#reconcile().catch((err) =>
+      this.#d.problems?.fail(
+        'live-events',
+        `cannot start an installation's own subscription (${describeError(err)})`,
+        err,
+      ),
+    );
+  }
+
   async stop(): Promise<void> {
-    await Promise.all([...this.#streams.values()].map((s) => s.stop()));
+    this.#stopped = true;
+    await Promise.all(this.streams.map((s) => s.stop()));
     this.#streams.clear();
+    this.#groups.clear();
   }
 
   connected(installationId: string): boolean {
+    const group = this.#carried.get(installationId);
+    if (group) return this.#groups.get(group)?.state === 'connected';
     return this.#streams.get(installationId)?.connected ?? false;
+  }
+
+  /** Each configured user group: its state and the followed installations it carries. */
+  userGroups(): { id: string; state: StreamState; installations: string[] }[] {
+    return [...this.#groups].map(([id, g]) => ({
+      id,
+      state: g.state,
+      installations: [...this.#carried].flatMap(([inst, gid]) => (gid === id ? [inst] : [])),
+    }));
   }
 
   counts(): { received: number; deadLettered: number; reconnects: number; committing: number } {
@@ -397,7 +573,7 @@ export class LiveEvents {
     let deadLettered = 0;
     let reconnects = 0;
     let committing = 0;
-    for (const s of this.#streams.values()) {
+    for (const s of this.streams) {
       received += s.received;
       deadLettered += s.deadLettered;
       reconnects += s.reconnects;
@@ -406,7 +582,8 @@ export class LiveEvents {
     return { received, deadLettered, reconnects, committing };
   }
 
+  /** Every supervisor: the installations' own, then the user groups'. */
   get streams(): InstallationStream[] {
-    return [...this.#streams.values()];
+    return [...this.#streams.values(), ...[...this.#groups.values()].map((g) => g.stream)];
   }
 }

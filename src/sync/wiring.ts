@@ -12,6 +12,7 @@ import { ObservationStore } from '../store/observations.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SessionStore } from '../store/sessions.js';
 import { SyncStatusStore } from '../store/sync-status.js';
+import { UserGroupStore } from '../store/user-groups.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
 import { ChargeHistorySync } from './charge-history.js';
@@ -113,6 +114,7 @@ function buildComponents(deps: WiringDeps): Wired {
     sessions,
   });
   const syncStatus = new SyncStatusStore(db);
+  const userGroups = new UserGroupStore(db);
   const daemon = new DaemonRecord(db);
   const problems = new Problems(log, clock);
   const credentials = new CredentialRetry({
@@ -159,6 +161,12 @@ function buildComponents(deps: WiringDeps): Wired {
         problems,
         onConnected: (id, connected) => coordinator.eventsConnected(id, connected),
         onGap: (id) => coordinator.eventsGap(id),
+        ...(config.userGroups?.length
+          ? {
+              userGroups: { ids: config.userGroups.map((g) => g.toLowerCase()), store: userGroups },
+              installationOf: (id: string) => inventoryStore.findCharger(id)?.installation_id ?? undefined,
+            }
+          : {}),
       })
     : undefined;
   const stateReader: StateReader = new StateReader({
@@ -305,7 +313,10 @@ function buildComponents(deps: WiringDeps): Wired {
     requestInventory: () => refresh.sighup(),
     loginNow: () => credentials.loginNow(),
     problems,
-    retryWrites: () => syncStatus.retry(),
+    retryWrites: () => {
+      syncStatus.retry();
+      userGroups.retry();
+    },
     stateReader,
     client,
     live,

@@ -131,10 +131,9 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     if ((current?.built.client.http.inFlight ?? 0) > 0) return 'an HTTP request on its way';
     if (
       brokerDown === 0 &&
-      current?.built.live?.streams.some((s) => {
-        const c = s.consuming && sim.channel(s.installationId);
-        return c && !sim.broker.attached(c.topic, c.subscription);
-      })
+      current?.built.live?.streams.some(
+        (s) => s.consuming && s.entity && !sim.broker.attached(s.entity.topic, s.entity.subscription),
+      )
     )
       return 'a live-event connection being made';
     const broker = sim.broker.busy();

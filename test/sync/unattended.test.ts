@@ -14,7 +14,7 @@ import type { RefreshRequestStore } from '../../src/store/refresh-requests.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
 import { CredentialRetry } from '../../src/sync/credentials.js';
 import { HistoryPruner } from '../../src/sync/history-pruner.js';
-import { InstallationStream } from '../../src/sync/live-events.js';
+import { InstallationStream, installationOwner, type LiveEventsDeps } from '../../src/sync/live-events.js';
 import { Metrics } from '../../src/sync/metrics.js';
 import { Problems } from '../../src/sync/problems.js';
 import { RefreshRequests } from '../../src/sync/refresh-requests.js';
@@ -148,8 +148,11 @@ describe('background passes own their errors', () => {
     const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
     let throws = 2;
     let detailsAsked = 0;
-    const stream = new InstallationStream('11111111-2222-3333-4444-555555555555', {
+    const deps: LiveEventsDeps = {
       api: {
+        userGroupConnectionDetails: async () => {
+          throw new Error('no user groups here');
+        },
         connectionDetails: async (_id, o) => {
           detailsAsked++;
           await new Promise<void>((resolve) => o?.signal?.addEventListener('abort', () => resolve()));
@@ -166,7 +169,11 @@ describe('background passes own their errors', () => {
         if (throws-- > 0) throw new Error('the coordinator could not react');
       },
       onGap: () => {},
-    });
+    };
+    const stream = new InstallationStream(
+      installationOwner('11111111-2222-3333-4444-555555555555', deps),
+      deps,
+    );
     stream.start();
     try {
       await waitFor(() => detailsAsked === 1, { what: 'the supervisor started over' });
