@@ -138,6 +138,21 @@ export async function doctorCommand(args: string[], envFile: string | undefined)
         } else r.bad(`live events ${id}`, describeError(err));
       }
     }
+    for (const id of config.userGroups ?? []) {
+      try {
+        const d = await client.api.userGroupConnectionDetails(id, { deadline: deadline() });
+        registerSecret(d.Password);
+        r.ok(`user group ${id}`, `connection details for topic ${d.Topic}`);
+      } catch (err) {
+        if (err instanceof HttpStatusError && err.permanent) {
+          r.bad(
+            `user group ${id}`,
+            `not available (HTTP ${err.status}); its installations keep their own subscriptions`,
+            'check the id in ZAPTEC_USER_GROUPS; a user group’s message subscription is enabled by Zaptec support',
+          );
+        } else r.bad(`user group ${id}`, describeError(err));
+      }
+    }
     return r.failures > 0 ? 1 : 0;
   } finally {
     await client.close();

@@ -63,6 +63,20 @@ function formatReport(r: HealthReport, now: number): string {
       ),
     );
   }
+  if (r.user_groups.length > 0) {
+    lines.push('', 'user groups');
+    lines.push(
+      table(
+        r.user_groups.map((g) => [
+          `  ${g.id}`,
+          `events ${g.events}${g.detail ? ` — ${g.detail}` : ''}`,
+          g.installations.length > 0
+            ? `carries ${g.installations.join(', ')}`
+            : 'carries no installation yet',
+        ]),
+      ),
+    );
+  }
   if (r.budget.length > 0) {
     lines.push('', 'API budget (used / limit per window)');
     lines.push(

@@ -38,6 +38,8 @@ export interface HealthReport {
   next_inventory_at: string | null;
   schema_version: number;
   installations: (SyncStatusRow & { id: string; name: string | null })[];
+  /** ZAPTEC_USER_GROUPS: each group's subscription and the installations it carries (CONTRACT §5). */
+  user_groups: { id: string; events: string; detail: string | null; installations: string[] }[];
   budget: BudgetLine[];
   counts: {
     installations: number;
@@ -78,6 +80,10 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
     if (i.events !== 'connected' && i.events !== 'off')
       reasons.push(`installation ${i.id}: live events ${i.events}`);
   }
+  const userGroups = readUserGroups(db);
+  for (const g of userGroups) {
+    if (g.events === 'failed') reasons.push(`user group ${g.id}: ${g.detail ?? 'live events failed'}`);
+  }
   const budget = budgetLines(db, now);
   for (const b of budget) {
     if (b.blocked_until) reasons.push(`API group ${b.group} is blocked until ${b.blocked_until}`);
@@ -107,9 +113,32 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
     next_inventory_at: daemon.next_inventory_at,
     schema_version: daemon.schema_version,
     installations,
+    user_groups: userGroups,
     budget,
     counts,
   };
+}
+
+/** The user groups the daemon last followed (none before schema 5). */
+function readUserGroups(db: Db): HealthReport['user_groups'] {
+  const has = db
+    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'user_groups'")
+    .get()!.n;
+  if (!has) return [];
+  const carried = db
+    .prepare<[], { installation_id: string; group_id: string }>(
+      'SELECT installation_id, group_id FROM user_group_installations ORDER BY installation_id',
+    )
+    .all();
+  return db
+    .prepare<[], { id: string; events: string; detail: string | null }>(
+      'SELECT id, events, detail FROM user_groups ORDER BY id',
+    )
+    .all()
+    .map((g) => ({
+      ...g,
+      installations: carried.filter((c) => c.group_id === g.id).map((c) => c.installation_id),
+    }));
 }
 
 /** A stale heartbeat: the daemon is gone, or (its process still running) it cannot write the database. */

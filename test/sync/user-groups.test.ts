@@ -4,14 +4,12 @@
  * installation's own subscription is closed then, and comes back when the group is refused.
  */
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '../helpers.js';
+import { runCli, waitFor } from '../helpers.js';
 import { liveHarness } from './live-harness.js';
 
 type H = Awaited<ReturnType<typeof liveHarness>>;
 
 const installations = (h: H) => [...h.sim.fleet.installations.keys()];
-const chargersOf = (h: H, inst: string) =>
-  [...h.sim.fleet.chargers.values()].filter((c) => c.installationId === inst);
 
 /** One new observation (state 513) per charger of the fleet; resolves when every one is stored. */
 async function everyChargerSays(h: H, value: string): Promise<void> {
@@ -64,6 +62,16 @@ describe('user-group subscriptions', () => {
     expect(
       h.one<{ detail: string | null }>('SELECT detail FROM sync_status WHERE installation_id = ?', a).detail,
     ).toBe(`through user group ${group}`);
+    // status shows the group and what it carries; doctor finds its connection details.
+    const env = { ...h.env, ZAPTEC_USER_GROUPS: group };
+    const status = await runCli(['status', '--json'], { env, cwd: h.dir });
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).user_groups).toEqual([
+      { id: group, events: 'connected', detail: null, installations: [a, b, c].sort() },
+    ]);
+    const doctor = await runCli(['doctor'], { env, cwd: h.dir });
+    expect(doctor.stdout).toMatch(new RegExp(`user group ${group}.*connection details for topic usergroup-`));
+    expect(doctor.code).toBe(0);
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
     // Remembered across a restart: the carried installations get no subscription of their own.
@@ -138,6 +146,17 @@ describe('user-group subscriptions', () => {
     expect(h.one<{ events: string }>('SELECT events FROM user_groups WHERE id = ?', group).events).toBe(
       'failed',
     );
+    const env = { ...h.env, ZAPTEC_USER_GROUPS: group };
+    const status = await runCli(['status', '--json'], { env, cwd: h.dir });
+    expect(status.code).toBe(1);
+    expect(JSON.parse(status.stdout).problems).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`user group ${group}: .*answered 403.*its installations use their own`),
+      ),
+    );
+    const doctor = await runCli(['doctor'], { env, cwd: h.dir });
+    expect(doctor.code).toBe(1);
+    expect(doctor.stdout + doctor.stderr).toMatch(new RegExp(`user group ${group}.*HTTP 403`));
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
   });
