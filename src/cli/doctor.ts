@@ -12,6 +12,7 @@ import { type Db, migrate, openDatabase } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
 import { systemClock } from '../time.js';
 import { createZaptecClient } from '../zaptec/client.js';
+import type { ConnectionDetails } from '../zaptec/schemas.js';
 import { parseCommandArgs } from './args.js';
 
 /** Clocks further apart than this make Zaptec's zone-less timestamps and rate-limit resets misleading. */
@@ -123,36 +124,39 @@ export async function doctorCommand(args: string[], envFile: string | undefined)
         'the account sees no installation',
         'check the user’s roles in the Zaptec Portal',
       );
-    for (const id of installations) {
+    /** A subscription's connection details: fetched (the key kept out of the output), or why not. */
+    const details = async (
+      label: string,
+      fetch: () => Promise<ConnectionDetails>,
+      refused: (status: number) => [string, string],
+    ) => {
       try {
-        const d = await client.api.connectionDetails(id, { deadline: deadline() });
+        const d = await fetch();
         registerSecret(d.Password);
-        r.ok(`live events ${id}`, `connection details for topic ${d.Topic}`);
+        r.ok(label, `connection details for topic ${d.Topic}`);
       } catch (err) {
-        if (err instanceof HttpStatusError && err.permanent) {
-          r.bad(
-            `live events ${id}`,
-            `not available (HTTP ${err.status})`,
-            'enable "Message subscription" in the installation’s settings in the Zaptec Portal, or set ZAPTEC_EVENTS=off',
-          );
-        } else r.bad(`live events ${id}`, describeError(err));
+        if (err instanceof HttpStatusError && err.permanent) r.bad(label, ...refused(err.status));
+        else r.bad(label, describeError(err));
       }
-    }
-    for (const id of config.userGroups ?? []) {
-      try {
-        const d = await client.api.userGroupConnectionDetails(id, { deadline: deadline() });
-        registerSecret(d.Password);
-        r.ok(`user group ${id}`, `connection details for topic ${d.Topic}`);
-      } catch (err) {
-        if (err instanceof HttpStatusError && err.permanent) {
-          r.bad(
-            `user group ${id}`,
-            `not available (HTTP ${err.status}); its installations keep their own subscriptions`,
-            'check the id in ZAPTEC_USER_GROUPS; a user group’s message subscription is enabled by Zaptec support',
-          );
-        } else r.bad(`user group ${id}`, describeError(err));
-      }
-    }
+    };
+    for (const id of installations)
+      await details(
+        `live events ${id}`,
+        () => client.api.connectionDetails(id, { deadline: deadline() }),
+        (status) => [
+          `not available (HTTP ${status})`,
+          'enable "Message subscription" in the installation’s settings in the Zaptec Portal, or set ZAPTEC_EVENTS=off',
+        ],
+      );
+    for (const id of config.userGroups ?? [])
+      await details(
+        `user group ${id}`,
+        () => client.api.userGroupConnectionDetails(id, { deadline: deadline() }),
+        (status) => [
+          `not available (HTTP ${status}); its installations keep their own subscriptions`,
+          'check the id in ZAPTEC_USER_GROUPS; a user group’s message subscription is enabled by Zaptec support',
+        ],
+      );
     return r.failures > 0 ? 1 : 0;
   } finally {
     await client.close();
