@@ -2,7 +2,8 @@
  * `npm run test:simulate -- --seed N --days D`: one simulated run, replaying a failure from its seed or
  * measuring a long one. Prints a line per simulated day and the run's figures as JSON at the end.
  * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
- * --sessions realistic|busy|flapping (realistic), --no-faults. SIM_DEBUG=1 prints each fault as it comes and each
+ * --sessions realistic|busy|flapping (realistic), --no-faults, --user-group (a user group carrying the first
+ * installation). SIM_DEBUG=1 prints each fault as it comes and each
  * wait for real I/O given up.
  */
 import { parseArgs } from 'node:util';
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     'chargers-per-installation': { type: 'string', default: '20' },
     sessions: { type: 'string', default: 'realistic' },
     'no-faults': { type: 'boolean', default: false },
+    'user-group': { type: 'boolean', default: false },
   },
 });
 const pattern = values.sessions as SessionPattern;
@@ -32,6 +34,7 @@ try {
     chargersPerInstallation: Number(values['chargers-per-installation']),
     pattern,
     faults: !values['no-faults'],
+    userGroup: values['user-group'],
     onDay: (day, r) =>
       console.log(
         `day ${day}: ${r.calls} calls (${r.callsPerChargerHour.toFixed(2)} per charger-hour), ${r.published} observations pushed, ${Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)} faults, ${r.checks} checks, ${(r.realMs / 1000).toFixed(0)} s`,

@@ -38,6 +38,8 @@ export interface SimulateOptions {
   historyDays?: number;
   /** False: the fleet does nothing of its own (no sessions, nothing published); a scenario drives it. */
   life?: boolean;
+  /** A user group carrying the first installation (the others keep their own subscriptions). */
+  userGroup?: boolean;
   /** Settings over the simulator's (`ZAPTEC_EVENTS: 'off'`, a budget). */
   env?: Record<string, string>;
   /** Told after each simulated day. */
@@ -105,6 +107,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     perInstallation !== 20 ? `--chargers-per-installation ${perInstallation}` : '',
     o.pattern && o.pattern !== 'realistic' ? `--sessions ${o.pattern}` : '',
     o.faults === false ? '--no-faults' : '',
+    o.userGroup ? '--user-group' : '',
   ]
     .filter(Boolean)
     .join(' ');
@@ -162,6 +165,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     clock,
   });
   await sim.start();
+  if (o.userGroup) sim.addUserGroup([...sim.fleet.installations.keys()].slice(0, 1));
   const lines: string[] = [];
   let warnings = 0;
   const log = createLogger({
@@ -295,9 +299,16 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         return later(() => {
           if (--brokerDown === 0) return sim.broker.start();
         });
-      case 'sas-rotated':
+      case 'sas-rotated': {
         invariants.disturbed(f.at);
-        return sim.rotateKey(fleetIds[f.n % fleetIds.length]!);
+        // With a user group, every other rotation is the group's key.
+        const groups = [...sim.userGroups.keys()];
+        return sim.rotateKey(
+          groups.length > 0 && f.n % 2 === 1
+            ? groups[f.n % groups.length]!
+            : fleetIds[f.n % fleetIds.length]!,
+        );
+      }
       case 'charger-added': {
         const c = sim.fleet.addCharger(fleetIds[f.n % fleetIds.length]!, f.at);
         // Unknown to the daemon until it looks the serial up: its first words come on the bus.
