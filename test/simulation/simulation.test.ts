@@ -24,6 +24,8 @@ describe('the simulated month', () => {
       expect(Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)).toBeGreaterThan(DAYS * 3);
       expect(r.checks).toBeGreaterThan(r.calls);
       expect(r.callsPerChargerHour).toBeLessThan(6);
+      // The group did carry its installation (its own subscription closed), not only stand by.
+      expect(r.carried).toBe(userGroup ? 1 : 0);
     });
   }
 

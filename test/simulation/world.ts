@@ -70,6 +70,8 @@ export interface SimulationReport {
   stalls: Record<string, number>;
   warnings: number;
   peakHeapMb: number;
+  /** The most installations a user group carried at once (with `userGroup`). */
+  carried: number;
   realMs: number;
 }
 
@@ -339,6 +341,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     for (const f of faultSchedule(o.seed, START, o.days)) events.push({ at: f.at, run: () => apply(f) });
 
   let chargerMinutes = 0;
+  let carried = 0;
   const report = (): SimulationReport => {
     // Chargers come and go (added, removed): the hours of the ones in the account at each minute.
     const chargerHours = chargerMinutes / 60;
@@ -357,6 +360,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       stalls: Object.fromEntries(clock.stalls),
       warnings,
       peakHeapMb: invariants.peakHeapMb,
+      carried,
       realMs: Math.round(performance.now() - realStart),
     };
   };
@@ -391,6 +395,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       }
       invariants.minute(minute);
       chargerMinutes += sim.fleet.activeChargers().length;
+      for (const g of current?.built.live?.userGroups() ?? [])
+        carried = Math.max(carried, g.installations.length);
       if ((minute - START) % DAY === 0) o.onDay?.((minute - START) / DAY, report());
     }
     if (!failed) invariants.final(end);
