@@ -483,7 +483,9 @@ export class LiveEvents {
       },
       route: (chargerId) => {
         const inst = this.#installation(chargerId);
-        if (inst && this.#followed.has(inst) && this.#carried.get(inst) !== id) this.#carry(inst, id);
+        // A group may see installations this daemon does not follow (ZAPTEC_INSTALLATIONS): no status row.
+        if (!inst || !this.#followed.has(inst)) return undefined;
+        if (this.#carried.get(inst) !== id) this.#carry(inst, id);
         return inst;
       },
       refused: (status) => {
