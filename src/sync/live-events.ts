@@ -111,6 +111,7 @@ function errorCodes(error: unknown): string[] {
   return all.map((e) => String((e as { code?: unknown }).code ?? (e as Error)?.name ?? 'Error'));
 }
 
+/** One supervised subscription: an installation's own, or a user group's (its owner says which). */
 export class InstallationStream {
   readonly owner: StreamOwner;
   /** The topic and subscription of the client being made or running (for the simulation harness). */
