@@ -21,7 +21,12 @@ export interface SimClockOptions {
   busy: () => string | undefined;
   /** Any number that moves while that I/O makes progress. */
   progress: () => number;
-  stallMs?: number;
+  /**
+   * How long a wait may go without progress before it is given up, for what is under way: short where a
+   * message may be held on purpose, longer for I/O that always completes (a request, an fsync) on a busy
+   * machine, or a request admitted at one instant could still be on its way when the next timer fires.
+   */
+  stallMs?: number | ((busy: string) => number);
   /** Told of each wait given up (debugging a run: what was under way). */
   onStall?: (busy: string) => void;
 }
@@ -114,7 +119,10 @@ export class SimClock implements Clock {
       if (p !== seen) {
         seen = p;
         since = t;
-      } else if (t - since > this.#o.stallMs) {
+      } else if (
+        t - since >
+        (typeof this.#o.stallMs === 'number' ? this.#o.stallMs : this.#o.stallMs(busy))
+      ) {
         this.stalls.set(busy, (this.stalls.get(busy) ?? 0) + 1);
         this.#o.onStall(busy);
         return;

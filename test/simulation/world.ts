@@ -151,6 +151,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const clock: SimClock = new SimClock({
     start: START,
     busy,
+    // Requests and file operations always complete: waited for up to 2 s of real time on a loaded machine.
+    stallMs: (what) => (what.includes('HTTP request') || what === 'a file operation' ? 2_000 : 25),
     // Requests the invariants have consumed count as `calls`: the sum only grows.
     progress: () => invariants.calls + sim.rest.requests.length + sim.broker.activity + sim.rest.inFlight,
     onStall: (what) => {
