@@ -136,6 +136,7 @@ export class StateReader {
       this.#urgent.delete(id);
       this.#refused.delete(id);
     }
+    if (this.#refused.size === 0) this.#problems.ok('state', 'state reads work again');
     const newcomers = ages
       .filter((a) => !this.#slots.has(a.id))
       .map((a) => ({ ...a, at: a.received_at ? Date.parse(a.received_at) : 0 }))
@@ -363,7 +364,8 @@ export class StateReader {
       if (inst) this.#d.syncStatus.polled(inst, clock.now());
       this.#d.onApplied?.(applied);
       this.#refused.delete(chargerId);
-      this.#problems.ok('state', 'state reads work again');
+      // A charger still refused keeps the problem open: one warning for it, not one per read in between.
+      if (this.#refused.size === 0) this.#problems.ok('state', 'state reads work again');
     } catch (err) {
       if (this.#stopped) return;
       if (err instanceof RateLimitedError) {
@@ -371,14 +373,19 @@ export class StateReader {
         return;
       }
       if (err instanceof HttpStatusError && err.permanent) {
-        // Lasting (a removed charger, access withdrawn): no quick retry, and not a failure of the reads as
-        // a whole. Its slot reads it again at its cadence, and the next inventory pass drops it if it is gone.
+        // Lasting (a removed charger, access withdrawn): no quick retry. Its slot reads it again at its
+        // cadence, and the next inventory pass drops it if it is gone; the problem stays open until then.
         if (!this.#refused.has(chargerId))
-          this.#d.log.warn(
+          this.#d.log.info(
             { charger: chargerId, status: err.status },
-            `the charger's state read was refused (${err.status}); it is read again at its next reconciliation, and the next inventory pass drops it if it is gone`,
+            "the charger's state read was refused",
           );
         this.#refused.add(chargerId);
+        this.#problems.fail(
+          'state',
+          `state reads are failing for ${this.#refused.size} charger(s): refused (${err.status}); each is read again at its reconciliation, and the next inventory pass drops chargers that are gone`,
+          err,
+        );
         return;
       }
       this.readSoon(chargerId, `${reason} (retry)`, clock.now() + RETRY_AFTER_FAILURE_MS);

@@ -69,6 +69,8 @@ export class Invariants {
   readonly #pushed = new Map<string, { chargerId: string; stateId: number; at: number }>();
   readonly #lastStateRead = new Map<string, number>();
   readonly #waits: ServerWait[] = [];
+  /** The last requests checked, for a failure's message. */
+  readonly #recent: SimRequest[] = [];
   #lastListAt = -Infinity;
   #lastListOk = true;
   #lastPassAt = -Infinity;
@@ -145,6 +147,8 @@ export class Invariants {
     const { fail } = this.#d;
     const index = this.calls++; // its place in the whole run's log
     this.checks++;
+    this.#recent.push(r);
+    if (this.#recent.length > 12) this.#recent.shift();
     this.#d.checked?.(r);
     if (r.limit)
       fail(`the simulator's limit "${r.limit}" refused ${r.method} ${r.path}: a limit's window did not hold`);
@@ -152,7 +156,7 @@ export class Invariants {
       if (index <= w.index || r.at >= w.until) continue;
       if (++w.seen > w.onTheirWay)
         fail(
-          `${r.method} ${r.path} at ${iso(r.at)}, before the wait a 429 named at ${iso(w.at)} ended (${iso(w.until)}, ${w.convention})`,
+          `${r.method} ${r.path} at ${iso(r.at)}, before the wait a 429 named at ${iso(w.at)} ended (${iso(w.until)}, ${w.convention}; ${w.onTheirWay} on their way then)\n  the requests before it:\n    ${this.#recent.map((x) => `${iso(x.at)} ${x.method} ${x.path} ${x.status}`).join('\n    ')}`,
         );
     }
     const state = STATE_PATH.exec(r.path);
