@@ -17,6 +17,7 @@ import { Simulation } from '../../src/simulator/simulation.js';
 import { closeForReaders, type Db, openDatabase } from '../../src/store/database.js';
 import type { Daemon } from '../../src/sync/daemon.js';
 import { buildDaemon, type Wired } from '../../src/sync/wiring.js';
+import { REFUSED_MAX_RETRY_MS } from '../../src/zaptec/auth.js';
 import { SimClock } from './clock.js';
 import { type FaultKind, faultSchedule, type ScheduledFault } from './faults.js';
 import { Invariants } from './invariants.js';
@@ -284,7 +285,9 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         return sim.rest.expireTokens();
       case 'password-changed':
         sim.rest.users[0]!.password = `changed-${f.n}`;
-        invariants.disturbed(f.at + f.forMs);
+        // After a refusal the daemon tries one login an hour at most (CONTRACT §7), so the restored password
+        // may go unused for that long; what needs a token (a reconnect's details) waits for it.
+        invariants.disturbed(f.at + f.forMs + REFUSED_MAX_RETRY_MS);
         return later(() => {
           sim.rest.users[0]!.password = password;
         });
