@@ -129,6 +129,9 @@ export class Invariants {
     while (n > 0 && log[n - 1]!.status === 0) n--;
     for (let i = 0; i < n; i++) this.#request(log[i]!);
     log.splice(0, n);
+    // A wait that has ended can match no later request: dropped, or a year's storms slow every check.
+    for (let i = this.#waits.length - 1; i >= 0; i--)
+      if (this.#waits[i]!.until <= now - MIN) this.#waits.splice(i, 1);
     this.#storedCheck(now, now - STORED_WITHIN_MS);
     if ((now - this.#d.start) % HOUR === 0) {
       this.#reconcileCheck(now);
