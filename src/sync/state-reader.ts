@@ -129,6 +129,7 @@ export class StateReader {
     const now = this.#d.clock.now();
     const ages = this.#d.inventory.stateAges();
     const active = new Set(ages.map((a) => a.id));
+    const refused = this.#refused.size;
     for (const id of this.#slots.keys()) {
       if (active.has(id)) continue;
       // Gone from the inventory: its slot, and any read still queued for it (a retry, a follow-up).
@@ -136,7 +137,8 @@ export class StateReader {
       this.#urgent.delete(id);
       this.#refused.delete(id);
     }
-    if (this.#refused.size === 0) this.#problems.ok('state', 'state reads work again');
+    // The last refused chargers are gone: that problem is over (a failure of another kind is not).
+    if (refused > 0 && this.#refused.size === 0) this.#problems.ok('state', 'state reads work again');
     const newcomers = ages
       .filter((a) => !this.#slots.has(a.id))
       .map((a) => ({ ...a, at: a.received_at ? Date.parse(a.received_at) : 0 }))

@@ -193,16 +193,20 @@ describe('reconciliation (virtual clock)', () => {
     const lastRead = new Map<string, number>();
     /** Chargers whose state read answers 404 (removed from the account). */
     const gone = new Set<string>();
+    /** Chargers whose state read answers 503 (a transient failure). */
+    const failing = new Set<string>();
     const warnings: string[] = [];
     const log = createLogger({
       level: 'warn',
       destination: { write: (line: string) => void warnings.push(JSON.parse(line).msg) },
     });
+    const problems = new Problems(log, clock);
     const api: StateApi = {
       state: async (chargerId) => {
         reads.push({ id: chargerId, at: clock.now() });
         lastRead.set(chargerId, clock.now());
         if (gone.has(chargerId)) throw new HttpStatusError('GET', '/api/chargers/{id}/state', 404);
+        if (failing.has(chargerId)) throw new HttpStatusError('GET', '/api/chargers/{id}/state', 503);
         return [
           {
             ChargerId: chargerId,
@@ -221,10 +225,11 @@ describe('reconciliation (virtual clock)', () => {
         ...s,
         clock,
         log,
+        problems,
         reconcileMs: reconcileMinutes * 60_000,
         requestsPerMinute: 600,
       });
-    return { clock, reader: another(), reads, s, another, gone, warnings, snapshot };
+    return { clock, reader: another(), reads, s, another, gone, failing, problems, warnings, snapshot };
   }
 
   async function runFor(clock: VirtualClock, ms: number) {
@@ -467,6 +472,21 @@ describe('reconciliation (virtual clock)', () => {
       expect(of(id(0)).length).toBeGreaterThanOrEqual(6);
     } finally {
       await reader.stop(); // a failed expectation must not leave the workers running on the virtual clock
+    }
+  });
+
+  it('an inventory pass does not end a problem of failing reads that has nothing to do with refused chargers', async () => {
+    const { clock, reader, failing, problems } = makeReader(2, 60);
+    failing.add(id(0));
+    failing.add(id(1));
+    reader.start();
+    try {
+      await runFor(clock, 5_000);
+      expect(problems.has('state')).toBe(true);
+      reader.resync(); // as after an inventory pass
+      expect(problems.has('state')).toBe(true);
+    } finally {
+      await reader.stop();
     }
   });
 
