@@ -1,6 +1,7 @@
 /** `sync_status`: each followed installation's live-event state and polling, told truthfully. */
 import { isoMs } from '../time.js';
 import type { Db } from './database.js';
+import { DeferredWrites } from './deferred-writes.js';
 
 export type EventsState = 'connected' | 'connecting' | 'off' | 'failed';
 
@@ -19,7 +20,7 @@ export interface SyncStatusRow {
  */
 export class SyncStatusStore {
   readonly #db: Db;
-  readonly #unwritten = new Map<string, () => void>();
+  readonly #writes = new DeferredWrites();
   readonly #events;
   readonly #lastEvent;
   readonly #lastPoll;
@@ -42,7 +43,7 @@ export class SyncStatusStore {
 
   /** A row for the installation when it has none yet. */
   ensure(installationId: string, events: EventsState, detail: string | null): void {
-    this.#write(`ensure:${installationId}`, () =>
+    this.#writes.write(`ensure:${installationId}`, () =>
       this.#db
         .prepare(
           'INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
@@ -52,53 +53,34 @@ export class SyncStatusStore {
   }
 
   setEvents(installationId: string, events: EventsState, detail: string | null): void {
-    this.#write(`events:${installationId}`, () => this.#events.run(installationId, events, detail));
+    this.#writes.write(`events:${installationId}`, () => this.#events.run(installationId, events, detail));
   }
 
   eventReceived(installationId: string, now: number): void {
-    this.#write(`event:${installationId}`, () => this.#lastEvent.run(installationId, isoMs(now)));
+    this.#writes.write(`event:${installationId}`, () => this.#lastEvent.run(installationId, isoMs(now)));
   }
 
   polled(installationId: string, now: number): void {
-    this.#write(`poll:${installationId}`, () => this.#lastPoll.run(installationId, isoMs(now)));
+    this.#writes.write(`poll:${installationId}`, () => this.#lastPoll.run(installationId, isoMs(now)));
   }
 
   setDetail(installationId: string, detail: string | null): void {
-    this.#write(`detail:${installationId}`, () =>
+    this.#writes.write(`detail:${installationId}`, () =>
       this.#db
         .prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?')
         .run(detail, installationId),
     );
   }
 
-  #write(key: string, write: () => unknown): void {
-    this.#unwritten.delete(key); // a newer value replaces the one waiting
-    try {
-      write();
-    } catch {
-      this.#unwritten.set(key, write);
-    }
-  }
-
-  /**
-   * Writes what could not be written before, in order; stops quietly at the first that still cannot (the
-   * heartbeat reports an unwritable database, once) and keeps the rest for the next call.
-   */
+  /** Writes what a held lock or a full disk kept back. */
   retry(): void {
-    for (const [key, write] of this.#unwritten) {
-      try {
-        write();
-      } catch {
-        return;
-      }
-      this.#unwritten.delete(key);
-    }
+    this.#writes.retry();
   }
 
   /** Rows of installations that are no longer followed are removed, so `status` shows only what runs. */
   retain(installationIds: readonly string[]): void {
     const keep = new Set(installationIds);
-    this.#write('retain', () => {
+    this.#writes.write('retain', () => {
       const all = this.#db
         .prepare<[], { installation_id: string }>('SELECT installation_id FROM sync_status')
         .all();

@@ -5,11 +5,12 @@
  * which the heartbeat calls, so the message path never fails over bookkeeping.
  */
 import type { Db } from './database.js';
+import { DeferredWrites } from './deferred-writes.js';
 import type { EventsState } from './sync-status.js';
 
 export class UserGroupStore {
   readonly #db: Db;
-  readonly #unwritten = new Map<string, () => void>();
+  readonly #writes = new DeferredWrites();
 
   constructor(db: Db) {
     this.#db = db;
@@ -25,7 +26,7 @@ export class UserGroupStore {
       .all();
     const carried = new Map<string, string>();
     for (const r of rows) if (configured.has(r.group_id)) carried.set(r.installation_id, r.group_id);
-    this.#write('retain', () => {
+    this.#writes.write('retain', () => {
       const keep = JSON.stringify([...configured]);
       this.#db
         .prepare(
@@ -38,7 +39,7 @@ export class UserGroupStore {
   }
 
   carry(installationId: string, groupId: string, now: number): void {
-    this.#write(`carry:${installationId}`, () =>
+    this.#writes.write(`carry:${installationId}`, () =>
       this.#db
         .prepare(
           `INSERT INTO user_group_installations (installation_id, group_id, since) VALUES (?, ?, ?)
@@ -50,13 +51,13 @@ export class UserGroupStore {
 
   /** The group no longer carries anything (403/404): its installations get their own subscriptions back. */
   release(groupId: string): void {
-    this.#write(`release:${groupId}`, () =>
+    this.#writes.write(`release:${groupId}`, () =>
       this.#db.prepare('DELETE FROM user_group_installations WHERE group_id = ?').run(groupId),
     );
   }
 
   setEvents(groupId: string, events: Exclude<EventsState, 'off'>, detail: string | null): void {
-    this.#write(`events:${groupId}`, () =>
+    this.#writes.write(`events:${groupId}`, () =>
       this.#db
         .prepare(
           `INSERT INTO user_groups (id, events, detail) VALUES (?, ?, ?)
@@ -66,20 +67,8 @@ export class UserGroupStore {
     );
   }
 
-  /** Writes what a held lock kept back. */
+  /** Writes what a held lock or a full disk kept back. */
   retry(): void {
-    for (const [key, write] of [...this.#unwritten]) {
-      this.#unwritten.delete(key);
-      this.#write(key, write);
-    }
-  }
-
-  #write(key: string, write: () => void): void {
-    this.#unwritten.delete(key);
-    try {
-      write();
-    } catch {
-      this.#unwritten.set(key, write); // a held lock, a full disk: written later, as sync_status is
-    }
+    this.#writes.retry();
   }
 }
