@@ -52,18 +52,14 @@ export interface HealthReport {
 
 /** Undefined when the daemon never ran against this database. */
 export function healthReport(db: Db, now: number, staleStateMs: number): HealthReport | undefined {
-  const hasDaemon = db
-    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'daemon'")
-    .get()!.n;
+  const hasDaemon = hasTable(db, 'daemon');
   const daemon = hasDaemon ? readDaemonRow(db) : undefined;
   if (!daemon) return undefined;
   const reasons: string[] = [];
   const heartbeat = daemon.heartbeat_at ? Date.parse(daemon.heartbeat_at) : Number.NaN;
   if (daemon.stopped_at) reasons.push(`the daemon stopped at ${daemon.stopped_at}`);
   else if (!(now - heartbeat <= HEARTBEAT_STALE_MS)) reasons.push(staleHeartbeat(daemon, now - heartbeat));
-  const hasProblems = db
-    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'daemon_problems'")
-    .get()!.n;
+  const hasProblems = hasTable(db, 'daemon_problems');
   if (hasProblems && !daemon.stopped_at) {
     for (const p of db
       .prepare<[], { sentence: string }>('SELECT sentence FROM daemon_problems ORDER BY since, key')
@@ -121,9 +117,7 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
 
 /** The user groups the daemon last followed (none before schema 5). */
 function readUserGroups(db: Db): HealthReport['user_groups'] {
-  const has = db
-    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'user_groups'")
-    .get()!.n;
+  const has = hasTable(db, 'user_groups');
   if (!has) return [];
   const carried = db
     .prepare<[], { installation_id: string; group_id: string }>(
@@ -139,6 +133,14 @@ function readUserGroups(db: Db): HealthReport['user_groups'] {
       ...g,
       installations: carried.filter((c) => c.group_id === g.id).map((c) => c.installation_id),
     }));
+}
+
+/** Whether a table exists: a database from an older schema (read-only here) may not have it yet. */
+function hasTable(db: Db, name: string): boolean {
+  return (
+    db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sqlite_master WHERE name = ?').get(name)!
+      .n > 0
+  );
 }
 
 /** A stale heartbeat: the daemon is gone, or (its process still running) it cannot write the database. */
@@ -165,9 +167,7 @@ function daemonRuns(pid: number): boolean {
 }
 
 function budgetLines(db: Db, now: number): BudgetLine[] {
-  const hasBudget = db
-    .prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'api_windows'")
-    .get()!.n;
+  const hasBudget = hasTable(db, 'api_windows');
   if (!hasBudget) return [];
   const windows = db
     .prepare<[], { grp: string; window_seconds: number; kind: 'sliding' | 'bucket'; limit: number }>(
