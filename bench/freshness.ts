@@ -1,17 +1,24 @@
 /**
  * Freshness (issue 8 §2): publish → visible in SQLite, p50/p95/p99, at 100/s and 1,000/s, with the real
  * `run` process and the real SDK. Target: p99 ≤ 100 ms at 1,000/s.
+ * `--user-group`: the same through one user group's connection carrying the 10 installations (issue 16 §5).
  */
-import { allConnected, latencies, percentile, publishAtRate, startBench } from './harness.js';
+import { parseArgs } from 'node:util';
+import { allConnected, carriedByGroup, latencies, percentile, publishAtRate, startBench } from './harness.js';
 import { record } from './machine.js';
 
+const GROUP = parseArgs({ options: { 'user-group': { type: 'boolean', default: false } } }).values[
+  'user-group'
+];
 const b = await startBench(
   { installations: 10, chargersPerInstallation: 100 },
   { ZAPTEC_RECONCILE_MINUTES: '600' },
+  GROUP ? (sim) => void sim.addUserGroup() : undefined,
 );
 const lines: string[] = [];
 try {
   await b.until('live events', () => allConnected(b), 60_000);
+  if (GROUP) await carriedByGroup(b);
   for (const [rate, seconds] of [
     [100, 20],
     [1000, 20],
@@ -31,4 +38,8 @@ try {
 } finally {
   await b.stop();
 }
-record('freshness', 'npm run bench:freshness', `publish → committed, 1,000 chargers: ${lines.join('; ')}`);
+record(
+  'freshness',
+  `npm run bench:freshness${GROUP ? ' -- --user-group' : ''}`,
+  `publish → committed, 1,000 chargers${GROUP ? ' in 10 installations, all through one user-group connection' : ''}: ${lines.join('; ')}`,
+);

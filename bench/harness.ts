@@ -120,6 +120,29 @@ export function allConnected(b: Bench): boolean {
 }
 
 /**
+ * With a user group (CONTRACT §5): one observation of each installation through it, then wait until the group
+ * carries every installation and their own subscriptions are closed, so what follows runs on one connection.
+ */
+export async function carriedByGroup(b: Bench): Promise<void> {
+  const first = new Map<string, string>();
+  for (const c of b.sim.fleet.chargers.values())
+    if (c.installationId && !first.has(c.installationId)) first.set(c.installationId, c.id);
+  const at = Date.now() - 60_000;
+  for (const chargerId of first.values()) b.sim.publish(b.sim.fleet.set(chargerId, 710, '0', at));
+  const n = b.sim.fleet.installations.size;
+  await b.until(
+    'the user group carrying every installation',
+    () =>
+      b.count(
+        "SELECT count(*) AS n FROM sync_status WHERE events = 'connected' AND detail LIKE 'through user group %'",
+      ) === n,
+    120_000,
+  );
+  // The carried installations' own clients close within 3 s of the carriage (LiveEvents).
+  await sleep(5_000);
+}
+
+/**
  * Publishes `total` observations at `perSecond`, spread over the fleet; returns publish times by
  * (charger, state, time). Timestamps start an hour ahead so no state read can bring a newer value.
  */
