@@ -42,7 +42,7 @@ interface RawLink {
     };
   };
   local: { attach: { snd_settle_mode: number; rcv_settle_mode: number } };
-  session: { outgoing: { next_pending_delivery: number } };
+  session: { outgoing: { next_pending_delivery: number; deliveries: { available(): number } } };
 }
 const raw = (link: Sender | Receiver): RawLink => link as unknown as RawLink;
 
@@ -340,9 +340,23 @@ export class ServiceBusBroker {
     const state = this.#links.get(sender);
     if (!state || !sender.is_open()) return;
     const link = raw(sender);
-    const pendingFrom = link.session.outgoing.next_pending_delivery;
+    const outgoing = link.session.outgoing;
+    const pendingFrom = outgoing.next_pending_delivery;
     state.unsent = state.unsent.filter((d) => (d as unknown as { id: number }).id >= pendingFrom);
-    let credit = link.credit - state.unsent.length;
+    // rhea keeps each delivery of a session in a buffer of 2048 until both ends have settled it, and frees
+    // them in order only: one the client never settles (a handler that returned without settling, its lock
+    // long expired and the message redelivered) holds every later one, and 2048 deliveries on, `send` throws.
+    // A session that full is detached as a busy broker would; the client attaches a new link (and session).
+    const room = outgoing.deliveries.available();
+    if (room === 0 && state.queue.readyCount > 0) {
+      sender.close({
+        condition: 'com.microsoft:server-busy',
+        description: 'Too many deliveries on this link are unsettled; attach it again.',
+      });
+      this.#linkGone(sender);
+      return;
+    }
+    let credit = Math.min(link.credit - state.unsent.length, room);
     const now = Date.now();
     while (credit > 0 && state.queue.readyCount > 0) {
       const m = state.queue.lockNext(sender, now)!;

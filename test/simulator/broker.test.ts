@@ -156,4 +156,44 @@ describe('the simulator broker with the real SDK', () => {
     await waitFor(() => codes.includes('MessagingEntityNotFound'), { what: 'MessagingEntityNotFound' });
     await s2.close();
   });
+  it('detaches a link whose session the client left 2048 deliveries unsettled on, instead of throwing (the SDK attaches again)', async () => {
+    // Found by the 365-day simulation: rhea frees a session's deliveries in order, so one never settled holds
+    // every later one, and the 2048th after it made `send` throw inside the broker.
+    const { b, port } = await broker({ lockDurationMs: 20, maxDeliveryCount: 1_000_000 });
+    for (let i = 0; i < 100; i++) b.publish('inst-topic', body(i), { messageId: `m${i}` });
+    const receiver = client(port).createReceiver('inst-topic', 'inst-sub');
+    let deliveries = 0;
+    const codes: string[] = [];
+    const sub = receiver.subscribe(
+      {
+        processMessage: async () => {
+          deliveries++; // never settled: each expired lock brings the message again, on the same session
+        },
+        processError: async (args) => {
+          if (args.errorSource === 'receive' && isServiceBusError(args.error)) codes.push(args.error.code);
+        },
+      },
+      { autoCompleteMessages: false, maxConcurrentCalls: 100 },
+    );
+    await waitFor(() => deliveries > 4_000, {
+      what: 'twice the session buffer in deliveries',
+      timeoutMs: 60_000,
+    });
+    await sub.close();
+    expect(codes).toContain('ServiceBusy');
+    const again = client(port).createReceiver('inst-topic', 'inst-sub');
+    const done = new Set<string>();
+    const sub2 = again.subscribe(
+      {
+        processMessage: async (m) => {
+          await again.completeMessage(m).catch(() => {});
+          done.add(String(m.messageId));
+        },
+        processError: async () => {},
+      },
+      { autoCompleteMessages: false, maxConcurrentCalls: 100 },
+    );
+    await waitFor(() => b.stats('inst-topic', 'inst-sub').completed === 100, { what: 'all 100 completed' });
+    await sub2.close();
+  }, 90_000);
 });
