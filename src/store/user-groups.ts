@@ -11,9 +11,21 @@ import type { EventsState } from './sync-status.js';
 export class UserGroupStore {
   readonly #db: Db;
   readonly #writes = new DeferredWrites();
+  readonly #carry;
+  readonly #release;
+  readonly #events;
 
   constructor(db: Db) {
     this.#db = db;
+    this.#carry = db.prepare(
+      `INSERT INTO user_group_installations (installation_id, group_id, since) VALUES (?, ?, ?)
+       ON CONFLICT (installation_id) DO UPDATE SET group_id = excluded.group_id, since = excluded.since`,
+    );
+    this.#release = db.prepare('DELETE FROM user_group_installations WHERE group_id = ?');
+    this.#events = db.prepare(
+      `INSERT INTO user_groups (id, events, detail) VALUES (?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET events = excluded.events, detail = excluded.detail`,
+    );
   }
 
   /** Installation → the group that carries it, for the configured groups; forgets the others. */
@@ -40,31 +52,17 @@ export class UserGroupStore {
 
   carry(installationId: string, groupId: string, now: number): void {
     this.#writes.write(`carry:${installationId}`, () =>
-      this.#db
-        .prepare(
-          `INSERT INTO user_group_installations (installation_id, group_id, since) VALUES (?, ?, ?)
-           ON CONFLICT (installation_id) DO UPDATE SET group_id = excluded.group_id, since = excluded.since`,
-        )
-        .run(installationId, groupId, new Date(now).toISOString()),
+      this.#carry.run(installationId, groupId, new Date(now).toISOString()),
     );
   }
 
   /** The group no longer carries anything (403/404): its installations get their own subscriptions back. */
   release(groupId: string): void {
-    this.#writes.write(`release:${groupId}`, () =>
-      this.#db.prepare('DELETE FROM user_group_installations WHERE group_id = ?').run(groupId),
-    );
+    this.#writes.write(`release:${groupId}`, () => this.#release.run(groupId));
   }
 
   setEvents(groupId: string, events: Exclude<EventsState, 'off'>, detail: string | null): void {
-    this.#writes.write(`events:${groupId}`, () =>
-      this.#db
-        .prepare(
-          `INSERT INTO user_groups (id, events, detail) VALUES (?, ?, ?)
-           ON CONFLICT (id) DO UPDATE SET events = excluded.events, detail = excluded.detail`,
-        )
-        .run(groupId, events, detail),
-    );
+    this.#writes.write(`events:${groupId}`, () => this.#events.run(groupId, events, detail));
   }
 
   /** Writes what a held lock or a full disk kept back. */

@@ -112,7 +112,7 @@ function errorCodes(error: unknown): string[] {
 }
 
 /** One supervised subscription: an installation's own, or a user group's (its owner says which). */
-export class InstallationStream {
+export class EventStream {
   readonly owner: StreamOwner;
   /** The topic and subscription of the client being made or running (for the simulation harness). */
   entity: { topic: string; subscription: string } | undefined;
@@ -121,7 +121,8 @@ export class InstallationStream {
   readonly #abort = quietAbortController();
   readonly #settler = new Settler();
   #loop: Promise<void> | undefined;
-  #state: 'connecting' | 'connected' | 'failed' | undefined;
+  #state: StreamState | undefined;
+  #detail: string | null = null;
   /** Authentication or not-found endings in a row, reset by a working connection. */
   #authFailures = 0;
   /** Messages received (for tests and metrics). */
@@ -162,14 +163,24 @@ export class InstallationStream {
     return this.#state === 'connected';
   }
 
+  /** The connection's state now (`connecting` before the first verdict), and why when it is not connected. */
+  get state(): StreamState {
+    return this.#state ?? 'connecting';
+  }
+
+  get detail(): string | null {
+    return this.#detail;
+  }
+
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#loop;
   }
 
-  #set(state: 'connecting' | 'connected' | 'failed', detail: string | null): void {
+  #set(state: StreamState, detail: string | null): void {
     const changed = state !== this.#state;
     this.#state = state;
+    this.#detail = detail;
     if (state === 'connected') {
       this.#problems.ok('live-events', 'live-event supervision works again');
       this.#authFailures = 0;
@@ -415,11 +426,8 @@ export function installationOwner(
 /** The supervisors of every followed installation not carried by a user group, and of every user group. */
 export class LiveEvents {
   readonly #d: LiveEventsDeps;
-  readonly #streams = new Map<string, InstallationStream>();
-  readonly #groups = new Map<
-    string,
-    { stream: InstallationStream; state: StreamState; detail: string | null }
-  >();
+  readonly #streams = new Map<string, EventStream>();
+  readonly #groups = new Map<string, EventStream>();
   /** Installation → the user group that carries its events. */
   readonly #carried: Map<string, string>;
   /** The installation of each charger a group's message named (the inventory, asked once per charger). */
@@ -438,8 +446,8 @@ export class LiveEvents {
     this.#followed = new Set(installationIds);
     for (const id of this.#d.userGroups?.ids ?? []) {
       if (this.#groups.has(id)) continue;
-      const stream = new InstallationStream(this.#groupOwner(id), this.#d);
-      this.#groups.set(id, { stream, state: 'connecting', detail: null });
+      const stream = new EventStream(this.#groupOwner(id), this.#d);
+      this.#groups.set(id, stream);
       stream.start();
     }
     await this.#reconcile();
@@ -457,7 +465,7 @@ export class LiveEvents {
     }
     for (const id of wanted) {
       if (this.#streams.has(id)) continue;
-      const s = new InstallationStream(
+      const s = new EventStream(
         installationOwner(id, this.#d, () => this.#carried.has(id)),
         this.#d,
       );
@@ -474,8 +482,6 @@ export class LiveEvents {
       id,
       details: (o) => this.#d.api.userGroupConnectionDetails(id, o),
       state: (state, detail, changed) => {
-        const g = this.#groups.get(id);
-        if (g) Object.assign(g, { state, detail });
         this.#d.userGroups?.store.setEvents(id, state, detail);
         for (const inst of carriedBy()) this.#tell(inst, state, detail, changed);
       },
@@ -558,7 +564,7 @@ export class LiveEvents {
 
   connected(installationId: string): boolean {
     const group = this.#carried.get(installationId);
-    if (group) return this.#groups.get(group)?.state === 'connected';
+    if (group) return this.#groups.get(group)?.connected ?? false;
     return this.#streams.get(installationId)?.connected ?? false;
   }
 
@@ -586,7 +592,7 @@ export class LiveEvents {
   }
 
   /** Every supervisor: the installations' own, then the user groups'. */
-  get streams(): InstallationStream[] {
-    return [...this.#streams.values(), ...[...this.#groups.values()].map((g) => g.stream)];
+  get streams(): EventStream[] {
+    return [...this.#streams.values(), ...this.#groups.values()];
   }
 }

@@ -14,7 +14,7 @@ import type { RefreshRequestStore } from '../../src/store/refresh-requests.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
 import { CredentialRetry } from '../../src/sync/credentials.js';
 import { HistoryPruner } from '../../src/sync/history-pruner.js';
-import { InstallationStream, installationOwner, type LiveEventsDeps } from '../../src/sync/live-events.js';
+import { EventStream, installationOwner, type LiveEventsDeps } from '../../src/sync/live-events.js';
 import { Metrics } from '../../src/sync/metrics.js';
 import { Problems } from '../../src/sync/problems.js';
 import { RefreshRequests } from '../../src/sync/refresh-requests.js';
@@ -170,10 +170,7 @@ describe('background passes own their errors', () => {
       },
       onGap: () => {},
     };
-    const stream = new InstallationStream(
-      installationOwner('11111111-2222-3333-4444-555555555555', deps),
-      deps,
-    );
+    const stream = new EventStream(installationOwner('11111111-2222-3333-4444-555555555555', deps), deps);
     stream.start();
     try {
       await waitFor(() => detailsAsked === 1, { what: 'the supervisor started over' });
