@@ -72,6 +72,8 @@ export interface LiveEventsDeps {
   userGroups?: { ids: readonly string[]; store: UserGroupStore };
   /** The installation a charger belongs to (the inventory), for a group's observations. */
   installationOf?: (chargerId: string) => string | undefined;
+  /** A charger whose events are not kept: a lookup found it under an installation that is not followed. */
+  notFollowed?: (chargerId: string) => boolean;
 }
 
 export type StreamState = 'connecting' | 'connected' | 'failed';
@@ -85,8 +87,11 @@ export interface StreamOwner {
   state(state: StreamState, detail: string | null, changed: boolean): void;
   /** The connection came back after a gap. */
   gap(): void;
-  /** The installation an observation is for (its last_event_at), learning what the owner can from it. */
-  route(chargerId: string): string | undefined;
+  /**
+   * The installation an observation is for (its last_event_at), learning what the owner can from it; `false`
+   * for one this daemon does not keep (a charger of an installation ZAPTEC_INSTALLATIONS leaves out).
+   */
+  route(chargerId: string): string | undefined | false;
   /** messagingConnectionDetails answered a lasting 4xx: what the stream says in `failed`. */
   refused(status: number): string;
 }
@@ -386,9 +391,10 @@ export class EventStream {
       await this.#settler.deadLetter(receiver, m, 'MalformedObservation', err.message).catch(() => {});
       return;
     }
-    if (observation.chargerId !== NULL_CHARGER_ID) {
+    const installationId =
+      observation.chargerId === NULL_CHARGER_ID ? false : this.owner.route(observation.chargerId);
+    if (installationId !== false) {
       this.committing++;
-      const installationId = this.owner.route(observation.chargerId);
       const committed = await this.#commit(observation, installationId).finally(() => this.committing--);
       if (!committed) return;
     }
@@ -490,8 +496,10 @@ export class LiveEvents {
       },
       route: (chargerId) => {
         const inst = this.#installation(chargerId);
-        // A group may see installations this daemon does not follow (ZAPTEC_INSTALLATIONS): no status row.
-        if (!inst || !this.#followed.has(inst)) return undefined;
+        // A group may carry installations this daemon does not follow (ZAPTEC_INSTALLATIONS): their chargers
+        // are not in the inventory, and once a lookup has found one of them its events are not kept.
+        if (!inst) return this.#d.notFollowed?.(chargerId) ? false : undefined;
+        if (!this.#followed.has(inst)) return undefined;
         if (this.#carried.get(inst) !== id) this.#carry(inst, id);
         return inst;
       },

@@ -37,18 +37,37 @@ export interface LookupDeps {
   log: Logger;
   /** A charger was found: read its state. */
   onFound: (chargerId: string) => void;
+  /**
+   * ZAPTEC_INSTALLATIONS (lower case): a charger found under another installation is not added (a user group
+   * may carry installations this daemon does not follow). All are followed when undefined.
+   */
+  followed?: readonly string[];
 }
 
 export class ChargerLookup {
   readonly #d: LookupDeps;
   readonly #inflight = new Map<string, Promise<LookupResult>>();
   readonly #notFound = new Map<string, number>();
+  /** Chargers found under an installation ZAPTEC_INSTALLATIONS leaves out: until when they are ignored. */
+  readonly #notFollowed = new Map<string, number>();
+  readonly #followed: ReadonlySet<string> | undefined;
   #stopped = false;
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
   readonly #abort = quietAbortController();
 
   constructor(deps: LookupDeps) {
     this.#d = deps;
+    this.#followed = deps.followed && new Set(deps.followed);
+  }
+
+  /** A charger a lookup found under an installation this daemon does not follow (its events are not kept). */
+  notFollowed(chargerId: string): boolean {
+    const id = chargerId.toLowerCase();
+    const until = this.#notFollowed.get(id);
+    if (until === undefined) return false;
+    if (until > this.#d.clock.now()) return true;
+    this.#notFollowed.delete(id);
+    return false;
   }
 
   stop(): void {
@@ -62,7 +81,7 @@ export class ChargerLookup {
     if (id === NULL_CHARGER_ID || this.#stopped) return;
     const until = this.#notFound.get(id);
     if (until !== undefined && until > this.#d.clock.now()) return;
-    if (this.#d.inventory.findCharger(id)) return;
+    if (this.notFollowed(id) || this.#d.inventory.findCharger(id)) return;
     void this.lookup(id, 'seen in state data');
   }
 
@@ -117,6 +136,18 @@ export class ChargerLookup {
     if (!charger) return undefined;
     const id = charger.Id.toLowerCase();
     const installationId = charger.InstallationId?.toLowerCase() ?? null;
+    if (this.#followed && !(installationId && this.#followed.has(installationId))) {
+      // Looked up again in an hour at the earliest, like a charger not found: the installation may be added.
+      this.#notFollowed.set(id, this.#d.clock.now() + NEGATIVE_CACHE_MS);
+      this.#d.log.info(
+        { charger: id, installation: installationId },
+        'charger lookup: its installation is not in ZAPTEC_INSTALLATIONS; ignored',
+      );
+      return {
+        outcome: 'not_found',
+        detail: `charger ${charger.DeviceId ?? id} belongs to ${installationId ? `installation ${installationId}` : 'no installation'}, which ZAPTEC_INSTALLATIONS does not follow`,
+      };
+    }
     let circuitId = charger.CircuitId?.toLowerCase() ?? null;
     const circuits: CircuitRecord[] = [];
     if (!circuitId && installationId) {

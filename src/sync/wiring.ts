@@ -165,6 +165,7 @@ function buildComponents(deps: WiringDeps): Wired {
           ? {
               userGroups: { ids: config.userGroups.map((g) => g.toLowerCase()), store: userGroups },
               installationOf: (id: string) => inventoryStore.findCharger(id)?.installation_id ?? undefined,
+              notFollowed: (id: string) => lookup.notFollowed(id),
             }
           : {}),
       })
@@ -189,6 +190,7 @@ function buildComponents(deps: WiringDeps): Wired {
     clock,
     log: log.child({ component: 'lookup' }),
     onFound: (id) => coordinator.chargerFound(id),
+    followed: config.installations?.map((i) => i.toLowerCase()),
   });
   const refresh = new RefreshRequests({
     store: new RefreshRequestStore(db),

@@ -84,6 +84,75 @@ describe('user-group subscriptions', () => {
     expect(await again.exited).toEqual({ code: 0, signal: null });
   });
 
+  it('a group that also carries an installation ZAPTEC_INSTALLATIONS leaves out: each of its chargers is looked up once, never added, its events not kept', {
+    timeout: 60_000,
+  }, async () => {
+    const h = await liveHarness({ installations: 3, chargersPerInstallation: 2 });
+    const [a, b, c] = installations(h) as [string, string, string];
+    const group = h.sim.addUserGroup([a, b, c]);
+    const run = h.start({ ZAPTEC_USER_GROUPS: group, ZAPTEC_INSTALLATIONS: `${a},${b}` });
+    await waitFor(
+      () => {
+        try {
+          return (
+            h.one<{ n: number }>("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'").n === 2
+          );
+        } catch {
+          return false;
+        }
+      },
+      { what: 'the two followed installations connected' },
+    );
+    const all = [...h.sim.fleet.chargers.values()];
+    const outside = all.filter((ch) => ch.installationId === c).map((ch) => ch.id);
+    const inside = all.filter((ch) => ch.installationId !== c).map((ch) => ch.id);
+    const lookups = () =>
+      h.sim.rest.requests.filter((r) => outside.some((id) => r.path === `/api/chargers/${id}`)).length;
+    const say = async (value: string) => {
+      const at = Date.now() + 60_000;
+      for (const ch of all) h.sim.publish(h.sim.fleet.set(ch.id, 513, value, at));
+      await waitFor(
+        () =>
+          h.one<{ n: number }>(
+            `SELECT count(*) AS n FROM charger_state WHERE state_id = 513 AND value = ? AND charger_id IN (SELECT value FROM json_each(?))`,
+            value,
+            JSON.stringify(inside),
+          ).n === inside.length,
+        { timeoutMs: 30_000, what: `the followed chargers' 513 = ${value} stored` },
+      );
+    };
+    await say('first');
+    await waitFor(() => lookups() === outside.length, { what: 'one lookup per charger outside' });
+    await waitFor(() => carried(h).size === 2, { what: 'the group carrying the two followed installations' });
+    await say('second');
+    await say('third');
+    // The group's subscription is drained: nothing of the third installation is still to come.
+    const ch = h.sim.userGroups.get(group)!.channel;
+    await waitFor(() => {
+      const q = h.sim.broker.stats(ch.topic, ch.subscription);
+      return q.ready === 0 && q.locked === 0;
+    });
+    expect(lookups()).toBe(outside.length);
+    expect(
+      h.one<{ n: number }>(
+        'SELECT count(*) AS n FROM chargers WHERE id IN (SELECT value FROM json_each(?))',
+        JSON.stringify(outside),
+      ).n,
+    ).toBe(0);
+    expect(
+      h.one<{ n: number }>(
+        "SELECT count(*) AS n FROM charger_state WHERE value IN ('second', 'third') AND charger_id IN (SELECT value FROM json_each(?))",
+        JSON.stringify(outside),
+      ).n,
+    ).toBe(0);
+    expect(h.one<{ n: number }>('SELECT count(*) AS n FROM sync_status WHERE installation_id = ?', c).n).toBe(
+      0,
+    );
+    expect(carried(h).has(c)).toBe(false);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toEqual({ code: 0, signal: null });
+  });
+
   it('a group outage: its installations go `connecting` and are polled, and after it a re-read; nothing lost', {
     timeout: 90_000,
   }, async () => {
