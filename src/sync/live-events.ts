@@ -50,8 +50,12 @@ const RETRY_OPTIONS = { maxRetries: 2, retryDelayInMs: 1_000, timeoutInMs: 30_00
 const COMMIT_RETRY_CAP_MS = 30_000;
 /** A supervisor whose own code failed (not the connection: that has its backoff) starts over after this. */
 const SUPERVISOR_RESTART_MS = 5_000;
-/** Parallel message handlers: with batched commits this is what gives throughput. */
-const MAX_CONCURRENT_CALLS = 100;
+/**
+ * Parallel message handlers per connection: each waits for its batch's group commit, so this is what gives
+ * throughput. A user group carries a fleet on one connection: 100 there gave 2,700 observations/s where ten
+ * installations' connections gave 6,100 (BENCHMARKS.md, ingest).
+ */
+const MAX_CONCURRENT_CALLS = { installation: 100, 'user group': 1_000 } as const;
 
 export interface LiveEventsDeps {
   api: Pick<ZaptecApi, 'connectionDetails' | 'userGroupConnectionDetails'>;
@@ -293,7 +297,7 @@ export class EventStream {
             });
         },
       },
-      { autoCompleteMessages: false, maxConcurrentCalls: MAX_CONCURRENT_CALLS },
+      { autoCompleteMessages: false, maxConcurrentCalls: MAX_CONCURRENT_CALLS[this.owner.kind] },
     );
     /**
      * The verdict (connected, lost, an outage long enough for a new client) changes only at a deadline — the
