@@ -125,6 +125,8 @@ function buildComponents(deps: WiringDeps): Wired {
   });
 
   const followed = (): string[] => config.installations ?? inventoryStore.activeInstallationIds();
+  /** ZAPTEC_INSTALLATIONS as the inventory and the lookup compare it. */
+  const onlyInstallations = config.installations?.map((i) => i.toLowerCase());
   const coordinator = new Coordinator(config.events);
   const inventorySync: InventorySync = new InventorySync({
     api: client.api,
@@ -136,7 +138,7 @@ function buildComponents(deps: WiringDeps): Wired {
     log: log.child({ component: 'inventory' }),
     problems,
     cronExpression: config.inventoryCron,
-    followed: config.installations?.map((i) => i.toLowerCase()),
+    followed: onlyInstallations,
     onRefreshed: (ids) => coordinator.inventoryRefreshed(ids),
     onChargersSeen: (chargers) => coordinator.chargersSeen(chargers),
   });
@@ -190,7 +192,7 @@ function buildComponents(deps: WiringDeps): Wired {
     clock,
     log: log.child({ component: 'lookup' }),
     onFound: (id) => coordinator.chargerFound(id),
-    followed: config.installations?.map((i) => i.toLowerCase()),
+    followed: onlyInstallations,
   });
   const refresh = new RefreshRequests({
     store: new RefreshRequestStore(db),

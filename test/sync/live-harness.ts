@@ -58,9 +58,8 @@ export async function liveHarness(
         .prepare(sql)
         .get(...params) as T;
     },
-    /** Every followed installation's events are `connected`. */
-    async connected(timeoutMs = 30_000): Promise<void> {
-      const n = sim.fleet.installations.size;
+    /** Every followed installation's events are `connected` (all of the fleet's unless `n` says how many). */
+    async connected(timeoutMs = 30_000, n = sim.fleet.installations.size): Promise<void> {
       await waitFor(
         () => {
           try {

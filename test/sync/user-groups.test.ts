@@ -91,18 +91,7 @@ describe('user-group subscriptions', () => {
     const [a, b, c] = installations(h) as [string, string, string];
     const group = h.sim.addUserGroup([a, b, c]);
     const run = h.start({ ZAPTEC_USER_GROUPS: group, ZAPTEC_INSTALLATIONS: `${a},${b}` });
-    await waitFor(
-      () => {
-        try {
-          return (
-            h.one<{ n: number }>("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'").n === 2
-          );
-        } catch {
-          return false;
-        }
-      },
-      { what: 'the two followed installations connected' },
-    );
+    await h.connected(30_000, 2); // the two followed installations
     const all = [...h.sim.fleet.chargers.values()];
     const outside = all.filter((ch) => ch.installationId === c).map((ch) => ch.id);
     const inside = all.filter((ch) => ch.installationId !== c).map((ch) => ch.id);
