@@ -3,13 +3,18 @@
  * `run` process and the real SDK. Target: p99 ≤ 100 ms at 1,000/s.
  * `--user-group`: the same through one user group's connection carrying the 10 installations (issue 16 §5).
  */
-import { parseArgs } from 'node:util';
-import { allConnected, carriedByGroup, latencies, percentile, publishAtRate, startBench } from './harness.js';
+import {
+  allConnected,
+  carriedByGroup,
+  latencies,
+  percentile,
+  publishAtRate,
+  startBench,
+  userGroupArg,
+} from './harness.js';
 import { record } from './machine.js';
 
-const GROUP = parseArgs({ options: { 'user-group': { type: 'boolean', default: false } } }).values[
-  'user-group'
-];
+const GROUP = userGroupArg();
 const b = await startBench(
   { installations: 10, chargersPerInstallation: 100 },
   { ZAPTEC_RECONCILE_MINUTES: '600' },

@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import type { FleetOptions, SimObservation } from '../src/simulator/fleet.js';
 import { Simulation } from '../src/simulator/simulation.js';
@@ -117,6 +118,11 @@ export function allConnected(b: Bench): boolean {
     b.count("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'") ===
     b.sim.fleet.installations.size
   );
+}
+
+/** `--user-group` on a benchmark's command line: one user group carries every installation (issue 16 §5). */
+export function userGroupArg(): boolean {
+  return parseArgs({ options: { 'user-group': { type: 'boolean', default: false } } }).values['user-group'];
 }
 
 /**

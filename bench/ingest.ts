@@ -8,18 +8,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { openDatabase } from '../src/store/database.js';
 import { WalSync } from '../src/store/durability.js';
 import { ObservationStore } from '../src/store/observations.js';
 import { decodeObservation } from '../src/zaptec/message.js';
 import { encodeNbfx } from '../src/zaptec/nbfx.js';
-import { allConnected, carriedByGroup, publishAtRate, startBench } from './harness.js';
+import { allConnected, carriedByGroup, publishAtRate, startBench, userGroupArg } from './harness.js';
 import { record } from './machine.js';
 
-const GROUP = parseArgs({ options: { 'user-group': { type: 'boolean', default: false } } }).values[
-  'user-group'
-];
+const GROUP = userGroupArg();
 
 async function endToEnd(): Promise<string> {
   const b = await startBench(

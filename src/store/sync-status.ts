@@ -24,6 +24,8 @@ export class SyncStatusStore {
   readonly #events;
   readonly #lastEvent;
   readonly #lastPoll;
+  readonly #ensure;
+  readonly #detail;
 
   constructor(db: Db) {
     this.#db = db;
@@ -39,17 +41,15 @@ export class SyncStatusStore {
       `INSERT INTO sync_status (installation_id, events, last_poll_at) VALUES (?, 'connecting', ?)
        ON CONFLICT (installation_id) DO UPDATE SET last_poll_at = excluded.last_poll_at`,
     );
+    this.#ensure = db.prepare(
+      'INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    );
+    this.#detail = db.prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?');
   }
 
   /** A row for the installation when it has none yet. */
   ensure(installationId: string, events: EventsState, detail: string | null): void {
-    this.#writes.write(`ensure:${installationId}`, () =>
-      this.#db
-        .prepare(
-          'INSERT INTO sync_status (installation_id, events, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
-        )
-        .run(installationId, events, detail),
-    );
+    this.#writes.write(`ensure:${installationId}`, () => this.#ensure.run(installationId, events, detail));
   }
 
   setEvents(installationId: string, events: EventsState, detail: string | null): void {
@@ -65,11 +65,7 @@ export class SyncStatusStore {
   }
 
   setDetail(installationId: string, detail: string | null): void {
-    this.#writes.write(`detail:${installationId}`, () =>
-      this.#db
-        .prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?')
-        .run(detail, installationId),
-    );
+    this.#writes.write(`detail:${installationId}`, () => this.#detail.run(detail, installationId));
   }
 
   /** Writes what a held lock or a full disk kept back. */

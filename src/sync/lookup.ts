@@ -47,9 +47,9 @@ export interface LookupDeps {
 export class ChargerLookup {
   readonly #d: LookupDeps;
   readonly #inflight = new Map<string, Promise<LookupResult>>();
-  readonly #notFound = new Map<string, number>();
-  /** Chargers found under an installation ZAPTEC_INSTALLATIONS leaves out: until when they are ignored. */
-  readonly #notFollowed = new Map<string, number>();
+  readonly #notFound: ForgetfulSet;
+  /** Chargers found under an installation ZAPTEC_INSTALLATIONS leaves out: ignored for an hour. */
+  readonly #notFollowed: ForgetfulSet;
   readonly #followed: ReadonlySet<string> | undefined;
   #stopped = false;
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
@@ -58,16 +58,13 @@ export class ChargerLookup {
   constructor(deps: LookupDeps) {
     this.#d = deps;
     this.#followed = deps.followed && new Set(deps.followed);
+    this.#notFound = new ForgetfulSet(deps.clock, NEGATIVE_CACHE_MS);
+    this.#notFollowed = new ForgetfulSet(deps.clock, NEGATIVE_CACHE_MS);
   }
 
   /** A charger a lookup found under an installation this daemon does not follow (its events are not kept). */
   notFollowed(chargerId: string): boolean {
-    const id = chargerId.toLowerCase();
-    const until = this.#notFollowed.get(id);
-    if (until === undefined) return false;
-    if (until > this.#d.clock.now()) return true;
-    this.#notFollowed.delete(id);
-    return false;
+    return this.#notFollowed.has(chargerId.toLowerCase());
   }
 
   stop(): void {
@@ -79,9 +76,7 @@ export class ChargerLookup {
   unknownSeen(chargerId: string): void {
     const id = chargerId.toLowerCase();
     if (id === NULL_CHARGER_ID || this.#stopped) return;
-    const until = this.#notFound.get(id);
-    if (until !== undefined && until > this.#d.clock.now()) return;
-    if (this.notFollowed(id) || this.#d.inventory.findCharger(id)) return;
+    if (this.#notFound.has(id) || this.notFollowed(id) || this.#d.inventory.findCharger(id)) return;
     void this.lookup(id, 'seen in state data');
   }
 
@@ -96,7 +91,7 @@ export class ChargerLookup {
   }
 
   async #run(key: string, trigger: string): Promise<LookupResult> {
-    const { clock, log } = this.#d;
+    const { log } = this.#d;
     if (key === NULL_CHARGER_ID)
       return { outcome: 'not_found', detail: 'the all-zero ChargerId belongs to no charger' };
     try {
@@ -108,7 +103,7 @@ export class ChargerLookup {
         this.#d.onFound(after.id);
         return { outcome: 'found', detail: 'found by a full inventory refresh', chargerId: after.id };
       }
-      this.#notFound.set(key, clock.now() + NEGATIVE_CACHE_MS);
+      this.#notFound.add(key);
       const detail = passed
         ? 'not in the inventory after a full refresh'
         : `no charger with that ${GUID.test(key) ? 'id' : 'serial'}; a full inventory refresh is not allowed before ${new Date(this.#d.inventorySync.allowedAt()).toISOString()}`;
@@ -138,7 +133,7 @@ export class ChargerLookup {
     const installationId = charger.InstallationId?.toLowerCase() ?? null;
     if (this.#followed && !(installationId && this.#followed.has(installationId))) {
       // Looked up again in an hour at the earliest, like a charger not found: the installation may be added.
-      this.#notFollowed.set(id, this.#d.clock.now() + NEGATIVE_CACHE_MS);
+      this.#notFollowed.add(id);
       this.#d.log.info(
         { charger: id, installation: installationId },
         'charger lookup: its installation is not in ZAPTEC_INSTALLATIONS; ignored',
@@ -175,5 +170,33 @@ export class ChargerLookup {
       detail: `charger ${record.deviceId ?? id} (${record.name ?? 'no name'})`,
       chargerId: id,
     };
+  }
+}
+
+/** Keys remembered for a while: `has` is false once `ttlMs` has passed since `add`, and the key is forgotten. */
+class ForgetfulSet {
+  readonly #until = new Map<string, number>();
+  readonly #clock: Clock;
+  readonly #ttlMs: number;
+
+  constructor(clock: Clock, ttlMs: number) {
+    this.#clock = clock;
+    this.#ttlMs = ttlMs;
+  }
+
+  add(key: string): void {
+    this.#until.set(key, this.#clock.now() + this.#ttlMs);
+  }
+
+  has(key: string): boolean {
+    const until = this.#until.get(key);
+    if (until === undefined) return false;
+    if (until > this.#clock.now()) return true;
+    this.#until.delete(key);
+    return false;
+  }
+
+  delete(key: string): void {
+    this.#until.delete(key);
   }
 }
