@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import type { FleetOptions, SimObservation } from '../src/simulator/fleet.js';
 import { Simulation } from '../src/simulator/simulation.js';
+import { unitStart } from './unit.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -40,10 +41,13 @@ export async function startBench(
   before?.(sim);
   const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
   const dbPath = join(dir, 'zaptec.db');
+  // As the systemd unit starts it: its Node flags (the heap's sizing) and its environment (malloc's arenas).
+  const unit = unitStart();
   const spawnDaemon = () =>
-    spawn(process.execPath, [CLI, 'run'], {
+    spawn(process.execPath, [...unit.nodeFlags, CLI, 'run'], {
       env: {
         ...process.env,
+        ...unit.env,
         ...sim.env(),
         ZAPTEC_DB: dbPath,
         LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',

@@ -127,9 +127,9 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
     // an fsync off the event loop shared by every commit before it (durability.ts; FULL's cost in BENCHMARKS.md).
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
-    // A fleet's hot pages (current state, recent history) stay in memory: 32 MiB at most. 10,000 chargers'
-    // current state is about 16 MiB; 64 MiB bought no ingest speed and cost 32 MB of RSS (BENCHMARKS.md).
-    db.pragma('cache_size = -32768');
+    // 8 MiB of hot pages; the rest of the file is served by the kernel's page cache. At 10,000 chargers 8 MiB
+    // cost no CPU against 32 MiB, and 2 MiB cost 75 % more CPU per observation (BENCHMARKS.md, footprint).
+    db.pragma('cache_size = -8192');
     // Checkpoint every ~40 MiB of WAL instead of 4 MiB: a fleet's state rows are spread over many pages,
     // and rarer checkpoints write each hot page back once instead of many times (+30 % ingest).
     db.pragma('wal_autocheckpoint = 10000');
