@@ -10,7 +10,6 @@ import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { allConnected, carriedByGroup, freePort, rssOf, sleep, startBench } from './harness.js';
 import { record } from './machine.js';
-import { unitStart } from './unit.js';
 
 const { values } = parseArgs({
   options: {
@@ -70,7 +69,7 @@ try {
   const slope = half.length > 1 ? (half.at(-1)![1] - half[0]![1]) / (half.at(-1)![0] - half[0]![0]) : 0;
   const dbBytes = ['', '-wal'].reduce((s, x) => s + (safeSize(b.dbPath + x) ?? 0), 0);
   const carried = GROUP ? b.count('SELECT count(*) AS n FROM user_group_installations') : 0;
-  const unit = unitStart();
+  const { unit } = b;
   const started = [...Object.entries(unit.env).map(([k, v]) => `${k}=${v}`), 'node', ...unit.nodeFlags].join(
     ' ',
   );

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import type { FleetOptions, SimObservation } from '../src/simulator/fleet.js';
 import { Simulation } from '../src/simulator/simulation.js';
-import { unitStart } from './unit.js';
+import { type UnitStart, unitStart } from './unit.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -22,6 +22,8 @@ export interface Bench {
   daemon: ChildProcess;
   /** When the daemon was spawned (epoch ms). */
   startedAt: number;
+  /** How the daemon was started: as the systemd unit starts it. */
+  unit: UnitStart;
   db(): Database.Database;
   count(sql: string, ...p: unknown[]): number;
   until(what: string, cond: () => boolean, timeoutMs: number): Promise<number>;
@@ -68,6 +70,7 @@ export async function startBench(
     dbPath,
     daemon: spawnDaemon(),
     startedAt: Date.now(),
+    unit,
     db() {
       reader ??= new Database(dbPath, { readonly: true, fileMustExist: true });
       return reader;
