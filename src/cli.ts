@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-/** `zaptec-sync <command>`: one executable, one file per command under cli/. */
-import { UsageError } from './cli/args.js';
-import { ConfigError, EXIT_CONFIG } from './config.js';
+/**
+ * `zaptec-sync <command>`: one executable, one file per command under cli/. Nothing is imported before the
+ * Node.js line is checked: on an older Node the dependencies crash (better-sqlite3 with a segmentation fault)
+ * or fail to link, and a person should read one line that says what to install instead.
+ */
 
 const USAGE = `usage: zaptec-sync <command> [options]
 
@@ -18,8 +20,14 @@ commands:
   demo                             simulate + run, with a live view of the database
 
 options for every command:
-  --env-file <path>                read settings from this file (the environment wins)
+  --settings <path>                read settings from this file (the environment wins); --env-file <path>
+                                   works too where the file exists (Node itself stops on a missing one)
   -h, --help                       this text`;
+
+/** The Node.js lines zaptec-sync runs on (CONTRACT, README). */
+const SUPPORTED_NODE_LINES = [22, 24, 26];
+/** The oldest release of the oldest line: better-sqlite3 13 and undici 8 need it. */
+const OLDEST_NODE = [22, 19];
 
 type Command = (args: string[], envFile: string | undefined) => Promise<number>;
 
@@ -35,26 +43,51 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./cli/demo.js')).demoCommand,
 };
 
-async function main(argv: string[]): Promise<number> {
-  const envIndex = argv.indexOf('--env-file');
+/** One line naming the supported lines when this Node.js is not one of them, else undefined. */
+function unsupportedNode(version: string): string | undefined {
+  const [major = 0, minor = 0] = version.replace(/^v/, '').split('.').map(Number);
+  const supported =
+    major > OLDEST_NODE[0]! ? major % 2 === 0 : major === OLDEST_NODE[0] && minor >= OLDEST_NODE[1]!;
+  if (supported) return undefined;
+  return `zaptec-sync: Node.js ${version} is not supported; it runs on Node.js ${SUPPORTED_NODE_LINES.join(', ')} (${OLDEST_NODE.join('.')} or newer); scripts/node in the repository fetches one\n`;
+}
+
+/** Takes `--settings <path>`, `--settings=<path>`, `--env-file <path>` or `--env-file=<path>` out of argv. */
+function settingsOption(argv: string[]): { argv: string[]; envFile: string | undefined } | string {
   let envFile: string | undefined;
-  if (envIndex >= 0) {
-    envFile = argv[envIndex + 1];
-    if (!envFile) {
-      process.stderr.write('zaptec-sync: --env-file needs a path\n');
-      return 2;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const m = /^--(settings|env-file)(?:=(.*))?$/.exec(a);
+    if (!m) {
+      rest.push(a);
+      continue;
     }
-    argv = [...argv.slice(0, envIndex), ...argv.slice(envIndex + 2)];
+    const value = m[2] ?? argv[++i];
+    if (!value) return `--${m[1]} needs a path`;
+    envFile = value;
   }
-  const eq = argv.findIndex((a) => a.startsWith('--env-file='));
-  if (eq >= 0) {
-    envFile = argv[eq]!.slice('--env-file='.length);
-    argv = [...argv.slice(0, eq), ...argv.slice(eq + 1)];
+  return { argv: rest, envFile };
+}
+
+async function main(args: string[]): Promise<number> {
+  const unsupported = unsupportedNode(process.version);
+  if (unsupported) {
+    process.stderr.write(unsupported);
+    return 78;
   }
+  const settings = settingsOption(args);
+  if (typeof settings === 'string') {
+    process.stderr.write(`zaptec-sync: ${settings}\n`);
+    return 2;
+  }
+  const { argv, envFile } = settings;
   const [name, ...rest] = argv;
   if (name === 'run') catchEarlySignals();
+  endQuietlyOnClosedPipe(name === 'run');
   if (!name || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+    const { EXIT_CODES_HELP } = await import('./cli/exit-codes.js');
+    process.stdout.write(`${USAGE}\n\n${EXIT_CODES_HELP}\n`);
     return name ? 0 : 2;
   }
   if (name === '--version' || name === '-V') {
@@ -67,6 +100,9 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`zaptec-sync: unknown command '${name}'\n${USAGE}\n`);
     return 2;
   }
+  const { UsageError } = await import('./cli/args.js');
+  const { ConfigError } = await import('./config.js');
+  const { EXIT_CONFIG } = await import('./cli/exit-codes.js');
   try {
     return await (await load())(rest, envFile);
   } catch (err) {
@@ -82,6 +118,23 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`zaptec-sync ${name}: ${describeError(err)}\n`);
     return 1;
   }
+}
+
+/**
+ * Output into a closed pipe (`zaptec-sync sessions | head -1`) ends quietly with exit 0 (CONTRACT §7
+ * "Exports"), instead of an unhandled EPIPE. The daemon stops as on SIGTERM: cleanly, leaving the database
+ * to its readers.
+ */
+function endQuietlyOnClosedPipe(daemon: boolean): void {
+  let ended = false;
+  const onError = (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (!daemon) process.exit(0);
+    if (!ended) process.kill(process.pid, 'SIGTERM');
+    ended = true;
+  };
+  process.stdout.on('error', onError);
+  process.stderr.on('error', onError);
 }
 
 /**

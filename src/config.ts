@@ -4,11 +4,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseEnv } from 'node:util';
 import cron from 'node-cron';
 import { z } from 'zod';
-
-export const EXIT_CONFIG = 78;
+import { parseSettingsFile, SettingsFileError } from './settings-file.js';
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -198,8 +196,10 @@ function nonEmpty<T>(list: T[] | undefined): T[] | undefined {
 }
 
 /**
- * The process environment, with an env file underneath it: `--env-file <path>` when given, else `.env`
- * in the working directory when present. Variables already set in the environment win, as with systemd.
+ * The process environment, with a settings file underneath it: `--settings <path>` (or `--env-file <path>`)
+ * when given, else `.env` in the working directory when present. Variables already set in the environment
+ * win, as with systemd. A file that cannot be read or holds a line that is not a setting is a ConfigError
+ * naming the file and the line.
  */
 export function environment(envFile?: string): Env {
   const base: Env = { ...process.env };
@@ -209,11 +209,76 @@ export function environment(envFile?: string): Env {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError('--env-file', `cannot read ${path} (${(err as NodeJS.ErrnoException).code})`);
+    throw new ConfigError(path, `cannot read the settings file (${(err as NodeJS.ErrnoException).code})`);
   }
-  const fromFile = parseEnv(text) as Env;
+  let fromFile: Env;
+  try {
+    fromFile = parseSettingsFile(text, path);
+  } catch (err) {
+    if (err instanceof SettingsFileError) throw new ConfigError(path, `line ${err.line}: ${err.problem}`);
+    throw err;
+  }
   for (const [k, v] of Object.entries(fromFile)) if (base[k] === undefined) base[k] = v;
   return base;
+}
+
+/** Only the process environment: what `demo` runs with, so that no `.env` of a real setup reaches it. */
+export function processEnvironment(): Env {
+  return { ...process.env };
+}
+
+/**
+ * Every ZAPTEC_* name something reads (CONTRACT §2, and scripts/node's ZAPTEC_NODE). Another one is almost
+ * always a misspelling that silently leaves a default in force: `run` warns and `doctor` reports it.
+ */
+export const KNOWN_VARIABLES = [
+  'ZAPTEC_USERNAME',
+  'ZAPTEC_PASSWORD',
+  'ZAPTEC_PASSWORD_FILE',
+  'ZAPTEC_API_URL',
+  'ZAPTEC_DB',
+  'ZAPTEC_INSTALLATIONS',
+  'ZAPTEC_EVENTS',
+  'ZAPTEC_SERVICEBUS_ENDPOINT',
+  'ZAPTEC_RECONCILE_MINUTES',
+  'ZAPTEC_RECONCILE_MAX_MINUTES',
+  'ZAPTEC_INVENTORY_CRON',
+  'ZAPTEC_REQUESTS_PER_MINUTE',
+  'ZAPTEC_HISTORY_DAYS',
+  'ZAPTEC_METRICS',
+  'ZAPTEC_USER_GROUPS',
+  'ZAPTEC_SESSIONS',
+  'ZAPTEC_SESSIONS_DAYS',
+  'ZAPTEC_SESSIONS_PERSONAL_DATA',
+  'ZAPTEC_CONTROL_DB',
+  'ZAPTEC_COMMANDS',
+  'ZAPTEC_DB_PASSWORD_FILE',
+  'ZAPTEC_PG_SCHEMA',
+  'ZAPTEC_NODE',
+] as const;
+
+/** ZAPTEC_* names in the environment that nothing reads, each with the known name closest to it. */
+export function unknownVariables(env: Env): { name: string; closest: string }[] {
+  const known: readonly string[] = KNOWN_VARIABLES;
+  return Object.keys(env)
+    .filter((name) => name.startsWith('ZAPTEC_') && !known.includes(name))
+    .sort()
+    .map((name) => ({
+      name,
+      closest: known.reduce((best, k) => (editDistance(name, k) < editDistance(name, best) ? k : best)),
+    }));
+}
+
+/** Levenshtein distance, for the closest real name of a misspelt one. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
 }
 
 /** The version of this package, for the User-Agent and the daemon row. */

@@ -7,9 +7,11 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { environment } from '../config.js';
+import { processEnvironment } from '../config.js';
+import { keptForRealAccount } from '../store/database.js';
 import { delay } from '../time.js';
 import { changedLines, progressLine, readView, screen, summaryLine } from './demo-view.js';
+import { EXIT_CONFIG } from './exit-codes.js';
 import { parseSimulateArgs, SIMULATE_USAGE, startSimulation } from './simulate.js';
 
 const REFRESH_MS = 1_000;
@@ -20,13 +22,44 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
     return 0;
   }
   const options = parseSimulateArgs(args, { installations: '2', chargers: '4', rate: '6' });
-  const env = environment(envFile);
+  // Never a real setup's settings: no settings file (not even ./.env), and of the environment only where the
+  // demo's database goes and how much it logs. Every other ZAPTEC_* setting stays out of the daemon's.
+  const env = processEnvironment();
+  if (envFile !== undefined)
+    process.stderr.write(
+      'zaptec-sync demo: the settings file is not read: the demo never uses a real setup\n',
+    );
   const dbPath = env.ZAPTEC_DB || './zaptec-demo.db';
+  if (keptForRealAccount(dbPath)) {
+    process.stderr.write(
+      `zaptec-sync demo: ${dbPath} holds a real account's data; the demo will not write simulated chargers into it (unset ZAPTEC_DB, or name another file)\n`,
+    );
+    return EXIT_CONFIG;
+  }
   const sim = await startSimulation(options);
-  const daemon = spawn(process.execPath, [fileURLToPath(new URL('../cli.js', import.meta.url)), 'run'], {
-    env: { ...env, ...sim.env(), ZAPTEC_DB: dbPath, ZAPTEC_EVENTS: 'on', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const childEnv = Object.fromEntries(
+    Object.entries(env).filter(([k]) => !k.startsWith('ZAPTEC_') && k !== 'CREDENTIALS_DIRECTORY'),
+  );
+  const daemon = spawn(
+    process.execPath,
+    [
+      fileURLToPath(new URL('../cli.js', import.meta.url)),
+      'run',
+      // An empty settings file: the daemon reads no ./.env either.
+      '--settings',
+      '/dev/null',
+    ],
+    {
+      env: {
+        ...childEnv,
+        ...sim.env(),
+        ZAPTEC_DB: dbPath,
+        ZAPTEC_EVENTS: 'on',
+        LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const logs: string[] = [];
   const keep = (d: Buffer) => {
     for (const line of String(d).split('\n').filter(Boolean)) logs.push(line.replace(/^<\d>/, ''));

@@ -5,7 +5,14 @@
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Config, ConfigError, environment, packageVersion, parseConfig } from '../config.js';
+import {
+  type Config,
+  ConfigError,
+  environment,
+  packageVersion,
+  parseConfig,
+  unknownVariables,
+} from '../config.js';
 import { CredentialsError, HttpStatusError, NetworkError, RateLimitedError } from '../http/errors.js';
 import { createLogger, describeError, registerSecret } from '../log.js';
 import { type Db, migrate, openDatabase } from '../store/database.js';
@@ -56,15 +63,21 @@ export async function doctorCommand(args: string[], envFile: string | undefined)
   parseCommandArgs(args, {}, 0);
   const r = new Report();
   let config: Config;
+  let env: ReturnType<typeof environment>;
   try {
-    config = parseConfig(environment(envFile), { requireCredentials: true });
+    env = environment(envFile);
+    config = parseConfig(env, { requireCredentials: true });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     r.bad('configuration', err.message);
     return 1;
   }
   registerSecret(config.password);
-  r.ok('configuration', `API ${config.apiUrl}, live events ${config.events ? 'on' : 'off'}`);
+  const unknown = unknownVariables(env);
+  for (const { name, closest } of unknown)
+    r.bad('configuration', `unknown setting ${name} is ignored`, `did you mean ${closest}?`);
+  if (unknown.length === 0)
+    r.ok('configuration', `API ${config.apiUrl}, live events ${config.events ? 'on' : 'off'}`);
   const db = checkDatabase(config, r) ?? openDatabase(':memory:', { create: true });
   const client = createZaptecClient({
     apiUrl: config.apiUrl,

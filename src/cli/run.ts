@@ -2,14 +2,24 @@
  * `run`: the composition root. Configuration → database → API client → coordinator, wired here and
  * nowhere else. SIGTERM/SIGINT at any moment exit 0 within 10 s; SIGHUP asks for an inventory refresh.
  */
-import { type Config, environment, packageVersion, parseConfig } from '../config.js';
+import {
+  type Config,
+  ConfigError,
+  environment,
+  packageVersion,
+  parseConfig,
+  unknownVariables,
+} from '../config.js';
 import { createLogger, describeError, type Logger, registerSecret, stdoutIsJournal } from '../log.js';
-import { closeForReaders, type Db, openDatabase } from '../store/database.js';
+import { readDaemonRow } from '../store/daemon-row.js';
+import { closeForReaders, type Db, isSetupFault, markRealAccount, openDatabase } from '../store/database.js';
+import { DatabaseOwned, OwnerLock } from '../store/owner.js';
 import { type Daemon, HEARTBEAT_INTERVAL_MS } from '../sync/daemon.js';
 import { Notifier } from '../sync/notify.js';
 import { buildDaemon } from '../sync/wiring.js';
 import { systemClock } from '../time.js';
 import { parseCommandArgs } from './args.js';
+import { EXIT_CONFIG, EXIT_FAILED, EXIT_OWNED } from './exit-codes.js';
 
 /** A stop that takes longer than this is cut short: CONTRACT promises exit within 10 s. */
 const STOP_DEADLINE_MS = 8_000;
@@ -18,9 +28,12 @@ const WATCHDOG_MIN_PING_MS = 250;
 
 export async function runCommand(args: string[], envFile: string | undefined): Promise<number> {
   parseCommandArgs(args, {}, 0);
-  const config = parseConfig(environment(envFile), { requireCredentials: true });
+  const env = environment(envFile);
+  const config = parseConfig(env, { requireCredentials: true });
   registerSecret(config.password);
   const log = createLogger({ level: config.logLevel, journal: stdoutIsJournal(config.journalStream) });
+  for (const { name, closest } of unknownVariables(env))
+    log.warn({ variable: name, closest }, `unknown setting ${name} is ignored: did you mean ${closest}?`);
   return runDaemon(config, log);
 }
 
@@ -44,12 +57,16 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
   process.on('SIGHUP', () => hupHandler());
   lastResort(log);
 
+  const owner = await ownDatabase(config.dbPath, stopped, log);
+  if (owner === 'stopped') return 0;
+  if (typeof owner === 'number') return owner;
   let db: Db;
   try {
     db = openDatabase(config.dbPath, { create: true, daemon: true });
+    if (!onThisMachine(config.apiUrl)) markRealAccount(db);
   } catch (err) {
-    log.fatal({ db: config.dbPath, err: describeError(err) }, 'cannot open the database');
-    return 1;
+    owner.release();
+    return cannotStart(err, log);
   }
   const version = packageVersion();
   let daemon: Daemon | undefined;
@@ -83,15 +100,80 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     await Promise.race([starting, stopped]);
     await Promise.race([stopped, starting.then(() => stopped)]);
   } catch (err) {
-    log.fatal({ err: describeError(err) }, 'zaptec-sync failed');
     await stopWithin(daemon, log);
     closeForReaders(db);
-    return 1;
+    owner.release();
+    return cannotStart(err, log);
   }
   await stopWithin(daemon, log);
   closeForReaders(db);
+  owner.release();
   log.info('stopped');
   return 0;
+}
+
+/**
+ * Takes the database's owner lock before anything else (CONTRACT §7 "One daemon per database"): no API call,
+ * connection or write happens before it. Another live owner: one line naming its pid, and EXIT_OWNED.
+ */
+async function ownDatabase(
+  dbPath: string,
+  stopped: Promise<void>,
+  log: Logger,
+): Promise<OwnerLock | number | 'stopped'> {
+  const stop = new AbortController();
+  void stopped.then(() => stop.abort());
+  try {
+    const lock = await OwnerLock.acquire(dbPath, (ms) => systemClock.sleep(ms, stop.signal), {
+      signal: stop.signal,
+    });
+    return lock ?? 'stopped';
+  } catch (err) {
+    if (err instanceof DatabaseOwned) {
+      const pid = ownerPid(dbPath);
+      process.stderr.write(
+        `zaptec-sync run: ${dbPath} is owned by a running zaptec-sync (pid ${pid ?? 'unknown'}); not starting a second daemon on it\n`,
+      );
+      return EXIT_OWNED;
+    }
+    return cannotStart(err, log);
+  }
+}
+
+/** An API on a loopback address is a simulator (demo, tests), never a real account. */
+function onThisMachine(url: string): boolean {
+  return /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(new URL(url).hostname);
+}
+
+/**
+ * A start that failed: a fault a person must fix (a setting, the metrics port, the database's permissions or
+ * a newer schema) is one line and exit 78, which systemd does not restart; anything else is logged, exit 1.
+ */
+function cannotStart(err: unknown, log: Logger): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`zaptec-sync run: configuration: ${err.message}\n`);
+    return EXIT_CONFIG;
+  }
+  if (isSetupFault(err)) {
+    process.stderr.write(`zaptec-sync run: ${describeError(err)}\n`);
+    return EXIT_CONFIG;
+  }
+  log.fatal({ err: describeError(err) }, 'zaptec-sync failed');
+  return EXIT_FAILED;
+}
+
+/** The owner's pid as its `daemon` row says (it writes the row as soon as it has the lock). */
+function ownerPid(dbPath: string): number | undefined {
+  try {
+    const db = openDatabase(dbPath, { readonly: true });
+    try {
+      return readDaemonRow(db)?.pid ?? undefined;
+    } finally {
+      db.close();
+    }
+  } catch {
+    return undefined;
+  }
 }
 
 async function stopWithin(daemon: Daemon | undefined, log: Logger): Promise<void> {

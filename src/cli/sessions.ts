@@ -12,10 +12,8 @@ import { InventoryStore } from '../store/inventory.js';
 import { SESSION_COLUMNS } from '../store/sessions.js';
 import { isoMs, parseZaptecTime } from '../time.js';
 import { parseCommandArgs, UsageError } from './args.js';
+import { EXIT_NO_DATABASE, EXIT_NOT_FOUND } from './exit-codes.js';
 import { table } from './format.js';
-import { EXIT_UNKNOWN_CHARGER } from './state.js';
-
-export const EXIT_NO_DATABASE = 2;
 
 /** The contract's columns in their order (§8); `data` only in JSON, where it is an object, not a string. */
 const COLUMNS = SESSION_COLUMNS.filter((c) => c !== 'data');
@@ -39,6 +37,8 @@ export async function sessionsCommand(args: string[], envFile: string | undefine
     throw new UsageError('--format must be table, csv or json');
   const since = values.since === undefined ? undefined : when('since', values.since);
   const until = values.until === undefined ? undefined : when('until', values.until);
+  if (since !== undefined && until !== undefined && since >= until)
+    throw new UsageError(`--since (${since}) must be before --until (${until})`);
   const path = databasePath(environment(envFile));
   if (!existsSync(path)) {
     process.stderr.write(`zaptec-sync sessions: no database at ${path} (has the daemon run?)\n`);
@@ -62,7 +62,7 @@ export async function sessionsCommand(args: string[], envFile: string | undefine
         )?.charger_id;
       if (!id) {
         process.stderr.write(`zaptec-sync sessions: unknown charger ${wanted}\n`);
-        return EXIT_UNKNOWN_CHARGER;
+        return EXIT_NOT_FOUND;
       }
       where.push('charger_id = ?');
       params.push(id.toLowerCase());
@@ -77,7 +77,7 @@ export async function sessionsCommand(args: string[], envFile: string | undefine
         .get(wanted, wanted)!.n;
       if (known === 0) {
         process.stderr.write(`zaptec-sync sessions: unknown installation ${values.installation}\n`);
-        return EXIT_UNKNOWN_CHARGER;
+        return EXIT_NOT_FOUND;
       }
       where.push('installation_id = ?');
       params.push(wanted);
@@ -122,14 +122,19 @@ function json(rows: SessionRow[]): string {
   return `${JSON.stringify(out, null, 1)}\n`;
 }
 
-/** RFC 4180: a header line, fields quoted where they hold a comma, quote or line break. */
+/**
+ * RFC 4180: a header line, fields quoted where they hold a comma, quote or line break. A text field that a
+ * spreadsheet would run as a formula (it begins with =, +, -, @, a tab or a carriage return) gets a leading
+ * `'` (CONTRACT §7 "Exports", OWASP's advice on CSV injection); numbers are written as numbers.
+ */
+export function csvField(v: string | number | null): string {
+  if (v === null) return '';
+  const s = typeof v === 'number' ? String(v) : /^[=+\-@\t\r]/.test(v) ? `'${v}` : v;
+  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
 function csv(rows: SessionRow[]): string {
-  const field = (v: string | number | null) => {
-    if (v === null) return '';
-    const s = String(v);
-    return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-  };
-  const lines = [COLUMNS.join(','), ...rows.map((r) => COLUMNS.map((c) => field(r[c])).join(','))];
+  const lines = [COLUMNS.join(','), ...rows.map((r) => COLUMNS.map((c) => csvField(r[c])).join(','))];
   return `${lines.join('\r\n')}\r\n`;
 }
 

@@ -3,9 +3,8 @@ import { databasePath, environment } from '../config.js';
 import { openDatabase } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
 import { parseCommandArgs, UsageError } from './args.js';
+import { EXIT_NO_DATABASE, EXIT_NOT_FOUND } from './exit-codes.js';
 import { table } from './format.js';
-
-export const EXIT_UNKNOWN_CHARGER = 4;
 
 interface StateRow {
   state_id: number;
@@ -23,8 +22,8 @@ export async function stateCommand(args: string[], envFile: string | undefined):
   if (!wanted) throw new UsageError('which charger? give its id or serial, e.g. zaptec-sync state ZAP049387');
   const path = databasePath(environment(envFile));
   if (!existsSync(path)) {
-    process.stderr.write(`zaptec-sync state: unknown charger ${wanted} (no database at ${path})\n`);
-    return EXIT_UNKNOWN_CHARGER;
+    process.stderr.write(`zaptec-sync state: no database at ${path} (has the daemon run?)\n`);
+    return EXIT_NO_DATABASE;
   }
   const db = openDatabase(path, { readonly: true });
   try {
@@ -38,7 +37,7 @@ export async function stateCommand(args: string[], envFile: string | undefined):
       .all(id);
     if (!charger && states.length === 0) {
       process.stderr.write(`zaptec-sync state: unknown charger ${wanted}\n`);
-      return EXIT_UNKNOWN_CHARGER;
+      return EXIT_NOT_FOUND;
     }
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ charger: charger ?? { id }, states })}\n`);

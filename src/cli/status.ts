@@ -3,10 +3,8 @@ import { environment, parseConfig } from '../config.js';
 import { openDatabase } from '../store/database.js';
 import { type HealthReport, healthReport } from '../store/health.js';
 import { parseCommandArgs } from './args.js';
+import { EXIT_FAILED, EXIT_NO_DATABASE } from './exit-codes.js';
 import { ago, table } from './format.js';
-
-export const EXIT_DEGRADED = 1;
-export const EXIT_NO_DATABASE = 2;
 
 /** `status [--json]`: 0 healthy, 1 degraded, 2 no database or the daemon never ran. Never creates a database. */
 export async function statusCommand(args: string[], envFile: string | undefined): Promise<number> {
@@ -29,7 +27,7 @@ export async function statusCommand(args: string[], envFile: string | undefined)
     return EXIT_NO_DATABASE;
   }
   process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatReport(report, now)}\n`);
-  return report.healthy ? 0 : EXIT_DEGRADED;
+  return report.healthy ? 0 : EXIT_FAILED;
 }
 
 function formatReport(r: HealthReport, now: number): string {

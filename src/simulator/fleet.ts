@@ -2,7 +2,7 @@
  * The simulated fleet: installations with circuits and chargers, each charger holding its state the
  * way Zaptec's cloud does. Deterministic for a seed.
  */
-import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, createPublicKey, type KeyObject, sign } from 'node:crypto';
 import { guid, type Random, seededRandom } from './random.js';
 
 export interface SimState {
@@ -82,8 +82,11 @@ export class Fleet {
   #serial = 0;
   #deviceTypes: number[];
 
+  readonly #seed: number;
+
   constructor(options: FleetOptions) {
-    this.random = seededRandom(options.seed ?? 1);
+    this.#seed = options.seed ?? 1;
+    this.random = seededRandom(this.#seed);
     this.#deviceTypes = options.deviceTypes ?? [4];
     const now = options.now ?? Date.now();
     for (let i = 0; i < options.installations; i++) {
@@ -144,7 +147,7 @@ export class Fleet {
     ];
     for (const [id, value] of initial) charger.state.set(id, { value, at: base });
     if (deviceType === 1) {
-      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+      const { privateKey, publicKey } = midKeyPair(this.#seed, charger.id);
       this.#midKeys.set(charger.id, privateKey);
       const der = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
       charger.state.set(981, { value: der, at: base });
@@ -273,6 +276,34 @@ export function completedSession(o: {
   });
 }
 
+/**
+ * A MID charger's P-384 signing key, the same for a seed and a charger every time: a second `demo` over the
+ * database the first one left must find the sessions it stored still valid against the charger's 981 key.
+ * The private scalar is a hash of the seed and the charger (reduced below the curve's order by ECDH's own
+ * check, which a SHA-384 value passes but with a chance of 2^-190); the public point comes from ECDH.
+ */
+export function midKeyPair(seed: number, chargerId: string): { privateKey: KeyObject; publicKey: KeyObject } {
+  const ecdh = createECDH('secp384r1');
+  ecdh.setPrivateKey(
+    createHash('sha384').update(`zaptec-sync simulator MID key ${seed} ${chargerId}`).digest(),
+  );
+  const point = ecdh.getPublicKey();
+  const size = (point.length - 1) / 2;
+  const jwk = {
+    kty: 'EC',
+    crv: 'P-384',
+    x: point.subarray(1, 1 + size).toString('base64url'),
+    y: point.subarray(1 + size).toString('base64url'),
+  };
+  return {
+    privateKey: createPrivateKey({
+      key: { ...jwk, d: ecdh.getPrivateKey().toString('base64url') },
+      format: 'jwk',
+    }),
+    publicKey: createPublicKey({ key: jwk, format: 'jwk' }),
+  };
+}
+
 /** Zaptec writes REST timestamps without an offset, with up to 3 fractional digits. */
 export function zaptecTimestamp(at: number): string {
   return new Date(at).toISOString().replace(/Z$/, '');
@@ -283,7 +314,7 @@ export function zaptecTimestamp(at: number): string {
  * over SHA-256, the DER signature in base64, appended as the third section.
  */
 export function signOcmf(ocmfText: string, privateKey: KeyObject): string {
-  const payload = ocmfText.split('|')[1] ?? '';
+  const payload = ocmfText.slice(ocmfText.indexOf('|') + 1);
   const sd = sign('sha256', Buffer.from(payload, 'utf8'), { key: privateKey, dsaEncoding: 'der' }).toString(
     'base64',
   );

@@ -32,6 +32,23 @@ export class StoreError extends Error {
   override name = 'StoreError';
 }
 
+/**
+ * SQLite's answers that a person must act on (permissions, a read-only directory, a file that is not a
+ * database): restarting cannot fix them, so `run` exits 78 on them instead of 1 (CONTRACT §1).
+ */
+const OPERATOR_CODES = /^SQLITE_(CANTOPEN|READONLY|PERM|AUTH|NOTADB)/;
+
+/** The database cannot be used until a person changes something: permissions, the file, the program. */
+export class DatabaseSetupError extends StoreError {
+  override name = 'DatabaseSetupError';
+}
+
+export function isSetupFault(err: unknown): boolean {
+  if (err instanceof DatabaseSetupError) return true;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (OPERATOR_CODES.test(code) || code === 'EACCES' || code === 'EROFS');
+}
+
 export interface Migration {
   version: number;
   name: string;
@@ -78,7 +95,7 @@ export function migrate(db: Db): number[] {
   const current = schemaVersion(db);
   const all = migrations();
   if (current > all.length) {
-    throw new StoreError(
+    throw new DatabaseSetupError(
       `the database has schema version ${current}, newer than this zaptec-sync understands (${all.length}); ` +
         'upgrade zaptec-sync or use a database it created',
     );
@@ -104,16 +121,36 @@ export interface OpenOptions {
   daemon?: boolean;
 }
 
+/** The directory a new file goes into must exist: creating it is the operator's (or systemd's) to do. */
+export function needDirectory(path: string): void {
+  const dir = dirname(path);
+  if (path !== ':memory:' && !existsSync(dir))
+    throw new DatabaseSetupError(`cannot create ${path}: the directory ${dir} does not exist`);
+}
+
 /** Opens the database with the daemon's pragmas: WAL, synchronous=NORMAL, a busy timeout, foreign keys. */
 export function openDatabase(path: string, options: OpenOptions = {}): Db {
   const isNew = !existsSync(path);
   if (isNew && !options.create) throw new StoreError(`no database at ${path}`);
+  if (isNew) needDirectory(path);
   let db: Db;
   try {
     db = new Database(path, { readonly: options.readonly ?? false, fileMustExist: !options.create });
   } catch (err) {
-    throw new StoreError(`cannot open the database at ${path}: ${(err as Error).message}`);
+    const message = `cannot open the database at ${path}: ${(err as Error).message}`;
+    throw isSetupFault(err) ? new DatabaseSetupError(message) : new StoreError(message);
   }
+  try {
+    configure(db, path, isNew, options);
+  } catch (err) {
+    db.close();
+    if (!isSetupFault(err)) throw err;
+    throw new DatabaseSetupError(`cannot use the database at ${path}: ${describeWriteError(err)}`);
+  }
+  return db;
+}
+
+function configure(db: Db, path: string, isNew: boolean, options: OpenOptions): void {
   db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   if (!options.readonly && !options.consumer) {
     if (isNew) {
@@ -138,7 +175,28 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
   if (options.create) migrate(db);
   // Only now: opening and migrating happen before the daemon has anything else to serve.
   if (options.daemon) db.pragma(`busy_timeout = ${DAEMON_BUSY_TIMEOUT_MS}`);
-  return db;
+}
+
+/**
+ * SQLite's `application_id` of a database that a daemon has kept for a real Zaptec account (an API that is
+ * not on this machine): "ZSRA". `demo` refuses such a file, so a simulated fleet never lands in a real one.
+ */
+const REAL_ACCOUNT_ID = 0x5a535241;
+
+export function markRealAccount(db: Db): void {
+  if (db.pragma('application_id', { simple: true }) !== REAL_ACCOUNT_ID)
+    db.pragma(`application_id = ${REAL_ACCOUNT_ID}`);
+}
+
+/** Whether a daemon has used the file at `path` for a real account (false when there is no such file). */
+export function keptForRealAccount(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.pragma('application_id', { simple: true }) === REAL_ACCOUNT_ID;
+  } finally {
+    db.close();
+  }
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { ConfigError } from '../config.js';
 import type { Admission } from '../http/admission.js';
 import type { Logger } from '../log.js';
 import type { Db } from '../store/database.js';
@@ -192,7 +193,12 @@ export class Metrics {
       }
     });
     await new Promise<void>((resolve, reject) => {
-      this.#server!.once('error', reject);
+      this.#server!.once('error', (err: NodeJS.ErrnoException) => {
+        // A port that is taken or not allowed is the operator's to fix: restarting cannot (exit 78).
+        if (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')
+          reject(new ConfigError('ZAPTEC_METRICS', `cannot listen on ${host}:${port} (${err.code})`));
+        else reject(err);
+      });
       this.#server!.listen(port, host, () => resolve());
     });
     log.info({ host, port }, 'metrics on /metrics and /healthz');

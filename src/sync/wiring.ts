@@ -248,6 +248,14 @@ function buildComponents(deps: WiringDeps): Wired {
     problems,
   });
   const components: Component[] = [
+    // First: a port that is taken stops the start (exit 78) before any API call.
+    {
+      name: 'metrics',
+      start: async () => {
+        if (metrics && config.metrics) await metrics.start(config.metrics.host, config.metrics.port, log);
+      },
+      stop: () => metrics?.stop(),
+    },
     {
       name: 'api',
       start: () => {},
@@ -257,13 +265,6 @@ function buildComponents(deps: WiringDeps): Wired {
       },
     },
     { name: 'credentials', start: () => credentials.start(), stop: () => credentials.stop() },
-    {
-      name: 'metrics',
-      start: async () => {
-        if (metrics && config.metrics) await metrics.start(config.metrics.host, config.metrics.port, log);
-      },
-      stop: () => metrics?.stop(),
-    },
     {
       name: 'state',
       start: () => {

@@ -32,13 +32,21 @@ export class OcmfError extends Error {
   override name = 'OcmfError';
 }
 
-/** Parses an OCMF string; throws OcmfError with the reason when it is not OCMF. */
+/**
+ * Parses an OCMF string; throws OcmfError with the reason when it is not OCMF. The string is split at the
+ * first and the last `|` (CONTRACT §7 "OCMF"): a `|` inside the payload's JSON is text, not a section break.
+ * When the part after the last `|` is not a JSON object, there is no signature section and it all is payload.
+ */
 export function parseOcmf(text: string): ParsedOcmf {
-  const sections = text.split('|');
-  if (sections[0] !== 'OCMF') throw new OcmfError('does not start with OCMF|');
-  if (sections.length < 2 || sections.length > 3)
-    throw new OcmfError(`has ${sections.length} |-sections, not 2 or 3`);
-  const payloadText = sections[1]!;
+  const first = text.indexOf('|');
+  if (first < 0 || text.slice(0, first) !== 'OCMF') throw new OcmfError('does not start with OCMF|');
+  const last = text.lastIndexOf('|');
+  let payloadText = text.slice(first + 1);
+  let signatureText: string | undefined;
+  if (last > first && isJsonObject(text.slice(last + 1))) {
+    payloadText = text.slice(first + 1, last);
+    signatureText = text.slice(last + 1);
+  }
   const payload = object(payloadText, 'payload');
   const rd = Array.isArray(payload.RD) ? payload.RD : [];
   // `RU` may be given only on the first reading (Zaptec Pro): it holds for the rest.
@@ -54,8 +62,8 @@ export function parseOcmf(text: string): ParsedOcmf {
     };
   });
   let signature: ParsedOcmf['signature'];
-  if (sections.length === 3) {
-    const s = object(sections[2]!, 'signature');
+  if (signatureText !== undefined) {
+    const s = object(signatureText, 'signature');
     if (typeof s.SD !== 'string') throw new OcmfError('its signature section has no SD');
     signature = {
       algorithm: typeof s.SA === 'string' ? s.SA : 'ECDSA-secp256r1-SHA256',
@@ -71,6 +79,15 @@ export function parseOcmf(text: string): ParsedOcmf {
     readings,
     signature,
   };
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const v: unknown = JSON.parse(text);
+    return v !== null && typeof v === 'object' && !Array.isArray(v);
+  } catch {
+    return false;
+  }
 }
 
 function object(text: string, what: string): Record<string, unknown> {
@@ -93,27 +110,44 @@ export function meterReadings(o: ParsedOcmf): { start: number | undefined; end: 
   };
 }
 
-/** ECDSA over SHA-256 on the curves OCMF names; Zaptec uses secp384r1. */
-const ALGORITHMS =
-  /^ECDSA-(secp192k1|secp256k1|secp192r1|secp256r1|secp384r1|brainpool256r1|brainpool384r1)-SHA256$/;
+/** OCMF's `SA` names (rev 1.4.1, table 23): ECDSA on a named curve, with a hash. */
+const ALGORITHM = /^ECDSA-(\w+)-(SHA256|SHA384|SHA512)$/;
+
+/** OCMF's curve names, as OpenSSL (and so Node's KeyObject) names the same curves. */
+const CURVES: Record<string, string> = {
+  secp192k1: 'secp192k1',
+  secp256k1: 'secp256k1',
+  secp192r1: 'prime192v1',
+  secp256r1: 'prime256v1',
+  secp384r1: 'secp384r1',
+  secp521r1: 'secp521r1',
+  brainpool256r1: 'brainpoolP256r1',
+  brainpool384r1: 'brainpoolP384r1',
+  brainpool512r1: 'brainpoolP512r1',
+};
 
 /**
  * Whether the signature verifies against the charger's public key (981 `MIDPublicKey`: base64 DER
  * SubjectPublicKeyInfo, PEM armour tolerated). Undefined when there is nothing to verify: no signature, no
- * key, an algorithm or encoding this does not know. A key or signature that cannot be read is `false`.
+ * key, an algorithm or encoding this does not know. `false` when the key or signature cannot be read, and when
+ * the key is not on the curve the record's `SA` names (CONTRACT §7 "OCMF"): the record must say truly how it
+ * was signed.
  */
 export function verifyOcmf(o: ParsedOcmf, publicKey: string | null | undefined): boolean | undefined {
   const sig = o.signature;
   if (!sig || !publicKey?.trim()) return undefined;
-  if (!ALGORITHMS.test(sig.algorithm)) return undefined;
+  const algorithm = ALGORITHM.exec(sig.algorithm);
+  const curve = algorithm ? CURVES[algorithm[1]!] : undefined;
+  if (!algorithm || !curve) return undefined;
   if (sig.mime !== undefined && sig.mime !== 'application/x-der') return undefined;
   const encoding = sig.encoding === 'base64' ? 'base64' : sig.encoding === 'hex' ? 'hex' : undefined;
   if (!encoding) return undefined;
   try {
     const der = Buffer.from(publicKey.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
     const key = createPublicKey({ key: der, format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== curve) return false;
     return verify(
-      'sha256',
+      algorithm[2]!.toLowerCase(),
       Buffer.from(o.payloadText, 'utf8'),
       { key, dsaEncoding: 'der' },
       Buffer.from(sig.data, encoding),

@@ -1,10 +1,11 @@
 /** CONTRACT §1 `sessions`: the built CLI over a real database — formats, filters and exit codes. */
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { closeForReaders, openDatabase } from '../../src/store/database.js';
 import { type HistoryItem, SessionStore } from '../../src/store/sessions.js';
-import { cleanEnv, runCli, tempDir } from '../helpers.js';
+import { CLI, cleanEnv, runCli, tempDir } from '../helpers.js';
 
 const INST = 'aaaaaaaa-0000-4000-8000-000000000001';
 const OTHER = 'bbbbbbbb-0000-4000-8000-000000000002';
@@ -117,5 +118,91 @@ describe('zaptec-sync sessions', () => {
     const bad = await cli(path, '--since', 'last month');
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--since');
+    const reversed = await cli(path, '--since', '2026-12-01', '--until', '2026-11-01');
+    expect(reversed.code).toBe(2);
+    expect(reversed.stderr).toMatch(/--since .* before --until/);
+  });
+
+  it('CSV never hands a spreadsheet a formula: text that starts like one gets a leading quote, numbers stay numbers', async () => {
+    const path = join(tempDir(), 'z.db');
+    const db = openDatabase(path, { create: true });
+    const sessions = new SessionStore(db, {
+      personalData: false,
+      log: createLogger({ level: 'silent' }),
+      now: () => Date.parse('2026-11-30T12:00:00Z'),
+    });
+    const tokens = [
+      '=HYPERLINK("http://x","y")',
+      '+31 600 000 000',
+      '@SUM(A1:A9)',
+      '-2+3',
+      '\tTab',
+      '\rCR',
+      'Plain',
+    ];
+    for (const [i, token] of tokens.entries()) {
+      sessions.history(
+        {
+          Id: `00000000-0000-4000-8000-00000000001${i}`,
+          ChargerId: C1,
+          StartDateTime: '2026-11-01T00:00:00',
+          EndDateTime: `2026-11-01T0${i}:00:00`,
+          Energy: -0.5,
+          TokenName: token,
+        },
+        INST,
+      );
+    }
+    closeForReaders(db);
+    const r = await cli(path, '--format', 'csv');
+    expect(r.code).toBe(0);
+    const header = r.stdout.split('\r\n')[0]!.split(',');
+    const tokenAt = header.indexOf('token_name');
+    const energyAt = header.indexOf('energy_kwh');
+    const rows = r.stdout.split('\r\n').slice(1, -1);
+    const cells = rows.map((line) => line.split(','));
+    expect(cells.map((c) => c[energyAt])).toEqual(tokens.map(() => '-0.5'));
+    expect(rows[0]).toContain(`"'=HYPERLINK(""http://x"",""y"")"`);
+    expect(cells.slice(1, 4).map((c) => c[tokenAt])).toEqual(["'+31 600 000 000", "'@SUM(A1:A9)", "'-2+3"]);
+    expect(cells[4]![tokenAt]).toBe("'\tTab");
+    expect(rows[5]).toContain(`"'\rCR"`);
+    expect(cells[6]![tokenAt]).toBe('Plain');
+  });
+
+  it('output into a closed pipe ends quietly with exit 0', async () => {
+    const path = join(tempDir(), 'z.db');
+    const db = openDatabase(path, { create: true });
+    const sessions = new SessionStore(db, {
+      personalData: false,
+      log: createLogger({ level: 'silent' }),
+      now: () => Date.parse('2026-11-30T12:00:00Z'),
+    });
+    db.transaction(() => {
+      for (let i = 0; i < 3000; i++) {
+        const id = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+        sessions.history({ Id: id, ChargerId: C1, EndDateTime: '2026-11-01T00:00:00', Energy: i }, INST);
+      }
+    })();
+    closeForReaders(db);
+    for (const format of ['json', 'csv', 'table']) {
+      const r = await runShell(`"${process.execPath}" "${CLI}" sessions --format ${format} | head -1`, path);
+      expect(r.stderr).toBe('');
+      expect(r.codes).toEqual(['0', '0']);
+    }
   });
 });
+
+/** A shell pipeline; `codes` are the exit statuses of its commands (bash's PIPESTATUS). */
+function runShell(pipeline: string, db: string): Promise<{ codes: string[]; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', `${pipeline} > /dev/null; echo "\${PIPESTATUS[@]}"`], {
+      env: cleanEnv({ ZAPTEC_DB: db }),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', () => resolve({ codes: stdout.trim().split(' '), stderr }));
+  });
+}
