@@ -119,6 +119,7 @@ export class SessionStore {
   readonly #unverified;
   readonly #pass;
   readonly #passDone;
+  readonly #gapPass;
   readonly #lastEnd;
   readonly #warned = new Set<string>();
 
@@ -148,9 +149,10 @@ export class SessionStore {
     this.#unverified = db.prepare<[string], Row>(
       'SELECT * FROM charging_sessions WHERE charger_id = ? AND ocmf_signed = 1 AND signature_valid IS NULL',
     );
-    this.#pass = db.prepare<[string], { last_read_at: string; read_until: string }>(
-      'SELECT last_read_at, read_until FROM charge_history_passes WHERE installation_id = ?',
+    this.#pass = db.prepare<[string], { last_read_at: string; read_until: string; gap_read_at: string | null }>(
+      'SELECT last_read_at, read_until, gap_read_at FROM charge_history_passes WHERE installation_id = ?',
     );
+    this.#gapPass = db.prepare('UPDATE charge_history_passes SET gap_read_at = ? WHERE installation_id = ?');
     this.#passDone = db.prepare(
       `INSERT INTO charge_history_passes (installation_id, last_read_at, read_until) VALUES (?, ?, ?)
        ON CONFLICT (installation_id) DO UPDATE SET last_read_at = excluded.last_read_at, read_until = excluded.read_until`,
@@ -258,11 +260,20 @@ export class SessionStore {
   }
 
   /** The last completed charge-history pass of an installation. */
-  pass(installationId: string): { lastReadAt: number; readUntil: number } | undefined {
+  pass(installationId: string): { lastReadAt: number; readUntil: number; gapReadAt: number | undefined } | undefined {
     const row = this.#pass.get(installationId);
     return row
-      ? { lastReadAt: Date.parse(row.last_read_at), readUntil: Date.parse(row.read_until) }
+      ? {
+          lastReadAt: Date.parse(row.last_read_at),
+          readUntil: Date.parse(row.read_until),
+          gapReadAt: row.gap_read_at ? Date.parse(row.gap_read_at) : undefined,
+        }
       : undefined;
+  }
+
+  /** A pass after a restart or a live-event gap begins (their spacing holds across restarts). */
+  gapPassBegins(installationId: string, at: number): void {
+    this.#gapPass.run(isoMs(at), installationId);
   }
 
   passDone(installationId: string, at: number, readUntil: number): void {

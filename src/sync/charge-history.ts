@@ -28,12 +28,13 @@ const DAY = 24 * HOUR;
 export const GAP_OVERLAP_MS = HOUR;
 /** The daily pass reads this far back. */
 export const DAILY_WINDOW_MS = 2 * DAY;
-/** Downtime shorter than this is covered by the subscription's queue: no pass at start. */
-export const DOWNTIME_PASS_AFTER_MS = 5 * MINUTE;
 /** How often the schedule is looked at; a failed pass is retried this much later too. */
 const CHECK_MS = 15 * MINUTE;
-/** Gap passes of one installation at most this often (a flapping connection is one pass). */
-const GAP_PASS_SPACING_MS = 15 * MINUTE;
+/**
+ * Passes after a restart or a gap, per installation, at most this often, counted across restarts (a flapping
+ * connection, or a daemon restarted in a loop, is one pass).
+ */
+export const GAP_PASS_SPACING_MS = 15 * MINUTE;
 
 export interface ChargeHistoryDeps {
   api: Pick<ZaptecApi, 'chargeHistory'>;
@@ -76,10 +77,19 @@ export class ChargeHistorySync {
     this.#d = deps;
   }
 
+  /**
+   * Any start after an earlier run is downtime, however short (CONTRACT §7): Zaptec does not push every 723,
+   * so a session that ended meanwhile may be known to charge history alone. Each followed installation's
+   * history is read from its last known session end minus an hour, as soon as the spacing allows.
+   */
   start(): void {
-    const { lastAlive, clock } = this.#d;
-    if (lastAlive !== undefined && clock.now() - lastAlive >= DOWNTIME_PASS_AFTER_MS)
-      for (const id of this.#d.followed()) this.#gaps.set(id.toLowerCase(), 'downtime');
+    if (this.#d.lastAlive !== undefined)
+      for (const raw of this.#d.followed()) {
+        const id = raw.toLowerCase();
+        this.#gaps.set(id, 'downtime');
+        const last = this.#d.sessions.pass(id)?.gapReadAt;
+        if (last !== undefined) this.#lastGapPass.set(id, last);
+      }
     this.#loop = this.#run();
   }
 
@@ -161,6 +171,11 @@ export class ChargeHistorySync {
       if (reason === 'downtime' || reason === 'live-event gap') {
         this.#gaps.delete(id);
         this.#lastGapPass.set(id, now);
+        await whenWritable(
+          (ms, s) => this.#d.clock.sleep(ms, s),
+          () => this.#d.sessions.gapPassBegins(id, now),
+          { signal },
+        );
       }
       try {
         await this.#pass(id, from, now, reason, signal);

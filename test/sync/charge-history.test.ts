@@ -166,6 +166,45 @@ describe('charge history', () => {
     }
   });
 
+  it('after a 2-second restart: a session only charge history knows is there within 60 s; restarts in a loop read each history once per 15 minutes', {
+    timeout: 60_000,
+  }, async () => {
+    const path = join(tempDir(), 'z.db');
+    const first = await setup({ path });
+    const clock = first.clock;
+    first.sync.start();
+    await first.pump(2 * MIN);
+    await first.close();
+    await clock.runUntil(clock.now() + 2_000, 0);
+    const t = await setup({ path, clock, lastAlive: clock.now() - 2_000 });
+    const quiet = t.ended(1_000); // ended during the restart; no 723 on the bus, none in /state
+    t.sync.start();
+    await t.pump(60_000, 5_000);
+    expect(t.ids()).toContain(quiet.id);
+    const calls = t.historyCalls().length;
+    expect(calls).toBe(2); // one per installation
+    await t.close();
+    // Restarted again and again within 15 minutes of that pass: no more charge-history calls.
+    for (let i = 0; i < 3; i++) {
+      await clock.runUntil(clock.now() + 2 * MIN, 0);
+      const again = await setup({ path, clock, lastAlive: clock.now() - 2_000 });
+      again.sync.start();
+      await again.pump(MIN, 5_000);
+      expect(again.historyCalls()).toHaveLength(0);
+      await again.close();
+    }
+    // Past 15 minutes since the last one, a restart reads them again.
+    await clock.runUntil(clock.now() + 10 * MIN, 0);
+    const later = await setup({ path, clock, lastAlive: clock.now() - 2_000 });
+    try {
+      later.sync.start();
+      await later.pump(MIN, 5_000);
+      expect(later.historyCalls()).toHaveLength(2);
+    } finally {
+      await later.close();
+    }
+  });
+
   it('a live-event gap reads that installation again, coalesced; a 403 is said once and not asked again that day', {
     timeout: 60_000,
   }, async () => {
