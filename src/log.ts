@@ -4,6 +4,7 @@
  * syslog `<N>` priority so `journalctl -p warning` works.
  */
 import { fstatSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
@@ -76,11 +77,30 @@ export interface LogOptions {
   journal?: boolean;
   /** Where lines go; stdout by default. Tests pass a collector. */
   destination?: DestinationStream;
+  /**
+   * Readable lines for a person instead of JSON (pino-pretty). By default: when stdout is a terminal and not
+   * the journal; JSON under systemd and in pipes, where programs read the lines.
+   */
+  pretty?: boolean;
+}
+
+/** pino-pretty, loaded only for a terminal (a daemon under systemd never needs it in memory). */
+function prettyStream(): DestinationStream {
+  const require = createRequire(import.meta.url);
+  const pretty = require('pino-pretty') as (o: Record<string, unknown>) => DestinationStream;
+  return pretty({
+    destination: 1,
+    sync: true,
+    colorize: true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+  });
 }
 
 export function createLogger(options: LogOptions = {}): Logger {
   const journal = options.journal ?? false;
-  const dest = options.destination ?? pino.destination({ dest: 1, sync: true });
+  const pretty = options.pretty ?? (!options.destination && !journal && process.stdout.isTTY === true);
+  const dest = options.destination ?? (pretty ? prettyStream() : pino.destination({ dest: 1, sync: true }));
   return pino(
     {
       level: options.level ?? 'info',

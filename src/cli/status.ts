@@ -45,6 +45,7 @@ function formatReport(r: HealthReport, now: number): string {
         `${r.counts.chargers} active in ${r.counts.installations} installations, ${r.counts.chargers_with_state} with state, ${r.counts.stale_chargers} stale`,
       ],
       ['refresh requests', `${r.counts.open_refresh_requests} open`],
+      ...(r.progress ? [['under way', r.progress]] : []),
     ]),
   );
   if (r.installations.length > 0) {

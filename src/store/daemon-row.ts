@@ -13,6 +13,8 @@ export interface DaemonRow {
   next_inventory_at: string | null;
   constants_refreshed_at: string | null;
   schema_version: number;
+  /** Long work under way (schema 6). */
+  progress?: string | null;
 }
 
 export function readDaemonRow(db: Db): DaemonRow | undefined {
@@ -27,7 +29,7 @@ export class DaemonRecord {
 
   constructor(db: Db) {
     this.#db = db;
-    this.#heartbeat = db.prepare('UPDATE daemon SET heartbeat_at = ? WHERE id = 1');
+    this.#heartbeat = db.prepare('UPDATE daemon SET heartbeat_at = ?, progress = ? WHERE id = 1');
     this.#clearProblems = db.prepare('DELETE FROM daemon_problems');
     this.#addProblem = db.prepare('INSERT INTO daemon_problems (key, sentence, since) VALUES (?, ?, ?)');
   }
@@ -46,9 +48,13 @@ export class DaemonRecord {
   }
 
   /** The heartbeat and the daemon's current problems, in one transaction. */
-  heartbeat(now: number, problems: readonly { key: string; sentence: string; since: number }[] = []): void {
+  heartbeat(
+    now: number,
+    problems: readonly { key: string; sentence: string; since: number }[] = [],
+    progress?: string,
+  ): void {
     this.#db.transaction(() => {
-      this.#heartbeat.run(isoMs(now));
+      this.#heartbeat.run(isoMs(now), progress ?? null);
       this.#clearProblems.run();
       for (const p of problems) this.#addProblem.run(p.key, p.sentence, isoMs(p.since));
     })();
@@ -56,7 +62,7 @@ export class DaemonRecord {
 
   stopped(now: number): void {
     this.#db
-      .prepare('UPDATE daemon SET stopped_at = ?, heartbeat_at = ? WHERE id = 1')
+      .prepare('UPDATE daemon SET stopped_at = ?, heartbeat_at = ?, progress = NULL WHERE id = 1')
       .run(isoMs(now), isoMs(now));
   }
 

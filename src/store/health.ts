@@ -37,6 +37,8 @@ export interface HealthReport {
   inventory_refreshed_at: string | null;
   next_inventory_at: string | null;
   schema_version: number;
+  /** Long work under way ("state reads of stale chargers: 1200 of 10000 chargers, about 3 minutes left"). */
+  progress: string | null;
   installations: (SyncStatusRow & { id: string; name: string | null })[];
   /** ZAPTEC_USER_GROUPS: each group's subscription and the installations it carries (CONTRACT §5). */
   user_groups: { id: string; events: string; detail: string | null; installations: string[] }[];
@@ -108,6 +110,7 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
     inventory_refreshed_at: daemon.inventory_refreshed_at,
     next_inventory_at: daemon.next_inventory_at,
     schema_version: daemon.schema_version,
+    progress: (daemon.stopped_at ? null : daemon.progress) ?? null,
     installations,
     user_groups: userGroups,
     budget,

@@ -149,9 +149,10 @@ export class SessionStore {
     this.#unverified = db.prepare<[string], Row>(
       'SELECT * FROM charging_sessions WHERE charger_id = ? AND ocmf_signed = 1 AND signature_valid IS NULL',
     );
-    this.#pass = db.prepare<[string], { last_read_at: string; read_until: string; gap_read_at: string | null }>(
-      'SELECT last_read_at, read_until, gap_read_at FROM charge_history_passes WHERE installation_id = ?',
-    );
+    this.#pass = db.prepare<
+      [string],
+      { last_read_at: string; read_until: string; gap_read_at: string | null }
+    >('SELECT last_read_at, read_until, gap_read_at FROM charge_history_passes WHERE installation_id = ?');
     this.#gapPass = db.prepare('UPDATE charge_history_passes SET gap_read_at = ? WHERE installation_id = ?');
     this.#passDone = db.prepare(
       `INSERT INTO charge_history_passes (installation_id, last_read_at, read_until) VALUES (?, ?, ?)
@@ -260,7 +261,9 @@ export class SessionStore {
   }
 
   /** The last completed charge-history pass of an installation. */
-  pass(installationId: string): { lastReadAt: number; readUntil: number; gapReadAt: number | undefined } | undefined {
+  pass(
+    installationId: string,
+  ): { lastReadAt: number; readUntil: number; gapReadAt: number | undefined } | undefined {
     const row = this.#pass.get(installationId);
     return row
       ? {

@@ -20,6 +20,7 @@ import type { HistoryItem, SessionStore } from '../store/sessions.js';
 import { type Clock, quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
 import type { Problems } from './problems.js';
+import type { Progress } from './progress.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -52,7 +53,11 @@ export interface ChargeHistoryDeps {
    * priority and waits for them, rather than slow the live state down with its pages.
    */
   busy?: () => boolean;
+  /** Where the first start's backfill reports how far it is. */
+  progress?: Progress;
 }
+
+const BACKFILL = 'charge-history-backfill';
 
 /** While state reads are overdue, charge history looks again this often. */
 const BUSY_RECHECK_MS = 5_000;
@@ -67,6 +72,8 @@ export class ChargeHistorySync {
   readonly #lastGapPass = new Map<string, number>();
   /** Installations whose history was refused: not asked again before this time. */
   readonly #refusedUntil = new Map<string, number>();
+  /** Installations whose first pass (the backfill of ZAPTEC_SESSIONS_DAYS) is still to run. */
+  readonly #backfill = new Set<string>();
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   /** Passes completed and items read, for tests and benchmarks. */
@@ -146,6 +153,12 @@ export class ChargeHistorySync {
 
   /** Every installation whose pass is due, one after the other. */
   async #due(signal: AbortSignal): Promise<void> {
+    const waiting = this.#d.followed().filter((raw) => {
+      const id = raw.toLowerCase();
+      return !this.#backfill.has(id) && !this.#d.sessions.pass(id);
+    });
+    for (const raw of waiting) this.#backfill.add(raw.toLowerCase());
+    this.#d.progress?.add(BACKFILL, 'charge-history backfill', 'installations', waiting.length);
     for (const raw of this.#d.followed()) {
       if (signal.aborted) return;
       const id = raw.toLowerCase();
@@ -179,6 +192,7 @@ export class ChargeHistorySync {
       }
       try {
         await this.#pass(id, from, now, reason, signal);
+        if (this.#backfill.delete(id)) this.#d.progress?.done(BACKFILL);
       } catch (err) {
         // Tried again at the next check (a gap no sooner than GAP_PASS_SPACING_MS from now).
         if (reason === 'downtime' || reason === 'live-event gap') this.#gaps.set(id, reason);
@@ -219,6 +233,7 @@ export class ChargeHistorySync {
       if (err instanceof HttpStatusError && (err.status === 403 || err.status === 404)) {
         // Lasting: no access to this installation's history. Said once; asked again tomorrow.
         this.#refusedUntil.set(installationId, clock.now() + DAY);
+        if (this.#backfill.delete(installationId)) this.#d.progress?.done(BACKFILL);
         log.warn(
           { installationId, status: err.status },
           'Zaptec refuses the charge history of this installation; sessions come from live events only, asked again in a day',

@@ -27,6 +27,8 @@ export interface DaemonDeps {
   version: string;
   components: Component[];
   problems: Problems;
+  /** Long work under way, in words (the heartbeat writes it for `status`). */
+  progress?: () => string | undefined;
   /** How often the heartbeat is tried; HEARTBEAT_INTERVAL_MS unless the watchdog wants it sooner. */
   heartbeatMs?: number;
   /**
@@ -72,6 +74,7 @@ export class Daemon {
       record.heartbeat(
         clock.now(),
         problems.list().filter((p) => p.key !== 'database'),
+        this.#deps.progress?.(),
       );
       problems.ok('database', 'the database can be written again');
     } catch (err) {

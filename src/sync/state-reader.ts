@@ -20,6 +20,7 @@ import { type Clock, quietAbortController } from '../time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
 import { toObservations } from '../zaptec/message.js';
 import { Problems } from './problems.js';
+import type { Progress } from './progress.js';
 
 /** Zaptec pushes the mode change but not every value of a session start or end: read again this much later. */
 export const MODE_CHANGE_FOLLOW_UP_MS = 20_000;
@@ -71,7 +72,11 @@ export interface StateReaderDeps {
   onApplied?: (result: ApplyResult) => void;
   /** Where failing reads are reported (status, /healthz); a registry of its own (its log) when absent. */
   problems?: Problems;
+  /** Where the reads of stale chargers (the first start's pass above all) report how far they are. */
+  progress?: Progress;
 }
+
+const STALE_PASS = 'stale-state-reads';
 
 interface Slot {
   installationId: string | null;
@@ -93,6 +98,8 @@ export class StateReader {
   readonly #polling = new Set<string>();
   /** Chargers whose state read answered a lasting 4xx (404: removed, 403: no access), reported once each. */
   readonly #refused = new Set<string>();
+  /** Stale chargers queued for a read (the start pass) and not read yet: its progress. */
+  readonly #stale = new Set<string>();
   /** Each charger's follow-up bucket as GCRA's theoretical arrival time (epoch ms). */
   readonly #followUpTat = new Map<string, number>();
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
@@ -136,6 +143,7 @@ export class StateReader {
       this.#slots.delete(id);
       this.#urgent.delete(id);
       this.#refused.delete(id);
+      this.#staleDone(id);
     }
     // The last refused chargers are gone: that problem is over (a failure of another kind is not).
     if (refused > 0 && this.#refused.size === 0) this.#problems.ok('state', 'state reads work again');
@@ -150,7 +158,7 @@ export class StateReader {
       const cadence = this.#cadence(a.installation_id);
       // A read in flight (started before the inventory pass committed) is the start read already.
       if (now - a.at >= this.#d.reconcileMs && !this.#inflight.has(a.id))
-        this.readSoon(a.id, 'start: stored state is stale', now);
+        this.#readStale(a.id, 'start: stored state is stale', now);
       const slot = this.#slots.get(a.id)!;
       slot.cadenceMs = cadence;
       // Spread evenly, but never sooner than a cadence after the charger was last heard from or read (a read
@@ -169,8 +177,21 @@ export class StateReader {
   prefetch(chargerIds: readonly string[]): void {
     for (const id of chargerIds) {
       if (!this.#slots.has(id) && this.#d.api.stateReadableAt(id) === 0)
-        this.readSoon(id, 'start: charger seen by the inventory pass');
+        this.#readStale(id, 'start: charger seen by the inventory pass', this.#d.clock.now());
     }
+  }
+
+  /** A read of a charger whose stored state is stale, counted in the pass's progress. */
+  #readStale(id: string, reason: string, at: number): void {
+    if (!this.#stale.has(id)) {
+      this.#stale.add(id);
+      this.#d.progress?.add(STALE_PASS, 'state reads of stale chargers', 'chargers', 1);
+    }
+    this.readSoon(id, reason, at);
+  }
+
+  #staleDone(id: string): void {
+    if (this.#stale.delete(id)) this.#d.progress?.done(STALE_PASS);
   }
 
   /** A read as soon as the budget and the 15 s rule allow (or at `at`). */
@@ -361,6 +382,7 @@ export class StateReader {
       // Awaited only when it had to wait: the common case takes no extra turn of the event loop.
       const applied = result instanceof Promise ? await result : result;
       this.reads++;
+      this.#staleDone(chargerId);
       this.#d.log.debug({ charger: chargerId, reason }, 'state read');
       const inst = this.#slots.get(chargerId)?.installationId;
       if (inst) this.#d.syncStatus.polled(inst, clock.now());
@@ -383,6 +405,7 @@ export class StateReader {
             "the charger's state read was refused",
           );
         this.#refused.add(chargerId);
+        this.#staleDone(chargerId);
         this.#problems.fail(
           'state',
           `state reads are failing for ${this.#refused.size} charger(s): refused (${err.status}); each is read again at its reconciliation, and the next inventory pass drops chargers that are gone`,

@@ -26,6 +26,7 @@ import { LiveEvents } from './live-events.js';
 import { ChargerLookup } from './lookup.js';
 import { Metrics } from './metrics.js';
 import { Problems } from './problems.js';
+import { Progress } from './progress.js';
 import { RefreshRequests } from './refresh-requests.js';
 import { StateReader } from './state-reader.js';
 
@@ -53,6 +54,7 @@ export interface Wired {
   retryWrites(): void;
   client: ZaptecClient;
   live: LiveEvents | undefined;
+  progress: Progress;
 }
 
 export interface DaemonOptions extends WiringDeps {
@@ -73,6 +75,7 @@ export function buildDaemon(o: DaemonOptions): { daemon: Daemon; built: Wired } 
     version: o.version,
     components: built.components,
     problems: built.problems,
+    progress: () => built.progress.summary(),
     ...(o.heartbeatMs === undefined ? {} : { heartbeatMs: o.heartbeatMs }),
     onHeartbeat: () => {
       o.onHeartbeat?.(built);
@@ -117,6 +120,7 @@ function buildComponents(deps: WiringDeps): Wired {
   const userGroups = new UserGroupStore(db);
   const daemon = new DaemonRecord(db);
   const problems = new Problems(log, clock);
+  const progress = new Progress(log, clock);
   const credentials = new CredentialRetry({
     tokens: client.tokens,
     clock,
@@ -182,6 +186,7 @@ function buildComponents(deps: WiringDeps): Wired {
     reconcileMs: config.reconcileMinutes * 60_000,
     requestsPerMinute: config.requestsPerMinute,
     problems,
+    progress,
     onApplied: (r) => coordinator.applied(r, 'poll'),
   });
   const lookup: ChargerLookup = new ChargerLookup({
@@ -236,6 +241,7 @@ function buildComponents(deps: WiringDeps): Wired {
         days: config.sessions.days,
         lastAlive: lastAlive ? Date.parse(lastAlive) : undefined,
         busy: () => stateReader.overdue() > 0,
+        progress,
       })
     : undefined;
   coordinator.attach({
@@ -318,6 +324,7 @@ function buildComponents(deps: WiringDeps): Wired {
     requestInventory: () => refresh.sighup(),
     loginNow: () => credentials.loginNow(),
     problems,
+    progress,
     retryWrites: () => {
       syncStatus.retry();
       userGroups.retry();
