@@ -123,7 +123,9 @@ function field<K extends keyof typeof fields>(env: Env, name: K): z.output<(type
 
 function readSecretFile(variable: string, path: string): string {
   try {
-    return readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+    // /dev/stdin is read from the descriptor itself: a file that root redirected into a process running as
+    // the service user (OPERATIONS.md's doctor line) is root's, and opening it again by path is refused.
+    return readFileSync(path === '/dev/stdin' ? 0 : path, 'utf8').replace(/\r?\n$/, '');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new ConfigError(variable, `cannot read the password file (${code})`);

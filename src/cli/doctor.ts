@@ -15,12 +15,55 @@ import {
 } from '../config.js';
 import { CredentialsError, HttpStatusError, NetworkError, RateLimitedError } from '../http/errors.js';
 import { createLogger, describeError, registerSecret } from '../log.js';
-import { type Db, migrate, openDatabase } from '../store/database.js';
+import { type Db, latestSchemaVersion, openDatabase, schemaVersion } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
+import { serviceBusClient } from '../sync/live-events.js';
 import { systemClock } from '../time.js';
 import { createZaptecClient } from '../zaptec/client.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
 import { parseCommandArgs } from './args.js';
+
+/** How long the Service Bus check may take per subscription; no retries (doctor says what it found). */
+const SERVICE_BUS_CHECK_MS = 15_000;
+
+function where(d: ConnectionDetails, config: Config): string {
+  return config.servicebusEndpoint?.host ?? d.Host;
+}
+
+/**
+ * Connects to the subscription as the daemon would and opens a link to it, receiving nothing: a peek of one
+ * message, which locks and settles nothing (the message stays for the daemon). Undefined when it answers,
+ * else what is wrong and how to fix it.
+ */
+async function checkSubscription(
+  d: ConnectionDetails,
+  endpoint: URL | undefined,
+): Promise<[string, string] | undefined> {
+  const client = serviceBusClient(d, endpoint, { maxRetries: 0, timeoutInMs: SERVICE_BUS_CHECK_MS });
+  try {
+    const receiver = client.createReceiver(d.Topic, d.Subscription);
+    await receiver.peekMessages(1, { abortSignal: AbortSignal.timeout(SERVICE_BUS_CHECK_MS) });
+    return undefined;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'UnauthorizedAccess')
+      return [
+        'the Service Bus refused the subscription’s key',
+        'run doctor again (the key may just have rotated)',
+      ];
+    if (code === 'MessagingEntityNotFound')
+      return [
+        `the Service Bus has no subscription ${d.Subscription} on topic ${d.Topic}`,
+        'enable "Message subscription" again in the installation’s settings in the Zaptec Portal',
+      ];
+    return [
+      `cannot reach the Service Bus at ${endpoint?.host ?? d.Host} (${describeError(err)})`,
+      'check that this machine may connect to it on port 5671 (AMQP over TLS), and any proxy or firewall',
+    ];
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
 
 /** Clocks further apart than this make Zaptec's zone-less timestamps and rate-limit resets misleading. */
 const MAX_SKEW_MS = 30_000;
@@ -44,9 +87,28 @@ function checkDatabase(config: Config, r: Report): Db | undefined {
       r.ok('database', `${path} does not exist yet; the daemon will create it (the directory is writable)`);
       return undefined;
     }
-    const db = openDatabase(path);
-    migrate(db);
+    // As a consumer: the journal mode stays as found (a cleanly stopped database stays in rollback-journal mode
+    // for read-only readers), and the schema is the daemon's to upgrade.
+    const db = openDatabase(path, { consumer: true });
+    const version = schemaVersion(db);
+    if (version > latestSchemaVersion()) {
+      db.close();
+      r.bad(
+        'database',
+        `${path} has schema version ${version}, newer than this zaptec-sync (${latestSchemaVersion()})`,
+        'upgrade zaptec-sync',
+      );
+      return undefined;
+    }
     db.exec('BEGIN IMMEDIATE; ROLLBACK');
+    if (version < latestSchemaVersion()) {
+      db.close();
+      r.ok(
+        'database',
+        `${path} is writable; run will upgrade its schema ${version} to ${latestSchemaVersion()}`,
+      );
+      return undefined;
+    }
     r.ok('database', `${path} is writable`);
     return db;
   } catch (err) {
@@ -143,14 +205,18 @@ export async function doctorCommand(args: string[], envFile: string | undefined)
       fetch: () => Promise<ConnectionDetails>,
       refused: (status: number) => [string, string],
     ) => {
+      let d: ConnectionDetails;
       try {
-        const d = await fetch();
+        d = await fetch();
         registerSecret(d.Password);
-        r.ok(label, `connection details for topic ${d.Topic}`);
       } catch (err) {
         if (err instanceof HttpStatusError && err.permanent) r.bad(label, ...refused(err.status));
         else r.bad(label, describeError(err));
+        return;
       }
+      const problem = await checkSubscription(d, config.servicebusEndpoint);
+      if (problem) r.bad(label, ...problem);
+      else r.ok(label, `subscription ${d.Subscription} of topic ${d.Topic} answers at ${where(d, config)}`);
     };
     for (const id of installations)
       await details(

@@ -103,10 +103,14 @@ export interface StreamOwner {
 type StreamEnd = { kind: 'stopped' } | { kind: 'auth' | 'not-found' | 'outage'; reason: string };
 
 /** The client for one set of connection details, pointed at the override endpoint when there is one. */
-export function serviceBusClient(details: ConnectionDetails, endpoint: URL | undefined): ServiceBusClient {
+export function serviceBusClient(
+  details: ConnectionDetails,
+  endpoint: URL | undefined,
+  retryOptions: ServiceBusClientOptions['retryOptions'] = RETRY_OPTIONS,
+): ServiceBusClient {
   registerSecret(details.Password);
   const credentials = `SharedAccessKeyName=${details.Username};SharedAccessKey=${details.Password}`;
-  const options: ServiceBusClientOptions = { retryOptions: RETRY_OPTIONS };
+  const options: ServiceBusClientOptions = { retryOptions };
   if (endpoint?.protocol === 'amqp:') {
     const host = endpoint.port ? endpoint.host : `${endpoint.hostname}:5672`;
     return new ServiceBusClient(`Endpoint=sb://${host}/;${credentials};UseDevelopmentEmulator=true`, options);
