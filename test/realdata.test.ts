@@ -254,6 +254,14 @@ describe.skipIf(!present)('every real /api/constants snapshot', () => {
         }
         expect(has(-1, 710)).toBe('ChargerOperationMode');
         expect(has(-1, 723)).toBe('CompletedSession');
+        // What 710's values mean, from its ChargerOperationModes map (issue 26 §5: `state` shows it).
+        const meanings = db
+          .prepare("SELECT value, meaning FROM state_values WHERE state_id = 710 AND value IN ('1', '3')")
+          .all();
+        expect(meanings).toEqual([
+          { value: '1', meaning: 'Disconnected' },
+          { value: '3', meaning: 'Connected_Charging' },
+        ]);
       } finally {
         await close();
       }

@@ -10,6 +10,8 @@ interface StateRow {
   state_id: number;
   state_name: string | null;
   value: string | null;
+  /** What the value means, from /api/constants (710 3: Connected_Charging), where it says. */
+  meaning: string | null;
   observed_at: string;
   received_at: string;
   source: string;
@@ -27,12 +29,20 @@ export async function stateCommand(args: string[], envFile: string | undefined):
   }
   const db = openDatabase(path, { readonly: true });
   try {
+    // A database of an older schema (read-only here) has no state_values yet.
+    const hasValues =
+      db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'state_values'").get() !== undefined;
+    const meaning = hasValues ? 'v.meaning' : 'NULL AS meaning';
+    const meaningJoin = hasValues
+      ? ' LEFT JOIN state_values v ON v.state_id = s.state_id AND v.value = s.value'
+      : '';
     const charger = new InventoryStore(db).findCharger(wanted);
     const id = charger?.id ?? wanted.toLowerCase();
     const states = db
       .prepare<[string], StateRow>(
-        `SELECT state_id, state_name, value, observed_at, received_at, source FROM charger_state
-         WHERE charger_id = ? COLLATE NOCASE ORDER BY state_id`,
+        `SELECT s.state_id, s.state_name, s.value, ${meaning}, s.observed_at, s.received_at, s.source
+         FROM charger_state s${meaningJoin}
+         WHERE s.charger_id = ? COLLATE NOCASE ORDER BY s.state_id`,
       )
       .all(id);
     if (!charger && states.length === 0) {
@@ -55,7 +65,7 @@ export async function stateCommand(args: string[], envFile: string | undefined):
           ...states.map((s) => [
             String(s.state_id),
             s.state_name ?? '',
-            s.value === null ? '(none)' : oneLine(s.value),
+            s.value === null ? '(none)' : `${oneLine(s.value)}${s.meaning ? ` (${s.meaning})` : ''}`,
             s.observed_at,
             s.source,
           ]),

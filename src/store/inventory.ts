@@ -237,6 +237,18 @@ export class InventoryStore {
       .all();
   }
 
+  /** Replaces what state values mean (from /api/constants), unless it has none to give. */
+  replaceStateValues(rows: { stateId: number; value: string; meaning: string }[]): void {
+    if (rows.length === 0) return;
+    this.#db.transaction(() => {
+      this.#db.prepare('DELETE FROM state_values').run();
+      const ins = this.#db.prepare(
+        'INSERT OR REPLACE INTO state_values (state_id, value, meaning) VALUES (?, ?, ?)',
+      );
+      for (const r of rows) ins.run(r.stateId, r.value, r.meaning);
+    })();
+  }
+
   /** Replaces the state names from /api/constants (global under device type -1). */
   replaceStateNames(rows: { deviceType: number; stateId: number; name: string }[]): void {
     if (rows.length === 0) return;

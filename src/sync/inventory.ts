@@ -20,7 +20,13 @@ import type { SyncStatusStore } from '../store/sync-status.js';
 import type { Clock } from '../time.js';
 import { quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
-import { type Charger, circuitSchema, hierarchyChargerSchema, hierarchySchema } from '../zaptec/schemas.js';
+import {
+  type Charger,
+  type Constants,
+  circuitSchema,
+  hierarchyChargerSchema,
+  hierarchySchema,
+} from '../zaptec/schemas.js';
 import { Problems } from './problems.js';
 
 /** Zaptec's guidance: the inventory at most hourly (or for an unknown charger). */
@@ -260,6 +266,8 @@ export class InventorySync {
         }
       }
       await this.#write(() => this.#d.store.replaceStateNames(rows));
+      const values = stateValues(constants);
+      await this.#write(() => this.#d.store.replaceStateValues(values));
       this.#d.observations.invalidate();
       await this.#write(() => this.#d.daemon.constantsRefreshed(now));
     } catch (err) {
@@ -269,6 +277,23 @@ export class InventorySync {
       );
     }
   }
+}
+
+/**
+ * What values mean, where /api/constants has a map named for the observation in the plural (710
+ * ChargerOperationMode → ChargerOperationModes): `{ Connected_Charging: 3, … }` read the other way round.
+ */
+export function stateValues(constants: Constants): { stateId: number; value: string; meaning: string }[] {
+  const all = constants as Record<string, unknown>;
+  const rows: { stateId: number; value: string; meaning: string }[] = [];
+  for (const [name, stateId] of Object.entries(constants.Observations ?? {})) {
+    const map = all[`${name}s`];
+    if (!map || typeof map !== 'object' || Array.isArray(map)) continue;
+    for (const [meaning, value] of Object.entries(map))
+      if (typeof value === 'number' && Number.isInteger(value))
+        rows.push({ stateId, value: String(value), meaning });
+  }
+  return rows;
 }
 
 /** Circuits and chargers of one installation's hierarchy; bad parts are skipped. */

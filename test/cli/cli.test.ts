@@ -129,8 +129,14 @@ describe('database commands', () => {
     const bySerial = await runCli(['state', 'zap049387'], { env, cwd: dir });
     expect(bySerial.code).toBe(0);
     expect(bySerial.stdout).toContain('ChargerOperationMode');
+    expect(bySerial.stdout).toMatch(/ChargerOperationMode\s+3 \(Connected_Charging\)\s/);
     const byId = await runCli(['state', C, '--json'], { env, cwd: dir });
-    expect(JSON.parse(byId.stdout).states[0]).toMatchObject({ state_id: 710, value: '3', source: 'event' });
+    expect(JSON.parse(byId.stdout).states[0]).toMatchObject({
+      state_id: 710,
+      value: '3',
+      meaning: 'Connected_Charging',
+      source: 'event',
+    });
     expect((await runCli(['state', 'ZAP000000'], { env, cwd: dir })).code).toBe(4);
   });
 
