@@ -21,7 +21,14 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
     process.stdout.write(`usage: zaptec-sync demo [options]\n\n${SIMULATE_USAGE}\n`);
     return 0;
   }
-  const options = parseSimulateArgs(args, { installations: '2', chargers: '4', rate: '6' });
+  const options = parseSimulateArgs(args, {
+    installations: '2',
+    chargers: '4',
+    rate: '6',
+    // A few days of charge history, so that the first start's backfill brings sessions with their energy per
+    // interval (charging_session_energy) for consumers to try their queries on.
+    'past-days': '3',
+  });
   // Never a real setup's settings: no settings file (not even ./.env), and of the environment only where the
   // demo's database goes and how much it logs. Every other ZAPTEC_* setting stays out of the daemon's.
   const env = processEnvironment();

@@ -19,6 +19,8 @@ export interface SimulateOptions {
   seed: number;
   /** One user group whose subscription carries every installation's events (CONTRACT §5). */
   userGroup: boolean;
+  /** Days of completed sessions already in each charger's charge history. */
+  pastDays: number;
 }
 
 export const SIMULATE_USAGE = `options:
@@ -32,6 +34,7 @@ export const SIMULATE_USAGE = `options:
   --port <n>             REST port (default: any free one)
   --broker-port <n>      AMQP port (default: any free one)
   --seed <n>             the fleet is the same for the same seed (default 1)
+  --past-days <n>        days of completed sessions already in the charge history (default 0; demo: 3)
   --user-group           also a user group carrying every installation's events on one subscription;
                          prints its ZAPTEC_USER_GROUPS`;
 
@@ -51,6 +54,7 @@ export function parseSimulateArgs(
       'broker-port': { type: 'string', default: '0' },
       seed: { type: 'string', default: '1' },
       'user-group': { type: 'boolean', default: false },
+      'past-days': { type: 'string', default: defaults['past-days'] ?? '0' },
     },
     0,
   );
@@ -70,6 +74,7 @@ export function parseSimulateArgs(
     brokerPort: int('broker-port', values['broker-port'], 0, 65_535),
     seed: int('seed', values.seed, 0, 2 ** 31),
     userGroup: values['user-group'],
+    pastDays: int('past-days', values['past-days'], 0, 365),
   };
 }
 
@@ -87,6 +92,7 @@ export async function startSimulation(o: SimulateOptions): Promise<Simulation> {
       chargersPerInstallation: o.chargers,
       deviceTypes: o.deviceTypes,
       seed: o.seed,
+      pastDays: o.pastDays,
     },
   });
   await sim.start({ rest: o.port, broker: o.brokerPort });

@@ -41,6 +41,11 @@ export interface FleetOptions {
   standaloneChargers?: number;
   seed?: number;
   now?: number;
+  /**
+   * Days of completed sessions each charger already has in its charge history when the fleet starts (one or
+   * two a day), so that a first start's backfill finds them, with EnergyDetails (`demo`: 3; default 0).
+   */
+  pastDays?: number;
 }
 
 /** A completed session as the charge history shows it (sessions.md §A3), with its 723 value. */
@@ -94,6 +99,39 @@ export class Fleet {
       for (let c = 0; c < options.chargersPerInstallation; c++) this.addCharger(inst.id, now);
     }
     for (let s = 0; s < (options.standaloneChargers ?? 0); s++) this.addCharger(null, now);
+    if (options.pastDays) this.#pastSessions(options.pastDays, now);
+  }
+
+  /**
+   * Sessions of the last `days` whole days, from a random stream of their own (the fleet's live life stays as it
+   * is for a seed). Same seed, same day: the same sessions, with the same ids.
+   */
+  #pastSessions(days: number, now: number): void {
+    const random = seededRandom(this.#seed + 0x5e55);
+    const today = Math.floor(now / DAY_MS) * DAY_MS;
+    for (const c of this.chargers.values()) {
+      if (!c.installationId) continue;
+      let meter = 100 + Math.round(random() * 400);
+      for (let d = days; d >= 1; d--) {
+        const sessions = 1 + Math.floor(random() * 2);
+        for (let k = 0; k < sessions; k++) {
+          const startedAt = today - d * DAY_MS + (7 + k * 8 + random() * 5) * HOUR_MS;
+          const endedAt = startedAt + (1 + random() * 3) * HOUR_MS;
+          const energyKwh = 3 + random() * 25;
+          const id = createHash('sha256').update(`${this.#seed} ${c.id} ${startedAt}`).digest('hex');
+          this.completeSession({
+            chargerId: c.id,
+            sessionId: `${id.slice(0, 8)}-${id.slice(8, 12)}-4${id.slice(13, 16)}-8${id.slice(17, 20)}-${id.slice(20, 32)}`,
+            startedAt: Math.round(startedAt),
+            endedAt: Math.round(endedAt),
+            meterStartKwh: meter,
+            energyKwh,
+          });
+          meter += energyKwh;
+        }
+      }
+    }
+    this.sessions.sort((a, b) => a.endedAt - b.endedAt);
   }
 
   addInstallation(name: string): SimInstallation {
@@ -214,6 +252,9 @@ export class Fleet {
     return [...this.chargers.values()].filter((c) => c.active);
   }
 }
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 /** The OCMF signed meter value (554) of a Go: the lifetime register in kWh. */
 export function ocmf(serial: string, kwh: number, at: number): string {

@@ -1,4 +1,5 @@
 /** issue 6: the demo shows chargers changing state within 30 s, in a plain pipe; Ctrl-C exits 0. */
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -6,9 +7,11 @@ import { cleanEnv, startCli, tempDir, waitFor } from '../helpers.js';
 
 describe('zaptec-sync demo', () => {
   it('shows chargers changing state within 30 s, then stops on SIGINT with exit 0 and a readable database', {
-    timeout: 90_000,
+    timeout: 150_000,
   }, async () => {
     const dir = tempDir();
+    // A real setup's settings beside it: the demo must not read them (issue 26 §4).
+    writeFileSync(join(dir, '.env'), 'ZAPTEC_DB=./real.db\nZAPTEC_PASSWORD_FILE=/nonexistent/password\n');
     const started = Date.now();
     const demo = startCli(['demo', '--rate', '10'], { cwd: dir, env: cleanEnv() });
     const changes = () => {
@@ -35,11 +38,32 @@ describe('zaptec-sync demo', () => {
     );
     demo.child.kill('SIGINT');
     expect(await demo.exited).toEqual({ code: 0, signal: null });
+    expect(existsSync(join(dir, 'real.db'))).toBe(false);
     const db = new Database(join(dir, 'zaptec-demo.db'), { readonly: true, fileMustExist: true });
+    const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
     expect(db.pragma('journal_mode', { simple: true })).toBe('delete');
-    expect((db.prepare('SELECT count(*) AS n FROM charger_state').get() as { n: number }).n).toBeGreaterThan(
-      0,
-    );
+    expect(count('SELECT count(*) AS n FROM charger_state')).toBeGreaterThan(0);
+    // The past days' sessions came with their energy per interval, for CONSUMERS.md's per-hour query.
+    expect(count('SELECT count(*) AS n FROM charging_session_energy')).toBeGreaterThan(0);
+    const valid = count('SELECT count(*) AS n FROM charging_sessions WHERE signature_valid = 1');
+    expect(valid).toBeGreaterThan(0);
     db.close();
+
+    // A second demo over the database the first one left: the MID keys are the same for the seed, and no
+    // session verified before turns invalid.
+    const again = startCli(['demo', '--rate', '10'], { cwd: dir, env: cleanEnv() });
+    await waitFor(() => /API: \d+ calls in the last minute/.test(again.output()), {
+      timeoutMs: 30_000,
+      what: "the second demo's view",
+    });
+    again.child.kill('SIGINT');
+    expect(await again.exited).toEqual({ code: 0, signal: null });
+    const after = new Database(join(dir, 'zaptec-demo.db'), { readonly: true, fileMustExist: true });
+    const n = (sql: string) => (after.prepare(sql).get() as { n: number }).n;
+    expect(n('SELECT count(*) AS n FROM charging_sessions WHERE signature_valid = 0')).toBe(0);
+    expect(n('SELECT count(*) AS n FROM charging_sessions WHERE signature_valid = 1')).toBeGreaterThanOrEqual(
+      valid,
+    );
+    after.close();
   });
 });

@@ -4,7 +4,7 @@
  * faults that restarting cannot fix (exit 78, one line), and one exit-status rule for a missing database.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -158,6 +158,32 @@ describe('faults a person must fix: exit 78, one line, before any API call', () 
     } finally {
       holder.close();
     }
+  });
+});
+
+describe('demo', () => {
+  it('refuses a database a daemon kept for a real account: exit 78, the file untouched', async () => {
+    const dir = tempDir();
+    const db = join(dir, 'real.db');
+    // A run against an API that is not on this machine (TEST-NET-1: nothing answers) marks the database.
+    const run = startCli(['run'], {
+      env: cleanEnv({
+        ...CREDENTIALS,
+        ZAPTEC_API_URL: 'http://192.0.2.1:9',
+        ZAPTEC_DB: db,
+        ZAPTEC_EVENTS: 'off',
+      }),
+      cwd: dir,
+    });
+    await waitFor(() => run.output().includes('zaptec-sync started'), { what: 'the daemon started' });
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+    const before = readFileSync(db);
+    const demo = await runCli(['demo'], { env: cleanEnv({ ZAPTEC_DB: db }), cwd: dir });
+    expect(demo.code).toBe(78);
+    expect(demo.stderr.trim().split('\n')).toHaveLength(1);
+    expect(demo.stderr).toContain("holds a real account's data");
+    expect(readFileSync(db).equals(before)).toBe(true);
   });
 });
 
