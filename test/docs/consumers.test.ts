@@ -91,3 +91,18 @@ describe('docs/CONSUMERS.md', () => {
     expect(out).toMatch(/refresh request \d+/);
   });
 });
+
+describe('README', () => {
+  it("the real-account section's alias gives a working zaptec-sync on this machine", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const alias = readme.split('\n').find((l) => l.startsWith('alias zaptec-sync='));
+    expect(alias).toBeDefined();
+    const r = spawnSync('bash', ['-c', `shopt -s expand_aliases\n${alias}\nzaptec-sync --help`], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^usage: zaptec-sync <command>/);
+    expect(r.status).toBe(0);
+  });
+});
