@@ -161,6 +161,43 @@ describe('faults a person must fix: exit 78, one line, before any API call', () 
   });
 });
 
+const hasScript = (() => {
+  try {
+    execFileSync('script', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('logs', () => {
+  it.runIf(hasScript)('readable lines on a terminal, JSON in a pipe, secrets kept out of both', async () => {
+    const dir = tempDir();
+    const env = cleanEnv({ ...CREDENTIALS, ZAPTEC_DB: join(dir, 'z.db'), ZAPTEC_EVENTS: 'off' });
+    // `script` gives the command a terminal; `timeout` stops it after a few seconds of logging.
+    const tty = await new Promise<string>((resolve) => {
+      const child = spawn(
+        'script',
+        ['-qfec', `timeout -s TERM 4 "${process.execPath}" "${CLI}" run`, '/dev/null'],
+        { env, cwd: dir },
+      );
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('close', () => resolve(out));
+    });
+    const lines = tty.split(/\r?\n/).filter((l) => /\S/.test(l));
+    expect(lines.some((l) => /INFO.*zaptec-sync started/.test(l))).toBe(true);
+    expect(lines.filter((l) => l.startsWith('{'))).toEqual([]);
+    expect(tty).not.toContain('secret-pw');
+    const run = startCli(['run'], { env, cwd: dir });
+    await waitFor(() => run.output().includes('zaptec-sync started'), { what: 'the start line' });
+    run.child.kill('SIGTERM');
+    await run.exited;
+    const first = run.output().split('\n')[0]!;
+    expect(JSON.parse(first)).toMatchObject({ level: expect.any(Number), msg: expect.any(String) });
+  });
+});
+
 describe('demo', () => {
   it('refuses a database a daemon kept for a real account: exit 78, the file untouched', async () => {
     const dir = tempDir();
