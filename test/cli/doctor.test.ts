@@ -80,6 +80,35 @@ describe('doctor', () => {
     },
   );
 
+  it.runIf(unprivileged)(
+    'run by a user who may not write the database directory: exit 78, one line',
+    async () => {
+      const root = tempDir();
+      chmodSync(root, 0o755); // root's, and not writable by nobody
+      const r = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const child = spawn(
+          'runuser',
+          ['-u', 'nobody', '--', 'env', `ZAPTEC_DB=${join(root, 'zaptec.db')}`, process.execPath, CLI, 'run'],
+          {
+            env: {
+              PATH: process.env.PATH,
+              ZAPTEC_USERNAME: 'u',
+              ZAPTEC_PASSWORD: 'secret-pw',
+              ZAPTEC_API_URL: 'http://127.0.0.1:9',
+            },
+            cwd: root,
+          },
+        );
+        let stderr = '';
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('close', (status) => resolve({ status, stderr }));
+      });
+      expect(r.status).toBe(78);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(join(root, 'zaptec.db'));
+    },
+  );
+
   it('leaves a cleanly stopped database in rollback-journal mode, and names a Service Bus it cannot reach', async () => {
     const h = await liveHarness({ installations: 1, chargersPerInstallation: 1 });
     expect((await runCli(['migrate'], { env: h.env })).code).toBe(0);
