@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, environment, parseConfig } from '../src/config.js';
+import { ConfigError, environment, parseConfig, unknownVariables } from '../src/config.js';
+import { CONTRACT_VARIABLES } from './contract.js';
 import { tempDir } from './helpers.js';
 
 const creds = { ZAPTEC_USERNAME: 'ops@example.com', ZAPTEC_PASSWORD: 'pw-from-env' };
@@ -108,5 +109,18 @@ describe('configuration', () => {
     expect(parseConfig({ STATE_DIRECTORY: '/var/lib/zaptec-sync' }).dbPath).toBe(
       '/var/lib/zaptec-sync/zaptec.db',
     );
+  });
+});
+
+describe('known settings', () => {
+  it('every variable of the contract is known, so none is ever warned about as a misspelling', () => {
+    const env = Object.fromEntries(CONTRACT_VARIABLES.map((v) => [v, 'x']));
+    expect(unknownVariables(env)).toEqual([]);
+  });
+
+  it('a misspelt one is named with the closest real one', () => {
+    expect(unknownVariables({ ZAPTEC_RECONCILE_MINUTS: '5', ZAPTEC_USERNAME: 'u', HOME: '/' })).toEqual([
+      { name: 'ZAPTEC_RECONCILE_MINUTS', closest: 'ZAPTEC_RECONCILE_MINUTES' },
+    ]);
   });
 });

@@ -1,5 +1,5 @@
 /** Shared test helpers: temporary directories, the real CLI process, and waiting on conditions. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +80,16 @@ export function startCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
     child.on('exit', (code, signal) => resolve({ code, signal })),
   );
   return { child, output: () => out, exited };
+}
+
+/** Whether this machine has a command (it runs with these arguments and exits 0). */
+export function hasCommand(command: string, args: string[] = ['--version']): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Polls a condition until it holds or the deadline passes (no fixed sleeps). */

@@ -3,12 +3,12 @@
  * into a temporary root) as an unprivileged user; a database left as doctor found it; an unreachable Service
  * Bus named.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { CLI, freePort, runCli, tempDir } from '../helpers.js';
+import { CLI, freePort, hasCommand, runCli, tempDir } from '../helpers.js';
 import { liveHarness } from '../sync/live-harness.js';
 
 const REPO = dirname(dirname(CLI));
@@ -23,15 +23,7 @@ function documentedDoctorLine(): string {
   return line.replace(/\s+#.*$/, '');
 }
 
-const unprivileged = (() => {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('runuser', ['--help'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const unprivileged = process.getuid?.() === 0 && hasCommand('runuser', ['--help']);
 if (!unprivileged)
   console.warn('the pre-flight doctor test is skipped: it needs root and runuser to act as nobody');
 

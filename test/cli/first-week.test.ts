@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { CLI, cleanEnv, freePort, runCli, startCli, tempDir, waitFor } from '../helpers.js';
+import { CLI, cleanEnv, freePort, hasCommand, runCli, startCli, tempDir, waitFor } from '../helpers.js';
 
 const CREDENTIALS = {
   ZAPTEC_USERNAME: 'u',
@@ -161,14 +161,7 @@ describe('faults a person must fix: exit 78, one line, before any API call', () 
   });
 });
 
-const hasScript = (() => {
-  try {
-    execFileSync('script', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasScript = hasCommand('script');
 
 describe('logs', () => {
   it.runIf(hasScript)('readable lines on a terminal, JSON in a pipe, secrets kept out of both', async () => {

@@ -58,6 +58,18 @@ function database(): string {
   return path;
 }
 
+/** A new database with nothing in it, and a session store to fill it. */
+function emptyDatabase() {
+  const path = join(tempDir(), 'z.db');
+  const db = openDatabase(path, { create: true });
+  const sessions = new SessionStore(db, {
+    personalData: false,
+    log: createLogger({ level: 'silent' }),
+    now: () => Date.parse('2026-11-30T12:00:00Z'),
+  });
+  return { path, db, sessions };
+}
+
 const cli = (path: string, ...args: string[]) =>
   runCli(['sessions', ...args], { env: cleanEnv({ ZAPTEC_DB: path }) });
 
@@ -124,13 +136,7 @@ describe('zaptec-sync sessions', () => {
   });
 
   it('CSV never hands a spreadsheet a formula: text that starts like one gets a leading quote, numbers stay numbers', async () => {
-    const path = join(tempDir(), 'z.db');
-    const db = openDatabase(path, { create: true });
-    const sessions = new SessionStore(db, {
-      personalData: false,
-      log: createLogger({ level: 'silent' }),
-      now: () => Date.parse('2026-11-30T12:00:00Z'),
-    });
+    const { path, db, sessions } = emptyDatabase();
     const tokens = [
       '=HYPERLINK("http://x","y")',
       '+31 600 000 000',
@@ -170,13 +176,7 @@ describe('zaptec-sync sessions', () => {
   });
 
   it('output into a closed pipe ends quietly with exit 0', async () => {
-    const path = join(tempDir(), 'z.db');
-    const db = openDatabase(path, { create: true });
-    const sessions = new SessionStore(db, {
-      personalData: false,
-      log: createLogger({ level: 'silent' }),
-      now: () => Date.parse('2026-11-30T12:00:00Z'),
-    });
+    const { path, db, sessions } = emptyDatabase();
     db.transaction(() => {
       for (let i = 0; i < 3000; i++) {
         const id = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;

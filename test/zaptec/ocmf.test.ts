@@ -10,16 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { midKeyPair } from '../../src/simulator/fleet.js';
 import { meterReadings, parseOcmf, verifyOcmf } from '../../src/zaptec/ocmf.js';
-import { tempDir } from '../helpers.js';
+import { hasCommand, tempDir } from '../helpers.js';
 
-const openssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const openssl = hasCommand('openssl', ['version']);
 if (!openssl) console.warn('OCMF tests against openssl skipped: no openssl command on this machine');
 
 /** A key pair made by openssl on `curve`, and a signer that signs a payload with `openssl dgst`. */
