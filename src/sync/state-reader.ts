@@ -89,6 +89,33 @@ interface Slot {
   heardAt: number;
 }
 
+/**
+ * Slots closer than this share of their even spacing (cadence / n) are moved apart. Below 1, so that a fleet
+ * already spread (reads a little late or early by the budget) keeps its times, and a bunch is spread over 90 %
+ * of the cadence.
+ */
+const SPREAD_SHARE = 0.9;
+
+/**
+ * Each slot's time: at the earliest it may come (a cadence after its last read), moved later only as far as
+ * needed to be `SPREAD_SHARE` × cadence / n after the one before. A start pass that read the whole fleet in a
+ * minute would otherwise bring it all back in that minute a cadence later, and every cadence after; a fleet
+ * spread already (after a restart: the reads of the last cadence) keeps its times.
+ */
+export function spreadDues(
+  slots: readonly { id: string; earliest: number }[],
+  cadence: number,
+): Map<string, number> {
+  const gap = (SPREAD_SHARE * cadence) / Math.max(1, slots.length);
+  const dues = new Map<string, number>();
+  let previous = Number.NEGATIVE_INFINITY;
+  for (const s of [...slots].sort((a, b) => a.earliest - b.earliest || (a.id < b.id ? -1 : 1))) {
+    previous = Math.max(s.earliest, previous + gap);
+    dues.set(s.id, Math.round(previous));
+  }
+  return dues;
+}
+
 export class StateReader {
   readonly #d: StateReaderDeps;
   readonly #problems: Problems;
@@ -154,18 +181,24 @@ export class StateReader {
     // Every slot first: the polling cadence depends on how many chargers are polled.
     for (const a of newcomers)
       this.#slots.set(a.id, { installationId: a.installation_id, due: 0, cadenceMs: 0, heardAt: a.at });
-    newcomers.forEach((a, i) => {
+    const earliest: { id: string; earliest: number; cadence: number }[] = [];
+    for (const a of newcomers) {
       const cadence = this.#cadence(a.installation_id);
+      const stale = now - a.at >= this.#d.reconcileMs;
       // A read in flight (started before the inventory pass committed) is the start read already.
-      if (now - a.at >= this.#d.reconcileMs && !this.#inflight.has(a.id))
-        this.#readStale(a.id, 'start: stored state is stale', now);
-      const slot = this.#slots.get(a.id)!;
-      slot.cadenceMs = cadence;
-      // Spread evenly, but never sooner than a cadence after the charger was last heard from or read (a read
-      // the inventory pass set going may not have brought its state yet).
-      const basis = Math.max(a.at, this.#lastRead(a.id));
-      slot.due = Math.max(now + Math.round((cadence * (i + 1)) / newcomers.length), basis + cadence);
-    });
+      if (stale && !this.#inflight.has(a.id)) this.#readStale(a.id, 'start: stored state is stale', now);
+      this.#slots.get(a.id)!.cadenceMs = cadence;
+      // Never sooner than a cadence after the charger was last heard from or read (or is read now, when stale).
+      const basis = Math.max(a.at, this.#lastRead(a.id), stale ? now : 0);
+      earliest.push({ id: a.id, earliest: Math.max(now, basis + cadence), cadence });
+    }
+    for (const cadence of new Set(earliest.map((e) => e.cadence))) {
+      const dues = spreadDues(
+        earliest.filter((e) => e.cadence === cadence),
+        cadence,
+      );
+      for (const [id, due] of dues) this.#slots.get(id)!.due = due;
+    }
     this.#respread();
     this.#wakeAll();
   }

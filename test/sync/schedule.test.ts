@@ -15,7 +15,7 @@ import { MODE_CHANGE_FOLLOW_UP_MS, type StateApi, StateReader } from '../../src/
 import type { Clock } from '../../src/time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../../src/zaptec/api.js';
 import { SteppedClock, VirtualClock } from '../clock.js';
-import { tempDir } from '../helpers.js';
+import { maxInWindow, tempDir } from '../helpers.js';
 
 const silent = createLogger({ level: 'silent' });
 const INST = '2bbec6f9-c3ce-4edf-a72f-b1b2a663c6ba';
@@ -232,6 +232,12 @@ describe('reconciliation (virtual clock)', () => {
     return { clock, reader: another(), reads, s, another, gone, failing, problems, warnings, snapshot };
   }
 
+  function readsByCharger(reads: { id: string; at: number }[]): Map<string, number[]> {
+    const byCharger = new Map<string, number[]>();
+    for (const r of reads) byCharger.set(r.id, [...(byCharger.get(r.id) ?? []), r.at]);
+    return byCharger;
+  }
+
   async function runFor(clock: VirtualClock, ms: number) {
     const end = clock.now() + ms;
     while (clock.now() < end) await clock.sleep(250);
@@ -254,12 +260,53 @@ describe('reconciliation (virtual clock)', () => {
     expect(Math.max(...perMinute.values())).toBeLessThanOrEqual(2);
     expect(later.length).toBeGreaterThanOrEqual(115);
     expect(later.length).toBeLessThanOrEqual(125);
-    const byCharger = new Map<string, number[]>();
-    for (const r of reads) byCharger.set(r.id, [...(byCharger.get(r.id) ?? []), r.at]);
-    for (const times of byCharger.values()) {
-      for (let i = 1; i < times.length; i++)
-        expect(times[i]! - times[i - 1]!).toBeLessThanOrEqual(90 * 60_000);
+    // The first reconciliation after the start pass may be spread up to 0.9 of a cadence later, never sooner
+    // than a cadence; after it, a cadence apart.
+    for (const times of readsByCharger(reads).values()) {
+      expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(HOUR);
+      expect(times[1]! - times[0]!).toBeLessThanOrEqual(1.9 * HOUR + 60_000);
+      for (let i = 2; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!).toBeLessThanOrEqual(HOUR + 60_000);
     }
+  });
+
+  it('a cold start whose inventory pass read the whole fleet in a burst: reconciliation spread over the hour after, and it stays spread across a restart', async () => {
+    const { clock, reader, reads, another } = makeReader(120, 60);
+    // The inventory pass sets a read of every charger going before the slots exist (prefetch), as at a first
+    // start: 120 reads at the budget's pace, about 13 s.
+    reader.prefetch(Array.from({ length: 120 }, (_, i) => id(i)));
+    reader.start();
+    await runFor(clock, 30_000);
+    expect(new Set(reads.map((r) => r.id)).size).toBe(120);
+    const t0 = clock.now();
+    await runFor(clock, 3 * HOUR);
+    await reader.stop();
+    const window = (from: number, to: number) => reads.filter((r) => r.at >= from && r.at < to);
+    // Over the second and third hours: one read every 30 s on average; no 19 s with more than 2, no minute with
+    // more than 4 (the burst came back as 120 reads in 13 s before).
+    const steady = window(t0 + HOUR, t0 + 3 * HOUR).map((r) => r.at);
+    expect(steady.length).toBeGreaterThanOrEqual(235);
+    expect(steady.length).toBeLessThanOrEqual(245);
+    expect(maxInWindow(steady, 19_000)).toBeLessThanOrEqual(2);
+    expect(maxInWindow(steady, 60_000)).toBeLessThanOrEqual(4);
+    // Never a charger read twice within a cadence by reconciliation.
+    for (const times of readsByCharger(reads).values())
+      for (let i = 1; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(HOUR - 1_000);
+    // Restarted ten seconds later: the slots are where they were (each a cadence after its last read).
+    await runFor(clock, 10_000);
+    const again = another();
+    const before = reads.length;
+    again.start();
+    await runFor(clock, 2 * HOUR);
+    await again.stop();
+    const after = reads.slice(before).map((r) => r.at);
+    expect(after.length).toBeGreaterThanOrEqual(235);
+    expect(after.length).toBeLessThanOrEqual(245);
+    expect(maxInWindow(after, 19_000)).toBeLessThanOrEqual(2);
+    for (const times of readsByCharger(reads).values())
+      for (let i = 1; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(HOUR - 1_000);
   });
 
   /** Mode changes of one charger at the given offsets (ms) from now, with the clock run between them. */
