@@ -5,6 +5,8 @@
  * there is never a stale lock for a person to remove. The file is never deleted either: deleting a lock file
  * that another process has open is how two processes end up "holding" one lock.
  */
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { DatabaseSetupError, isBusy, isSetupFault, needDirectory, StoreError } from './database.js';
 
@@ -15,9 +17,20 @@ import { DatabaseSetupError, isBusy, isSetupFault, needDirectory, StoreError } f
 export const OWNER_WAIT_MS = 11_000;
 const OWNER_RETRY_MS = 250;
 
-/** The file whose lock says who owns the database. */
+/**
+ * The file whose lock says who owns the database: beside the real file, so that two daemons given two paths to
+ * one database (a symbolic link, `./z.db` and `/srv/z.db`) still meet at one lock.
+ */
 export function ownerLockPath(dbPath: string): string {
-  return `${dbPath}-owner`;
+  let real = resolve(dbPath);
+  try {
+    real = realpathSync(dbPath);
+  } catch {
+    try {
+      real = join(realpathSync(dirname(dbPath)), basename(dbPath));
+    } catch {}
+  }
+  return `${real}-owner`;
 }
 
 export class DatabaseOwned extends Error {

@@ -1,6 +1,7 @@
 /** CONTRACT §7 "One daemon per database", through the built CLI. */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -43,8 +44,11 @@ describe('one daemon per database', () => {
 
     const secondApi = await countingApi();
     const started = Date.now();
+    // Another path to the same file: a symbolic link to it.
+    const link = join(tempDir(), 'link.db');
+    symlinkSync(db, link);
     const second = await runCli(['run'], {
-      env: cleanEnv({ ...base, ZAPTEC_API_URL: secondApi.url }),
+      env: cleanEnv({ ...base, ZAPTEC_DB: link, ZAPTEC_API_URL: secondApi.url }),
       cwd: dir,
     });
     expect(second.code).toBe(75);
