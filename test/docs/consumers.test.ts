@@ -18,7 +18,8 @@ let dir = '';
 
 describe('docs/CONSUMERS.md', () => {
   beforeAll(async () => {
-    const h = await liveHarness({ installations: 2, chargersPerInstallation: 3 });
+    // Five weeks of charge history: last month's per-hour energy query has sessions to sum.
+    const h = await liveHarness({ installations: 2, chargersPerInstallation: 3, pastDays: 35 });
     h.sim.live({ eventsPerSecond: 40 }, 100);
     const run = h.start();
     await h.connected();
@@ -31,6 +32,10 @@ describe('docs/CONSUMERS.md', () => {
         what: 'a charging session',
       },
     );
+    await waitFor(() => h.one<{ n: number }>('SELECT count(*) AS n FROM charge_history_passes').n === 2, {
+      timeoutMs: 30_000,
+      what: "both installations' charge-history backfill",
+    });
     run.child.kill('SIGTERM');
     await run.exited;
     // The harness cleans up after each test: keep a copy of the database for all of them.
@@ -50,7 +55,10 @@ describe('docs/CONSUMERS.md', () => {
     const [current, freshness, refresh, , perHour] = blocks('sh').map((b) =>
       b.startsWith('zaptec-sync') ? '' : execFileSync('sh', ['-c', b], { cwd: dir, encoding: 'utf8' }),
     );
-    expect(perHour).toBeDefined();
+    const hours = perHour!.trim().split('\n');
+    expect(hours[0]).toBe('hour|device_id|kwh');
+    expect(hours.length).toBeGreaterThan(1);
+    expect(hours[1]).toMatch(/^\d{4}-\d\d-\d\d \d\d:00\|ZAP\d+\|\d+(\.\d+)?$/);
     expect(current).toMatch(/ChargerOperationMode/);
     expect(freshness).toMatch(/last_heard/);
     expect(refresh?.trim()).toMatch(/^\d+$/);

@@ -80,6 +80,8 @@ export class Invariants {
   calls = 0;
   stateReads = 0;
   checks = 0;
+  /** How many times each kind of invariant was looked at: a run must show each one did work. */
+  readonly checked = { request: 0, stored: 0, reconciled: 0, history: 0, heap: 0 };
   peakHeapMb = 0;
 
   constructor(deps: InvariantDeps) {
@@ -121,6 +123,11 @@ export class Invariants {
     }
   }
 
+  #count(kind: keyof Invariants['checked']): void {
+    this.checks++;
+    this.checked[kind]++;
+  }
+
   /** After each simulated minute: checks the log entries since the last (and drops them), then the rest. */
   minute(now: number): void {
     const log = this.#d.world.sim.rest.requests;
@@ -149,7 +156,7 @@ export class Invariants {
   #request(r: SimRequest): void {
     const { fail } = this.#d;
     const index = this.calls++; // its place in the whole run's log
-    this.checks++;
+    this.#count('request');
     this.#recent.push(r);
     if (this.#recent.length > 12) this.#recent.shift();
     this.#d.checked?.(r);
@@ -196,7 +203,7 @@ export class Invariants {
     const fleet = this.#d.world.sim.fleet;
     for (const [key, p] of this.#pushed) {
       if (p.at > pushedBefore) break;
-      this.checks++;
+      this.#count('stored');
       if (!fleet.chargers.get(p.chargerId)?.active) {
         this.#pushed.delete(key);
         continue;
@@ -217,7 +224,7 @@ export class Invariants {
       const came = this.#cameAt.get(c.id) ?? now;
       this.#cameAt.set(c.id, came);
       if (now - Math.max(came, this.#disturbedUntil) < RECONCILE_SETTLE_MS) continue;
-      this.checks++;
+      this.#count('reconciled');
       const last = this.#lastStateRead.get(c.id) ?? -Infinity;
       if (now - last > RECONCILED_WITHIN_MS) {
         this.#d.fail(
@@ -231,7 +238,7 @@ export class Invariants {
   #historyCheck(now: number): void {
     const db = this.#db();
     if (!db) return;
-    this.checks++;
+    this.#count('history');
     const oldest = db.prepare('SELECT min(observed_at) AS at FROM charger_state_history').get() as {
       at: string | null;
     };
@@ -243,7 +250,7 @@ export class Invariants {
   }
 
   #heapCheck(): void {
-    this.checks++;
+    this.#count('heap');
     const mb = process.memoryUsage().heapUsed / 2 ** 20;
     this.peakHeapMb = Math.max(this.peakHeapMb, Math.round(mb));
     if (mb > HEAP_LIMIT_MB) this.#d.fail(`the heap holds ${Math.round(mb)} MB (limit ${HEAP_LIMIT_MB} MB)`);

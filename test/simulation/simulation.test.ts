@@ -22,7 +22,13 @@ describe('the simulated month', () => {
       // The run did what it says: the fleet lived, faults came, the invariants were looked at.
       expect(r.published).toBeGreaterThan(1000 * DAYS);
       expect(Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)).toBeGreaterThan(DAYS * 3);
-      expect(r.checks).toBeGreaterThan(r.calls);
+      // Every kind of invariant did its work: each request, most pushed observations, every charger's
+      // reconciliation each hour after the first three, the history and the heap hourly.
+      expect(r.checked.request).toBe(r.calls);
+      expect(r.checked.stored).toBeGreaterThan(r.published / 2);
+      expect(r.checked.reconciled).toBeGreaterThan((DAYS * 24 - 3) * r.chargers * 0.5);
+      expect(r.checked.history).toBeGreaterThanOrEqual(DAYS * 24 - 1);
+      expect(r.checked.heap).toBeGreaterThanOrEqual(DAYS * 24 - 1);
       expect(r.callsPerChargerHour).toBeLessThan(6);
       // The group did carry its installation (its own subscription closed), not only stand by.
       expect(r.carried).toBe(userGroup ? 1 : 0);

@@ -67,6 +67,8 @@ export interface SimulationReport {
   published: number;
   faults: Partial<Record<FaultKind, number>>;
   checks: number;
+  /** How many times each kind of invariant was looked at. */
+  checked: Invariants['checked'];
   timers: number;
   stalls: Record<string, number>;
   warnings: number;
@@ -361,6 +363,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       published: sim.published,
       faults: counts,
       checks: invariants.checks,
+      checked: { ...invariants.checked },
       timers: clock.fired,
       stalls: Object.fromEntries(clock.stalls),
       warnings,

@@ -70,7 +70,9 @@ describe('user-group subscriptions', () => {
       { id: group, events: 'connected', detail: null, installations: [a, b, c].sort() },
     ]);
     const doctor = await runCli(['doctor'], { env, cwd: h.dir });
-    expect(doctor.stdout).toMatch(new RegExp(`user group ${group}.*connection details for topic usergroup-`));
+    expect(doctor.stdout).toMatch(
+      new RegExp(`^ok +user group ${group}: subscription \\S+ of topic usergroup-\\S+ answers at `, 'm'),
+    );
     expect(doctor.code).toBe(0);
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
@@ -228,8 +230,14 @@ describe('user-group subscriptions', () => {
     await h.connected();
     await everyChargerSays(h, 'before');
     await waitFor(() => carried(h).size === 1, { what: 'the group carrying it' });
+    const detailsPath = `/api/userGroups/${group}/messagingConnectionDetails`;
+    const fetched = () =>
+      h.sim.rest.requests.filter((r) => r.path.toLowerCase() === detailsPath.toLowerCase()).length;
+    const before = fetched();
     h.sim.rotateKey(group);
     await everyChargerSays(h, 'after');
+    // The new key came from the group's details, fetched again after the broker refused the old one.
+    expect(fetched()).toBeGreaterThan(before);
     expect(carried(h).size).toBe(1);
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
