@@ -1,4 +1,5 @@
--- zaptec-sync schema version 6: charge history after any restart (CONTRACT §7), and the progress of long work.
+-- zaptec-sync schema version 6: charge history after any restart (CONTRACT §7), the progress of long work, what
+-- state values mean, and reconciliation spaced by what it reveals.
 
 -- When the installation's last pass after a restart or a live-event gap began: such passes run at most once per
 -- 15 minutes per installation, counted across restarts (a daemon restarted in a loop reads each history once).
@@ -22,3 +23,11 @@ INSERT INTO state_values (state_id, value, meaning) VALUES
   (710, '3', 'Connected_Charging'), (710, '5', 'Connected_Finished'),
   (715, '0', 'Unknown'), (715, '1', 'IT_1_Phase'), (715, '2', 'IT_3_Phase'), (715, '3', 'TN_1_Phase'),
   (715, '4', 'TN_3_Phase');
+
+-- Internal: each charger's reconciliation spacing as the daemon learned it (ZAPTEC_RECONCILE_MINUTES up to
+-- ZAPTEC_RECONCILE_MAX_MINUTES): doubled after a reconciliation read that revealed nothing the live events had
+-- not said, back to the shortest after one that did. Kept across restarts.
+CREATE TABLE reconcile_spacing (
+  charger_id TEXT PRIMARY KEY,
+  spacing_ms INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -27,6 +27,8 @@ export interface Config {
   events: boolean;
   servicebusEndpoint: URL | undefined;
   reconcileMinutes: number;
+  /** ZAPTEC_RECONCILE_MAX_MINUTES: the longest reconciliation spacing (never below reconcileMinutes). */
+  reconcileMaxMinutes: number;
   inventoryCron: string;
   requestsPerMinute: number;
   historyDays: number;
@@ -95,6 +97,7 @@ const fields = {
     return z.NEVER;
   }),
   ZAPTEC_RECONCILE_MINUTES: intIn(1, 7 * 24 * 60),
+  ZAPTEC_RECONCILE_MAX_MINUTES: intIn(1, 7 * 24 * 60),
   ZAPTEC_INVENTORY_CRON: z
     .string()
     .refine((s) => cron.validate(s), 'must be a valid cron expression (e.g. "7 * * * *")'),
@@ -175,7 +178,7 @@ export function parseConfig(env: Env, options: LoadOptions = {}): Config {
     installations: nonEmpty(installations),
     events: (field(env, 'ZAPTEC_EVENTS') ?? 'on') === 'on',
     servicebusEndpoint: field(env, 'ZAPTEC_SERVICEBUS_ENDPOINT'),
-    reconcileMinutes: field(env, 'ZAPTEC_RECONCILE_MINUTES') ?? 60,
+    ...reconcileSpacing(env),
     inventoryCron: field(env, 'ZAPTEC_INVENTORY_CRON') ?? '7 * * * *',
     requestsPerMinute: field(env, 'ZAPTEC_REQUESTS_PER_MINUTE') ?? 600,
     historyDays: field(env, 'ZAPTEC_HISTORY_DAYS') ?? 7,
@@ -191,6 +194,18 @@ export function parseConfig(env: Env, options: LoadOptions = {}): Config {
     notifySocket: env.NOTIFY_SOCKET || undefined,
     watchdogUsec: watchdog && Number.isFinite(watchdog) && watchdog > 0 ? watchdog : undefined,
   };
+}
+
+/** The shortest and the longest reconciliation spacing; a longest below the shortest is a mistake, said so. */
+function reconcileSpacing(env: Env): { reconcileMinutes: number; reconcileMaxMinutes: number } {
+  const reconcileMinutes = field(env, 'ZAPTEC_RECONCILE_MINUTES') ?? 60;
+  const max = field(env, 'ZAPTEC_RECONCILE_MAX_MINUTES');
+  if (max !== undefined && max < reconcileMinutes)
+    throw new ConfigError(
+      'ZAPTEC_RECONCILE_MAX_MINUTES',
+      `must be at least ZAPTEC_RECONCILE_MINUTES (${reconcileMinutes}), the shortest spacing`,
+    );
+  return { reconcileMinutes, reconcileMaxMinutes: max ?? Math.max(360, reconcileMinutes) };
 }
 
 function nonEmpty<T>(list: T[] | undefined): T[] | undefined {

@@ -112,6 +112,17 @@ describe('configuration', () => {
   });
 });
 
+describe('reconciliation spacing', () => {
+  it('the longest defaults to 360 minutes (or the shortest, when that is longer) and may not be below the shortest', () => {
+    expect(parseConfig({}).reconcileMaxMinutes).toBe(360);
+    expect(parseConfig({ ZAPTEC_RECONCILE_MINUTES: '600' }).reconcileMaxMinutes).toBe(600);
+    expect(parseConfig({ ZAPTEC_RECONCILE_MAX_MINUTES: '60' }).reconcileMaxMinutes).toBe(60);
+    expect(() =>
+      parseConfig({ ZAPTEC_RECONCILE_MINUTES: '120', ZAPTEC_RECONCILE_MAX_MINUTES: '60' }),
+    ).toThrow(/ZAPTEC_RECONCILE_MAX_MINUTES: must be at least ZAPTEC_RECONCILE_MINUTES/);
+  });
+});
+
 describe('known settings', () => {
   it('every variable of the contract is known, so none is ever warned about as a misspelling', () => {
     const env = Object.fromEntries(CONTRACT_VARIABLES.map((v) => [v, 'x']));

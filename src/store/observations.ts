@@ -26,6 +26,12 @@ export interface ApplyResult {
   modeChanges: AppliedChange[];
   /** Charger ids the inventory does not know. */
   unknownChargers: string[];
+  /**
+   * With `compareValues`: observations that brought a value other than the stored one (or a state not stored
+   * before). A state read whose observations all repeat stored values (newer timestamps at most) revealed
+   * nothing the live events had not said.
+   */
+  newValues: number;
 }
 
 export interface ObservationStoreOptions {
@@ -116,8 +122,14 @@ export class ObservationStore {
     return name;
   }
 
-  apply(batch: readonly Observation[]): ApplyResult {
-    const result: ApplyResult = { applied: 0, history: 0, modeChanges: [], unknownChargers: [] };
+  apply(batch: readonly Observation[], options: { compareValues?: boolean } = {}): ApplyResult {
+    const result: ApplyResult = {
+      applied: 0,
+      history: 0,
+      modeChanges: [],
+      unknownChargers: [],
+      newValues: 0,
+    };
     if (batch.length === 0) return result;
     const receivedAt = isoMs(this.#options.now());
     const historyFrom =
@@ -130,7 +142,9 @@ export class ObservationStore {
         const deviceType = known ?? o.deviceType;
         const observedAt = isoMs(o.observedAt);
         const previous =
-          o.stateId === STATE.operationMode ? this.#currentValue.get(o.chargerId, o.stateId) : undefined;
+          o.stateId === STATE.operationMode || options.compareValues
+            ? this.#currentValue.get(o.chargerId, o.stateId)
+            : undefined;
         const name = this.#stateName(deviceType, o.stateId);
         const changed = this.#upsert.run(
           o.chargerId,
@@ -149,6 +163,7 @@ export class ObservationStore {
         }
         if (changed.changes > 0) {
           result.applied++;
+          if (options.compareValues && previous?.value !== o.value) result.newValues++;
           if (o.stateId === STATE.operationMode && previous?.value !== o.value) {
             result.modeChanges.push({
               chargerId: o.chargerId,

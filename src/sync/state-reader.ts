@@ -15,6 +15,7 @@ import { describeError } from '../log.js';
 import { whenWritable } from '../store/database.js';
 import type { InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
+import type { ReconcileSpacingStore } from '../store/reconcile-spacing.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import { type Clock, quietAbortController } from '../time.js';
 import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
@@ -66,7 +67,16 @@ export interface StateReaderDeps {
   syncStatus: SyncStatusStore;
   clock: Clock;
   log: Logger;
+  /** ZAPTEC_RECONCILE_MINUTES: the shortest spacing of a charger's reconciliation reads. */
   reconcileMs: number;
+  /**
+   * ZAPTEC_RECONCILE_MAX_MINUTES: the longest. A charger whose reconciliation reads keep revealing nothing the
+   * live events had not said is read less often, doubling up to this; one that reveals something is back at the
+   * shortest. Equal to `reconcileMs` (the default here): every charger at the shortest.
+   */
+  reconcileMaxMs?: number;
+  /** Where the learned spacings are kept across restarts. */
+  spacings?: ReconcileSpacingStore;
   requestsPerMinute: number;
   /** Observations were stored: the coordinator reacts (lookups of unknown chargers). */
   onApplied?: (result: ApplyResult) => void;
@@ -82,6 +92,8 @@ interface Slot {
   installationId: string | null;
   due: number;
   cadenceMs: number;
+  /** The charger's reconciliation spacing as learned (reconcileMs … reconcileMaxMs). */
+  spacingMs: number;
   /**
    * When the charger was last heard from as the resync found it (epoch ms): with no read on record (its
    * state kept fresh by live events alone) its slot counts from this.
@@ -179,11 +191,18 @@ export class StateReader {
       .map((a) => ({ ...a, at: a.received_at ? Date.parse(a.received_at) : 0 }))
       .sort((a, b) => a.at - b.at);
     // Every slot first: the polling cadence depends on how many chargers are polled.
+    const learned = newcomers.length > 0 ? (this.#d.spacings?.all() ?? new Map<string, number>()) : undefined;
     for (const a of newcomers)
-      this.#slots.set(a.id, { installationId: a.installation_id, due: 0, cadenceMs: 0, heardAt: a.at });
+      this.#slots.set(a.id, {
+        installationId: a.installation_id,
+        due: 0,
+        cadenceMs: 0,
+        heardAt: a.at,
+        spacingMs: this.#clampSpacing(learned?.get(a.id)),
+      });
     const earliest: { id: string; earliest: number; cadence: number }[] = [];
     for (const a of newcomers) {
-      const cadence = this.#cadence(a.installation_id);
+      const cadence = this.#cadence(a.installation_id, this.#slots.get(a.id)!.spacingMs);
       const stale = now - a.at >= this.#d.reconcileMs;
       // A read in flight (started before the inventory pass committed) is the start read already.
       if (stale && !this.#inflight.has(a.id)) this.#readStale(a.id, 'start: stored state is stale', now);
@@ -277,10 +296,37 @@ export class StateReader {
     return Math.max(15_000, Math.ceil((polled / perSecond) * 1000));
   }
 
-  #cadence(installationId: string | null): number {
+  /** A slot's cadence: its reconciliation spacing, or the polling interval while its installation is polled. */
+  #cadence(installationId: string | null, spacingMs: number): number {
     return installationId && this.#polling.has(installationId)
-      ? Math.min(this.pollIntervalMs(), this.#d.reconcileMs)
-      : this.#d.reconcileMs;
+      ? Math.min(this.pollIntervalMs(), spacingMs)
+      : spacingMs;
+  }
+
+  #clampSpacing(ms: number | undefined): number {
+    const max = Math.max(this.#d.reconcileMs, this.#d.reconcileMaxMs ?? this.#d.reconcileMs);
+    return Math.min(max, Math.max(this.#d.reconcileMs, ms ?? this.#d.reconcileMs));
+  }
+
+  /**
+   * A reconciliation read came back: one that revealed a value the live events had not delivered brings the
+   * charger back to the shortest spacing; one that revealed nothing doubles it, up to the longest. The slot's
+   * next read moves with it (from this read).
+   */
+  #learn(chargerId: string, revealed: boolean, readAt: number): void {
+    const slot = this.#slots.get(chargerId);
+    if (!slot) return;
+    const spacing = revealed ? this.#d.reconcileMs : this.#clampSpacing(slot.spacingMs * 2);
+    if (spacing === slot.spacingMs) return;
+    slot.spacingMs = spacing;
+    if (slot.installationId && this.#polling.has(slot.installationId)) return;
+    slot.cadenceMs = spacing;
+    slot.due = readAt + spacing;
+    try {
+      this.#d.spacings?.save(chargerId, spacing);
+    } catch {
+      // Learning is kept in memory; a held write lock loses only its persistence until the next change.
+    }
   }
 
   /** After the set of polled installations changed: new cadences, slots spread evenly again. */
@@ -289,9 +335,9 @@ export class StateReader {
     const interval = this.pollIntervalMs();
     for (const inst of new Set([...this.#slots.values()].map((s) => s.installationId))) {
       const slots = [...this.#slots].filter(([, s]) => s.installationId === inst);
-      const cadence = this.#cadence(inst);
-      if (slots.every(([, s]) => s.cadenceMs === cadence)) continue;
+      if (slots.every(([, s]) => s.cadenceMs === this.#cadence(inst, s.spacingMs))) continue;
       slots.forEach(([id, s], i) => {
+        const cadence = this.#cadence(inst, s.spacingMs);
         const slower = cadence > s.cadenceMs;
         s.cadenceMs = cadence;
         s.due = Math.min(s.due, now + Math.round((cadence * (i + 1)) / slots.length));
@@ -407,14 +453,16 @@ export class StateReader {
       });
       // What was read is paid for: a held write lock delays the commit, it does not waste the read.
       const observations = toObservations(items, 'poll');
+      const reconcile = reason === 'reconcile';
       const result = whenWritable(
         (ms, signal) => clock.sleep(ms, signal),
-        () => this.#d.observations.apply(observations),
+        () => this.#d.observations.apply(observations, { compareValues: reconcile }),
         { signal: this.#abort.signal },
       );
       // Awaited only when it had to wait: the common case takes no extra turn of the event loop.
       const applied = result instanceof Promise ? await result : result;
       this.reads++;
+      if (reconcile) this.#learn(chargerId, applied.newValues > 0, clock.now());
       this.#staleDone(chargerId);
       this.#d.log.debug({ charger: chargerId, reason }, 'state read');
       const inst = this.#slots.get(chargerId)?.installationId;

@@ -9,6 +9,7 @@ import { type Db, WalWatch } from '../store/database.js';
 import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
 import { ObservationStore } from '../store/observations.js';
+import { ReconcileSpacingStore } from '../store/reconcile-spacing.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SessionStore } from '../store/sessions.js';
 import { SyncStatusStore } from '../store/sync-status.js';
@@ -184,6 +185,8 @@ function buildComponents(deps: WiringDeps): Wired {
     clock,
     log: log.child({ component: 'state' }),
     reconcileMs: config.reconcileMinutes * 60_000,
+    reconcileMaxMs: config.reconcileMaxMinutes * 60_000,
+    spacings: new ReconcileSpacingStore(db),
     requestsPerMinute: config.requestsPerMinute,
     problems,
     progress,

@@ -16,6 +16,7 @@ describe('zaptec-sync run', () => {
     ['ZAPTEC_SESSIONS', 'yes'],
     ['ZAPTEC_SESSIONS_DAYS', '-1'],
     ['ZAPTEC_SESSIONS_PERSONAL_DATA', 'maybe'],
+    ['ZAPTEC_RECONCILE_MAX_MINUTES', '0'],
   ])('exits 78 with one line naming %s', async (variable, value) => {
     const dir = tempDir();
     const r = await runCli(['run'], {

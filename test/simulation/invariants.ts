@@ -26,11 +26,12 @@ const STORED_WITHIN_MS = 30 * MIN;
 const PRUNE_SLACK_MS = 3 * HOUR;
 const HEAP_LIMIT_MB = 1024;
 /**
- * CONTRACT §2, §4: each charger's full state is re-read every ZAPTEC_RECONCILE_MINUTES (60) even while events
- * flow. Checked with a cadence's slack (a slot may move by up to one cadence), from three hours after the
- * charger came and after the last disturbance that could stop reads (the password refused, the daemon down).
+ * CONTRACT §2, §4: each charger's full state is re-read at least every ZAPTEC_RECONCILE_MAX_MINUTES (360) even
+ * while events flow (every ZAPTEC_RECONCILE_MINUTES, 60, while its reads reveal what the events missed).
+ * Checked with a cadence's slack (a slot may move by up to one cadence), from three hours after the charger
+ * came and after the last disturbance that could stop reads (the password refused, the daemon down).
  */
-const RECONCILED_WITHIN_MS = 2 * HOUR;
+const RECONCILED_WITHIN_MS = 7 * HOUR;
 const RECONCILE_SETTLE_MS = 3 * HOUR;
 
 const STATE_PATH = /^\/api\/chargers\/([0-9a-f-]{36})\/state$/i;

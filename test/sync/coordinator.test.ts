@@ -41,10 +41,16 @@ describe('the coordinator', () => {
     const { calls, parts: p } = parts();
     const c = new Coordinator(true);
     c.attach(p);
-    c.applied({ applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u1'] }, 'poll');
+    c.applied(
+      { applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u1'], newValues: 0 },
+      'poll',
+    );
     expect(calls).toEqual(['unknownSeen u1']);
     calls.length = 0;
-    c.applied({ applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u2'] }, 'event');
+    c.applied(
+      { applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u2'], newValues: 0 },
+      'event',
+    );
     expect(calls).toEqual(['unknownSeen u2', `modeChanged ${JSON.stringify(change)}`]);
   });
 

@@ -7,6 +7,7 @@ import { DaemonRecord } from '../../src/store/daemon-row.js';
 import { openDatabase } from '../../src/store/database.js';
 import { InventoryStore } from '../../src/store/inventory.js';
 import { ObservationStore } from '../../src/store/observations.js';
+import { ReconcileSpacingStore } from '../../src/store/reconcile-spacing.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
 import { Daemon } from '../../src/sync/daemon.js';
 import { INVENTORY_SPACING_MS, InventorySync } from '../../src/sync/inventory.js';
@@ -171,7 +172,7 @@ describe('the daemon on the injected clock', () => {
 });
 
 describe('reconciliation (virtual clock)', () => {
-  function makeReader(chargers: number, reconcileMinutes: number) {
+  function makeReader(chargers: number, reconcileMinutes: number, reconcileMaxMinutes = reconcileMinutes) {
     const clock = new VirtualClock();
     const s = stores(clock);
     const snapshot = (n: number) => ({
@@ -195,6 +196,9 @@ describe('reconciliation (virtual clock)', () => {
     const gone = new Set<string>();
     /** Chargers whose state read answers 503 (a transient failure). */
     const failing = new Set<string>();
+    /** Chargers whose every read finds a value the events did not push (a setting changed in the portal). */
+    const revealing = new Set<string>();
+    let changes = 0;
     const warnings: string[] = [];
     const log = createLogger({
       level: 'warn',
@@ -214,6 +218,16 @@ describe('reconciliation (virtual clock)', () => {
             Timestamp: new Date(clock.now()).toISOString(),
             ValueAsString: '1',
           },
+          ...(revealing.has(chargerId)
+            ? [
+                {
+                  ChargerId: chargerId,
+                  StateId: 150,
+                  Timestamp: new Date(clock.now()).toISOString(),
+                  ValueAsString: String(++changes),
+                },
+              ]
+            : []),
         ];
       },
       stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + STATE_READ_SPACING_MS,
@@ -227,9 +241,23 @@ describe('reconciliation (virtual clock)', () => {
         log,
         problems,
         reconcileMs: reconcileMinutes * 60_000,
+        reconcileMaxMs: reconcileMaxMinutes * 60_000,
+        spacings: new ReconcileSpacingStore(s.db),
         requestsPerMinute: 600,
       });
-    return { clock, reader: another(), reads, s, another, gone, failing, problems, warnings, snapshot };
+    return {
+      clock,
+      reader: another(),
+      reads,
+      s,
+      another,
+      gone,
+      failing,
+      revealing,
+      problems,
+      warnings,
+      snapshot,
+    };
   }
 
   function readsByCharger(reads: { id: string; at: number }[]): Map<string, number[]> {
@@ -268,6 +296,42 @@ describe('reconciliation (virtual clock)', () => {
       for (let i = 2; i < times.length; i++)
         expect(times[i]! - times[i - 1]!).toBeLessThanOrEqual(HOUR + 60_000);
     }
+  });
+
+  it('reconciliation spaced by what it reveals: quiet chargers double to 6 h, one that reveals stays hourly, one that starts revealing is back at once, across a restart', async () => {
+    const { clock, reader, reads, revealing, another } = makeReader(60, 60, 360);
+    revealing.add(id(0));
+    reader.start();
+    await runFor(clock, 24 * HOUR);
+    await reader.stop();
+    const t0 = clock.now() - 12 * HOUR;
+    const late = reads.filter((r) => r.at >= t0);
+    const perChargerHour = (rs: typeof reads, ids: Set<string>) =>
+      rs.filter((r) => ids.has(r.id)).length / (ids.size * 12);
+    const quiet = new Set(Array.from({ length: 59 }, (_, i) => id(i + 1)));
+    // 6-hour spacing once learned: 1/6 of a call per charger-hour (the way there: 1 + 2 + 4 hours).
+    expect(perChargerHour(late, quiet)).toBeGreaterThanOrEqual(1 / 6 - 0.02);
+    expect(perChargerHour(late, quiet)).toBeLessThanOrEqual(1 / 6 + 0.02);
+    // The charger whose reads keep finding something stays hourly.
+    expect(late.filter((r) => r.id === id(0)).length).toBeGreaterThanOrEqual(11);
+    // Restarted: the learned spacing holds (no hourly round of the whole fleet), and a quiet charger that
+    // starts to reveal is read hourly again from its next read on.
+    const before = reads.length;
+    const restartedAt = clock.now();
+    const again = another();
+    revealing.add(id(1));
+    again.start();
+    await runFor(clock, 12 * HOUR);
+    await again.stop();
+    const after = reads.slice(before);
+    expect(perChargerHour(after, new Set([...quiet].filter((q) => q !== id(1))))).toBeLessThanOrEqual(
+      1 / 6 + 0.03,
+    );
+    const one = after.filter((r) => r.id === id(1)).map((r) => r.at);
+    // Its next read came within 6 h; every read after it an hour apart.
+    expect(one[0]! - restartedAt).toBeLessThanOrEqual(6 * HOUR);
+    for (let i = 2; i < one.length; i++) expect(one[i]! - one[i - 1]!).toBeLessThanOrEqual(HOUR + 60_000);
+    expect(one.length).toBeGreaterThanOrEqual(6);
   });
 
   it('a cold start whose inventory pass read the whole fleet in a burst: reconciliation spread over the hour after, and it stays spread across a restart', async () => {
