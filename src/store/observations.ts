@@ -122,7 +122,14 @@ export class ObservationStore {
     return name;
   }
 
-  apply(batch: readonly Observation[], options: { compareValues?: boolean } = {}): ApplyResult {
+  /**
+   * Applies a batch in one transaction. With `compareValues`, counts in `newValues` the observations of states
+   * it accepts that brought a value other than the stored one.
+   */
+  apply(
+    batch: readonly Observation[],
+    options: { compareValues?: (stateId: number) => boolean } = {},
+  ): ApplyResult {
     const result: ApplyResult = {
       applied: 0,
       history: 0,
@@ -163,7 +170,7 @@ export class ObservationStore {
         }
         if (changed.changes > 0) {
           result.applied++;
-          if (options.compareValues && previous?.value !== o.value) result.newValues++;
+          if (options.compareValues?.(o.stateId) && previous?.value !== o.value) result.newValues++;
           if (o.stateId === STATE.operationMode && previous?.value !== o.value) {
             result.modeChanges.push({
               chargerId: o.chargerId,

@@ -12,6 +12,7 @@
 import { CredentialsError, HttpStatusError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
+import { MEASUREMENTS } from '../observation.js';
 import { whenWritable } from '../store/database.js';
 import type { InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
@@ -56,6 +57,9 @@ const BURST_RATE_PER_S = 9;
 const RETRY_AFTER_FAILURE_MS = 5 * 60_000;
 /** A worker whose own step failed (not a read: the schedule, the database) goes on after this pause. */
 const WORKER_PAUSE_AFTER_ERROR_MS = 5_000;
+
+/** A state whose new value a reconciliation read finds means the live events missed something. */
+const revealing = (stateId: number) => !MEASUREMENTS.has(stateId);
 
 /** What the reader needs of the API (tests give a stand-in). */
 export type StateApi = Pick<ZaptecApi, 'state' | 'stateReadableAt'>;
@@ -139,6 +143,8 @@ export class StateReader {
   readonly #refused = new Set<string>();
   /** Stale chargers queued for a read (the start pass) and not read yet: its progress. */
   readonly #stale = new Set<string>();
+  /** When each charger's operation mode last crossed a session boundary (its follow-up reads after it). */
+  readonly #lastBoundary = new Map<string, number>();
   /** Each charger's follow-up bucket as GCRA's theoretical arrival time (epoch ms). */
   readonly #followUpTat = new Map<string, number>();
   /** Many waits share it (workers, requests): no listener-leak warning for them. */
@@ -265,7 +271,14 @@ export class StateReader {
   }): void {
     if (!isSessionBoundary(change)) return;
     const id = change.chargerId.toLowerCase();
-    const due = Math.max(this.#d.clock.now() + MODE_CHANGE_FOLLOW_UP_MS, this.#followUpAllowedAt(id));
+    this.#lastBoundary.set(id, this.#d.clock.now());
+    this.#followUp(id);
+  }
+
+  /** The follow-up read of a charger's last session boundary: about 20 s after it, when the bucket allows. */
+  #followUp(id: string): void {
+    const boundary = this.#lastBoundary.get(id) ?? this.#d.clock.now();
+    const due = Math.max(boundary + MODE_CHANGE_FOLLOW_UP_MS, this.#followUpAllowedAt(id));
     const pending = this.#urgent.get(id);
     // A read due sooner for another reason would come before the values settle: this one replaces it.
     if (!pending || pending.reason !== FOLLOW_UP || pending.due < due)
@@ -306,6 +319,16 @@ export class StateReader {
   #clampSpacing(ms: number | undefined): number {
     const max = Math.max(this.#d.reconcileMs, this.#d.reconcileMaxMs ?? this.#d.reconcileMs);
     return Math.min(max, Math.max(this.#d.reconcileMs, ms ?? this.#d.reconcileMs));
+  }
+
+  /**
+   * A read for another reason (a session's follow-up, a gap, the start pass) re-read the whole state: the
+   * charger's reconciliation counts from it, so a charger whose sessions are read at their ends needs few
+   * reconciliation reads of its own.
+   */
+  #readAnyway(chargerId: string, readAt: number): void {
+    const slot = this.#slots.get(chargerId);
+    if (slot) slot.due = Math.max(slot.due, readAt + slot.cadenceMs);
   }
 
   /**
@@ -365,9 +388,10 @@ export class StateReader {
     }
     for (const [id, s] of this.#slots) {
       if (s.due >= bestDue || this.#inflight.has(id)) continue;
-      // Read recently for another reason (start pass, follow-up, gap): this slot is not needed.
+      // Read recently for another reason (start pass, follow-up, gap): this slot is not needed, and the next
+      // comes a cadence after that read (never more: a skipped slot must not add a cadence to the gap).
       if (s.due <= now && now - this.#lastRead(id) < s.cadenceMs / 2) {
-        s.due += s.cadenceMs;
+        s.due = this.#lastRead(id) + s.cadenceMs;
         continue;
       }
       [bestId, bestDue, bestReason] = [id, s.due, 'reconcile'];
@@ -446,6 +470,7 @@ export class StateReader {
         Math.max(this.#followUpTat.get(chargerId) ?? now, now) + FOLLOW_UP_SPACING_MS,
       );
     }
+    const startedAt = clock.now();
     try {
       const items = await api.state(chargerId, {
         deadline: clock.now() + READ_DEADLINE_MS,
@@ -456,13 +481,22 @@ export class StateReader {
       const reconcile = reason === 'reconcile';
       const result = whenWritable(
         (ms, signal) => clock.sleep(ms, signal),
-        () => this.#d.observations.apply(observations, { compareValues: reconcile }),
+        () => this.#d.observations.apply(observations, reconcile ? { compareValues: revealing } : {}),
         { signal: this.#abort.signal },
       );
       // Awaited only when it had to wait: the common case takes no extra turn of the event loop.
       const applied = result instanceof Promise ? await result : result;
       this.reads++;
       if (reconcile) this.#learn(chargerId, applied.newValues > 0, clock.now());
+      else this.#readAnyway(chargerId, clock.now());
+      // A boundary less than 20 s before this read has values that may not have settled: its own follow-up
+      // still comes (a session's end is always read), when the bucket refills.
+      const boundary = this.#lastBoundary.get(chargerId);
+      if (boundary !== undefined) {
+        if (startedAt < boundary + MODE_CHANGE_FOLLOW_UP_MS) {
+          if (!this.#urgent.has(chargerId)) this.#followUp(chargerId);
+        } else this.#lastBoundary.delete(chargerId);
+      }
       this.#staleDone(chargerId);
       this.#d.log.debug({ charger: chargerId, reason }, 'state read');
       const inst = this.#slots.get(chargerId)?.installationId;

@@ -3,7 +3,7 @@
  * measuring a long one. Prints a line per simulated day and the run's figures as JSON at the end.
  * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
  * --sessions realistic|busy|flapping (realistic), --no-faults, --user-group (a user group carrying the first
- * installation). SIM_DEBUG=1 prints each fault as it comes and each
+ * installation), --set NAME=value (a setting of the daemon; repeatable). SIM_DEBUG=1 prints each fault as it comes and each
  * wait for real I/O given up.
  */
 import { parseArgs } from 'node:util';
@@ -19,8 +19,13 @@ const { values } = parseArgs({
     sessions: { type: 'string', default: 'realistic' },
     'no-faults': { type: 'boolean', default: false },
     'user-group': { type: 'boolean', default: false },
+    set: { type: 'string', multiple: true, default: [] },
   },
 });
+/** `--set NAME=value` (repeatable): a setting of the simulated daemon, e.g. ZAPTEC_RECONCILE_MAX_MINUTES=60. */
+const env = Object.fromEntries(
+  values.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
+);
 const pattern = values.sessions as SessionPattern;
 if (!SESSION_PATTERNS.includes(pattern)) {
   console.error(`--sessions must be one of ${SESSION_PATTERNS.join(', ')}`);
@@ -35,6 +40,7 @@ try {
     pattern,
     faults: !values['no-faults'],
     userGroup: values['user-group'],
+    env,
     onDay: (day, r) =>
       console.log(
         `day ${day}: ${r.calls} calls (${r.callsPerChargerHour.toFixed(2)} per charger-hour), ${r.published} observations pushed, ${Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)} faults, ${r.checks} checks, ${(r.realMs / 1000).toFixed(0)} s`,

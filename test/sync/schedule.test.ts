@@ -330,7 +330,7 @@ describe('reconciliation (virtual clock)', () => {
     const one = after.filter((r) => r.id === id(1)).map((r) => r.at);
     // Its next read came within 6 h; every read after it an hour apart.
     expect(one[0]! - restartedAt).toBeLessThanOrEqual(6 * HOUR);
-    for (let i = 2; i < one.length; i++) expect(one[i]! - one[i - 1]!).toBeLessThanOrEqual(HOUR + 60_000);
+    for (let i = 2; i < one.length; i++) expect(one[i]! - one[i - 1]!).toBeLessThanOrEqual(HOUR + 2 * 60_000);
     expect(one.length).toBeGreaterThanOrEqual(6);
   });
 
@@ -457,8 +457,8 @@ describe('reconciliation (virtual clock)', () => {
       { length: 180 },
       (_, i) => [i * 60_000, i % 2 === 0 ? '2' : '1'] as [number, string],
     );
-    await modes(clock, reader, changes);
-    const lastEnd = clock.now();
+    // The time of the last change as the reader was told it (the virtual clock may have moved on since).
+    const lastEnd = (await modes(clock, reader, changes)).at(-1)!;
     await runFor(clock, 15 * 60_000);
     await reader.stop();
     for (let hour = 1; hour < 3; hour++) {
