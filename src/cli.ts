@@ -16,6 +16,10 @@ commands:
   doctor                           check configuration, database, credentials and live events
   sessions [--since <date>] [--until <date>] [--charger <id|serial>] [--installation <id>]
            [--format table|csv|json]  completed charging sessions, newest last
+  command <charger> pause|resume|restart|deauthorize [--wait <s>]
+                                   ask the daemon to send a charger command (ZAPTEC_COMMANDS=on)
+  current <installation> <amps>[,<amps>,<amps>] [--wait <s>]
+                                   ask the daemon to set an installation's available current
   simulate [options]               a local stand-in for the Zaptec cloud
   demo                             simulate + run, with a live view of the database
 
@@ -39,6 +43,8 @@ const commands: Record<string, () => Promise<Command>> = {
   refresh: async () => (await import('./cli/refresh.js')).refreshCommand,
   doctor: async () => (await import('./cli/doctor.js')).doctorCommand,
   sessions: async () => (await import('./cli/sessions.js')).sessionsCommand,
+  command: async () => (await import('./cli/command.js')).commandCommand,
+  current: async () => (await import('./cli/command.js')).currentCommand,
   simulate: async () => (await import('./cli/simulate.js')).simulateCommand,
   demo: async () => (await import('./cli/demo.js')).demoCommand,
 };

@@ -3,7 +3,7 @@
  * validated here; a bad one becomes a ConfigError that names the variable, and `run` exits 78 on it.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { parseSettingsFile, SettingsFileError } from './settings-file.js';
@@ -23,6 +23,10 @@ export interface Config {
   password: string | undefined;
   apiUrl: string;
   dbPath: string;
+  /** ZAPTEC_CONTROL_DB: where consumers ask (refresh_requests, commands); `control.db` beside the database. */
+  controlDbPath: string;
+  /** ZAPTEC_COMMANDS: the daemon carries out `commands` rows; off, each is answered `refused`. */
+  commands: boolean;
   installations: string[] | undefined;
   events: boolean;
   servicebusEndpoint: URL | undefined;
@@ -79,6 +83,7 @@ const fields = {
   ZAPTEC_SESSIONS_DAYS: intIn(0, 3650),
   ZAPTEC_SESSIONS_PERSONAL_DATA: z.enum(['on', 'off'], { error: 'must be on or off' }),
   ZAPTEC_EVENTS: z.enum(['on', 'off'], { error: 'must be on or off' }),
+  ZAPTEC_COMMANDS: z.enum(['on', 'off'], { error: 'must be on or off' }),
   ZAPTEC_SERVICEBUS_ENDPOINT: z.string().transform((s, ctx) => {
     try {
       const u = new URL(s);
@@ -152,6 +157,11 @@ export function databasePath(env: Env): string {
   return env.ZAPTEC_DB || (stateDir ? join(stateDir, 'zaptec.db') : './zaptec.db');
 }
 
+/** ZAPTEC_CONTROL_DB, else `control.db` in the main database's directory. */
+export function controlDatabasePath(env: Env): string {
+  return env.ZAPTEC_CONTROL_DB || join(dirname(databasePath(env)), 'control.db');
+}
+
 export interface LoadOptions {
   /** `run` and `doctor` need credentials; the database commands do not. */
   requireCredentials?: boolean;
@@ -175,6 +185,8 @@ export function parseConfig(env: Env, options: LoadOptions = {}): Config {
     password,
     apiUrl: field(env, 'ZAPTEC_API_URL') ?? 'https://api.zaptec.com',
     dbPath: databasePath(env),
+    controlDbPath: controlDatabasePath(env),
+    commands: (field(env, 'ZAPTEC_COMMANDS') ?? 'off') === 'on',
     installations: nonEmpty(installations),
     events: (field(env, 'ZAPTEC_EVENTS') ?? 'on') === 'on',
     servicebusEndpoint: field(env, 'ZAPTEC_SERVICEBUS_ENDPOINT'),

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { CLI, cleanEnv, freePort, runCli, tempDir, waitFor } from './helpers.js';
@@ -21,8 +21,26 @@ async function status(
   return { code: r.code, problems: (JSON.parse(r.stdout) as { problems: string[] }).problems };
 }
 
+const controlPath = (dbPath: string) => join(dirname(dbPath), 'control.db');
+
+/** A refresh request's answer, read from the control database. */
+function refreshAnswer(
+  dbPath: string,
+  id: number,
+): { outcome: string | null; detail: string | null } | undefined {
+  const db = new Database(controlPath(dbPath), { readonly: true });
+  try {
+    return db.prepare('SELECT outcome, detail FROM refresh_requests WHERE id = ?').get(id) as
+      | { outcome: string | null; detail: string | null }
+      | undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** A refresh request, as a consumer writes it into the control database beside the main one. */
 function addRefreshRequest(dbPath: string, charger: string | null): number {
-  const db = new Database(dbPath);
+  const db = new Database(controlPath(dbPath));
   try {
     return Number(
       db.prepare('INSERT INTO refresh_requests (charger) VALUES (?)').run(charger).lastInsertRowid,
@@ -56,14 +74,10 @@ describe('background work that fails', () => {
     );
     run.child.kill('SIGHUP');
     const id = addRefreshRequest(h.dbPath, 'ZAP999999');
-    await waitFor(
-      () =>
-        h.one<{ outcome: string | null }>('SELECT outcome FROM refresh_requests WHERE id = ?', id).outcome,
-      {
-        timeoutMs: 45_000,
-        what: 'the lookup answered',
-      },
-    );
+    await waitFor(() => refreshAnswer(h.dbPath, id)?.outcome, {
+      timeoutMs: 45_000,
+      what: 'the lookup answered',
+    });
     // Several more cron ticks and heartbeats: still alive.
     const beat = h.one<{ heartbeat_at: string }>('SELECT heartbeat_at FROM daemon').heartbeat_at;
     await waitFor(
@@ -123,16 +137,7 @@ describe('a refused password', () => {
     const serial = [...h.fleet.chargers.values()][0]!.deviceId;
     const id = addRefreshRequest(h.dbPath, serial);
     const answer = await waitFor(
-      () =>
-        h.one<{ outcome: string | null; detail: string }>(
-          'SELECT outcome, detail FROM refresh_requests WHERE id = ?',
-          id,
-        ).outcome
-          ? h.one<{ outcome: string; detail: string }>(
-              'SELECT outcome, detail FROM refresh_requests WHERE id = ?',
-              id,
-            )
-          : undefined,
+      () => (refreshAnswer(h.dbPath, id)?.outcome ? refreshAnswer(h.dbPath, id) : undefined),
       { what: 'the refresh request answered' },
     );
     expect(answer.outcome).toBe('failed');

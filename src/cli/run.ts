@@ -11,6 +11,7 @@ import {
   unknownVariables,
 } from '../config.js';
 import { createLogger, describeError, type Logger, registerSecret, stdoutIsJournal } from '../log.js';
+import { detachControl } from '../store/control.js';
 import { readDaemonRow } from '../store/daemon-row.js';
 import { closeForReaders, type Db, isSetupFault, markRealAccount, openDatabase } from '../store/database.js';
 import { DatabaseOwned, OwnerLock } from '../store/owner.js';
@@ -101,11 +102,13 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     await Promise.race([stopped, starting.then(() => stopped)]);
   } catch (err) {
     await stopWithin(daemon, log);
+    detachControl(db);
     closeForReaders(db);
     owner.release();
     return cannotStart(err, log);
   }
   await stopWithin(daemon, log);
+  detachControl(db);
   closeForReaders(db);
   owner.release();
   log.info('stopped');

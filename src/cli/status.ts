@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { environment, parseConfig } from '../config.js';
-import { openDatabase } from '../store/database.js';
+import { openControl } from '../store/control.js';
+import { type Db, openDatabase } from '../store/database.js';
 import { type HealthReport, healthReport } from '../store/health.js';
 import { parseCommandArgs } from './args.js';
 import { EXIT_FAILED, EXIT_NO_DATABASE } from './exit-codes.js';
@@ -15,12 +16,20 @@ export async function statusCommand(args: string[], envFile: string | undefined)
     return EXIT_NO_DATABASE;
   }
   const db = openDatabase(config.dbPath, { readonly: true });
+  // The control database, where one is and this user may read it: open requests and pending commands.
+  let control: Db | undefined;
+  try {
+    control = existsSync(config.controlDbPath)
+      ? openControl(config.controlDbPath, { readonly: true })
+      : undefined;
+  } catch {}
   let report: HealthReport | undefined;
   const now = Date.now();
   try {
-    report = healthReport(db, now, config.reconcileMinutes * 2 * 60_000);
+    report = healthReport(db, now, config.reconcileMinutes * 2 * 60_000, control);
   } finally {
     db.close();
+    control?.close();
   }
   if (!report) {
     process.stderr.write(`zaptec-sync status: the daemon has never run against ${config.dbPath}\n`);
@@ -45,6 +54,10 @@ function formatReport(r: HealthReport, now: number): string {
         `${r.counts.chargers} active in ${r.counts.installations} installations, ${r.counts.chargers_with_state} with state, ${r.counts.stale_chargers} stale`,
       ],
       ['refresh requests', `${r.counts.open_refresh_requests} open`],
+      [
+        'commands',
+        `${r.counts.pending_commands} pending${r.commands.map((c) => `; #${c.id} ${c.action}${c.value ? ` ${c.value}` : ''} ${c.target}${c.requested_by ? ` by ${c.requested_by}` : ''}${c.detail ? ` (${c.detail})` : ''}`).join('')}`,
+      ],
       ...(r.progress ? [['under way', r.progress]] : []),
     ]),
   );

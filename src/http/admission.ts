@@ -24,7 +24,15 @@ export interface AdmitOptions {
   signal?: AbortSignal;
   /** Written in the admission's own transaction (what a crash after the send must not forget). */
   record?: (at: number) => void;
+  /**
+   * Goes first: while a priority request waits for room, no other request of this process is admitted (a
+   * command someone waits on goes before reconciliation, charge history and lookups).
+   */
+  priority?: boolean;
 }
+
+/** How often a request that yields to a waiting priority request looks again. */
+const PRIORITY_YIELD_MS = 50;
 
 interface Blocking {
   at: number;
@@ -44,6 +52,8 @@ export class Admission {
   readonly #settle;
   readonly #refund;
   #admissions = 0;
+  /** Priority requests waiting for room: the others yield to them. */
+  #priorityWaiting = 0;
   /**
    * Writes that met a held lock after the request was sent (its outcome, a block): kept here, applied
    * first thing in the next admission's transaction. Blocks also count from memory until then, so a 429's
@@ -187,8 +197,25 @@ export class Admission {
 
   /** Waits for room in every window of every group, then records the request. */
   async admit(groups: GroupDef[], method: string, path: string, options: AdmitOptions = {}): Promise<Ticket> {
+    if (!options.priority) return this.#admit(groups, method, path, options);
+    this.#priorityWaiting++;
+    try {
+      return await this.#admit(groups, method, path, options);
+    } finally {
+      this.#priorityWaiting--;
+    }
+  }
+
+  async #admit(groups: GroupDef[], method: string, path: string, options: AdmitOptions): Promise<Ticket> {
     for (;;) {
       options.signal?.throwIfAborted();
+      if (!options.priority && this.#priorityWaiting > 0) {
+        const at = this.#clock.now() + PRIORITY_YIELD_MS;
+        if (options.deadline !== undefined && at > options.deadline)
+          throw new RateLimitedError('global', at, 'local');
+        await this.#clock.sleep(PRIORITY_YIELD_MS, options.signal);
+        continue;
+      }
       // While a consumer holds the write lock nothing is sent: the admission waits until it can be written.
       let r: Ticket | Blocking;
       try {

@@ -30,6 +30,8 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Retry on 5xx/network errors/429. Default: GET only. Writes are never retried. */
   retry?: boolean;
+  /** Admitted before every other request of this process (a command). */
+  priority?: boolean;
   /**
    * Told the admission time of each attempt inside the admission's transaction, before it is sent (what a
    * crash must not forget): a synchronous database write, committed and synced with the admission.
@@ -52,6 +54,11 @@ export interface HttpClientOptions {
   bodyTimeoutMs?: number;
   /** Longest a whole attempt may take, however steadily a slow body trickles in. */
   attemptTimeoutMs?: number;
+}
+
+/** Whether a network error proves the request never reached the server (it may safely be sent again). */
+export function neverSent(err: unknown): boolean {
+  return err instanceof NetworkError && NEVER_SENT.has(err.code);
 }
 
 /** Connection errors that prove the request never reached the server: refunded, not counted. */
@@ -123,6 +130,7 @@ export class HttpClient {
         deadline: req.deadline,
         signal: req.signal,
         ...(req.onAdmit ? { record: req.onAdmit } : {}),
+        ...(req.priority ? { priority: true } : {}),
       });
       let res: HttpResponse;
       try {

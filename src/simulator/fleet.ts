@@ -30,6 +30,12 @@ export interface SimInstallation {
   /** Answer the hierarchy with 204, as Zaptec does while provisioning or without access. */
   hierarchy204: boolean;
   circuits: { id: string; name: string; maxCurrent: number }[];
+  /** MaxCurrent (A). */
+  maxCurrent: number;
+  /** Its available current as last set (one value, or per phase). */
+  availableCurrent: number | [number, number, number];
+  /** Zaptec Sense / APM manages it: updates are refused with 527. */
+  apm: boolean;
 }
 
 export interface FleetOptions {
@@ -142,6 +148,9 @@ export class Fleet {
       messagingEnabled: true,
       hierarchy204: false,
       circuits: [{ id: guid(this.random), name: 'Charge circuit', maxCurrent: 32 }],
+      maxCurrent: 32,
+      availableCurrent: 32,
+      apm: false,
     };
     this.installations.set(inst.id, inst);
     return inst;

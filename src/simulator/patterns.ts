@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Fleet, SimCharger } from './fleet.js';
 import { HourlyMeters, type LifeSink } from './life.js';
+import { seededRandom } from './random.js';
 
 export const SESSION_PATTERNS = ['realistic', 'busy', 'flapping'] as const;
 export type SessionPattern = (typeof SESSION_PATTERNS)[number];
@@ -57,6 +58,36 @@ const SPECS: Record<SessionPattern, PatternSpec> = {
   },
 };
 
+const DAY = 24 * HOUR;
+
+/**
+ * Values that change without a push and without a session: what reconciliation reads are for, so that a
+ * quiet charger's "nothing to reveal" is earned. Per charger, each at its own mean interval (exponential):
+ * - 510 ChargerMaxCurrent, a setting changed in the Zaptec Portal: about once a week;
+ * - 911 SmartComputerSoftwareApplicationVersion, after a firmware update: about once a month.
+ * Each is also in `silent`, for the simulation's invariants and the benchmarks' freshness.
+ */
+export const SILENT_CHANGES = [
+  {
+    stateId: 510,
+    meanMs: 7 * DAY,
+    value: (r: number) => String([6, 10, 13, 16, 20, 25, 32][Math.floor(r * 7)]),
+  },
+  {
+    stateId: 911,
+    meanMs: 30 * DAY,
+    value: (r: number) => `4.${Math.floor(r * 20)}.${Math.floor(r * 1000) % 10}.0`,
+  },
+] as const;
+
+/** A value that changed without a push. */
+export interface SilentChange {
+  chargerId: string;
+  stateId: number;
+  value: string;
+  at: number;
+}
+
 /** Share of 723s Zaptec never pushes (an offline charger's session arrives through the charge history). */
 const UNPUSHED_723_SHARE = 0.1;
 /** While charging, power and session energy are pushed this often. */
@@ -74,6 +105,9 @@ interface Timeline {
   /** When the phase changes next. */
   next: number;
   telemetryAt: number;
+  /** When each of SILENT_CHANGES comes next, and the charger's own random stream for them. */
+  silentAt: number[];
+  silentRandom: () => number;
   startedAt: number;
   meterAtStart: number;
   chargeEnd: number;
@@ -104,6 +138,8 @@ export class PatternLife {
   chargerMs = 0;
   sessionsStarted = 0;
   readonly ended: EndedSession[] = [];
+  /** Values changed without a push since the fleet started living (not while warming up). */
+  readonly silent: SilentChange[] = [];
   /** 710 changes published (boundaries and within sessions). */
   modeChanges = 0;
 
@@ -149,6 +185,7 @@ export class PatternLife {
       // Several phases may be due after a long tick: each in turn, at its own time.
       for (let guard = 0; guard < 8 && t.next <= now; guard++) this.#advance(t, t.next);
       if (t.telemetryAt <= now) this.#telemetry(t, now);
+      this.#silentChanges(t, now);
     }
     this.#meters.tick(now, (c) => {
       const t = this.#timelines.get(c.id);
@@ -156,16 +193,32 @@ export class PatternLife {
     });
   }
 
+  /** The values of SILENT_CHANGES that are due: set without a push, and remembered. */
+  #silentChanges(t: Timeline, now: number): void {
+    SILENT_CHANGES.forEach((k, i) => {
+      if (t.silentAt[i]! > now) return;
+      const at = t.silentAt[i]!;
+      const value = k.value(t.silentRandom());
+      this.#fleet.set(t.charger.id, k.stateId, value, at);
+      if (!this.#muted) this.silent.push({ chargerId: t.charger.id, stateId: k.stateId, value, at });
+      t.silentAt[i] = at + exponential(t.silentRandom(), k.meanMs);
+    });
+  }
+
   /** A charger's timeline, started in the steady state: mid-session with the share of time plugged in. */
   #begin(c: SimCharger, now: number): Timeline {
     const r = this.#fleet.random;
     const s = this.#spec;
+    // A stream of its own per charger: the fleet's sessions stay what they were for a seed.
+    const silentRandom = seededRandom(Number.parseInt(c.id.replace(/-/g, '').slice(0, 8), 16) || 1);
     const t: Timeline = {
       charger: c,
       sessionsPerDay: between(r(), s.sessionsPerDay),
       phase: 'idle',
       next: now,
       telemetryAt: now + between(r(), IDLE_TELEMETRY_MS),
+      silentAt: SILENT_CHANGES.map((k) => now + exponential(silentRandom(), k.meanMs)),
+      silentRandom,
       startedAt: 0,
       meterAtStart: 1000 + r() * 4000,
       chargeEnd: 0,
@@ -343,4 +396,9 @@ function between(u: number, [lo, hi]: [number, number]): number {
 
 function mean([lo, hi]: [number, number]): number {
   return (lo + hi) / 2;
+}
+
+/** An exponentially distributed wait with this mean, from a uniform draw in [0, 1). */
+function exponential(u: number, meanMs: number): number {
+  return -Math.log(1 - u) * meanMs;
 }

@@ -5,7 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Fleet, type SimCharger, type SimSession, zaptecTimestamp } from './fleet.js';
+import type { SimCommands } from './commands.js';
+import {
+  type Fleet,
+  type SimCharger,
+  type SimInstallation,
+  type SimSession,
+  zaptecTimestamp,
+} from './fleet.js';
 import { type SimLimits, TokenLimit, UserLimits, zaptecLimits } from './limits.js';
 
 export interface SimRequest {
@@ -133,6 +140,8 @@ export class RestSimulator {
   url = '';
   /** Requests received and not yet answered in full. */
   inFlight = 0;
+  /** The write endpoints (commands, installation updates), when the simulation provides them. */
+  writes: SimCommands | undefined;
 
   constructor(options: RestSimulatorOptions) {
     this.fleet = options.fleet;
@@ -236,7 +245,11 @@ export class RestSimulator {
       entry.limit = broken;
       return answer(429, { Message: 'Too many requests' }, { 'retry-after': '1' });
     }
-    if (req.method !== 'GET') return answer(405, { Message: 'read-only simulator' });
+    if (req.method === 'POST') {
+      const written = this.writes?.handle(url.pathname, body, at);
+      if (written) return answer(written.status, written.payload);
+    }
+    if (req.method !== 'GET') return answer(405, { Message: 'not a method of this path' });
     return this.#route(url, at, answer);
   }
 
@@ -450,13 +463,18 @@ function connectionDescriptor(
   };
 }
 
-function installationModel(i: { id: string; name: string; active: boolean; messagingEnabled: boolean }) {
+function installationModel(i: SimInstallation) {
+  const phases = Array.isArray(i.availableCurrent) ? i.availableCurrent : undefined;
   return {
     Id: i.id,
     Name: i.name,
     InstallationType: 0,
-    MaxCurrent: 32.0,
-    AvailableCurrentMode: 0,
+    MaxCurrent: i.maxCurrent,
+    AvailableCurrent: phases ? null : i.availableCurrent,
+    AvailableCurrentPhase1: phases?.[0] ?? null,
+    AvailableCurrentPhase2: phases?.[1] ?? null,
+    AvailableCurrentPhase3: phases?.[2] ?? null,
+    AvailableCurrentMode: i.apm ? 2 : 0,
     Active: i.active,
     NetworkType: 4,
     CurrentUserRoles: 3,

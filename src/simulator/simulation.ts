@@ -9,6 +9,7 @@ import { NULL_CHARGER_ID } from '../observation.js';
 import { type Clock, every, quietAbortController, systemClock } from '../time.js';
 import { encodeNbfx } from '../zaptec/nbfx.js';
 import { ServiceBusBroker } from './broker.js';
+import { SimCommands } from './commands.js';
 import { Fleet, type FleetOptions, type SimObservation } from './fleet.js';
 import { FleetLife, type LifeOptions } from './life.js';
 import type { SimLimits } from './limits.js';
@@ -81,7 +82,19 @@ export class Simulation {
         },
       },
     });
+    this.commands = new SimCommands(this.fleet, {
+      publish: (o) => this.publish(o),
+      later: (ms, fn) => {
+        void this.#clock.sleep(ms, this.#life.signal).then(() => {
+          if (!this.#life.signal.aborted) fn();
+        });
+      },
+    });
+    this.rest.writes = this.commands;
   }
+
+  /** The write endpoints: charger commands and installation updates, as Zaptec answers them. */
+  readonly commands: SimCommands;
 
   /** The topic, subscription and key of an installation (made on first use). */
   channel(installationId: string): InstallationChannel {

@@ -65,11 +65,13 @@ function findMigrationsDir(): string {
   throw new StoreError('cannot find the migrations directory next to the program');
 }
 
-let cached: Migration[] | undefined;
+const cached = new Map<string, Migration[]>();
 
-export function migrations(): Migration[] {
-  if (cached) return cached;
-  const dir = findMigrationsDir();
+/** The main database's migrations (`migrations/`), or the control database's (`migrations/control/`). */
+export function migrations(which: 'main' | 'control' = 'main'): Migration[] {
+  const known = cached.get(which);
+  if (known) return known;
+  const dir = which === 'main' ? findMigrationsDir() : join(findMigrationsDir(), 'control');
   const list = readdirSync(dir)
     .filter((f) => /^\d{4}_.+\.sql$/.test(f))
     .sort()
@@ -78,7 +80,7 @@ export function migrations(): Migration[] {
       if (version !== i + 1) throw new StoreError(`migration ${f} is out of sequence (expected ${i + 1})`);
       return { version, name: f, sql: readFileSync(join(dir, f), 'utf8') };
     });
-  cached = list;
+  cached.set(which, list);
   return list;
 }
 
@@ -91,9 +93,8 @@ export function schemaVersion(db: Db): number {
 }
 
 /** Applies every migration the database lacks; returns the versions applied. */
-export function migrate(db: Db): number[] {
+export function migrate(db: Db, all: Migration[] = migrations()): number[] {
   const current = schemaVersion(db);
-  const all = migrations();
   if (current > all.length) {
     throw new DatabaseSetupError(
       `the database has schema version ${current}, newer than this zaptec-sync understands (${all.length}); ` +

@@ -49,11 +49,27 @@ export interface HealthReport {
     chargers_with_state: number;
     stale_chargers: number;
     open_refresh_requests: number;
+    /** Commands not yet sent or answered (CONTRACT §10). */
+    pending_commands: number;
   };
+  /** The commands waiting, oldest first (at most 20). */
+  commands: {
+    id: number;
+    target: string;
+    action: string;
+    value: string | null;
+    requested_by: string | null;
+    detail: string | null;
+  }[];
 }
 
 /** Undefined when the daemon never ran against this database. */
-export function healthReport(db: Db, now: number, staleStateMs: number): HealthReport | undefined {
+export function healthReport(
+  db: Db,
+  now: number,
+  staleStateMs: number,
+  control?: Db,
+): HealthReport | undefined {
   const hasDaemon = hasTable(db, 'daemon');
   const daemon = hasDaemon ? readDaemonRow(db) : undefined;
   if (!daemon) return undefined;
@@ -93,10 +109,12 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
               (SELECT count(*) FROM chargers WHERE active = 1) AS chargers,
               (SELECT count(DISTINCT charger_id) FROM charger_state) AS chargers_with_state,
               (SELECT count(*) FROM chargers c WHERE c.active = 1 AND coalesce(
-                 ${LAST_HEARD_SQL}, '') < ?) AS stale_chargers,
-              (SELECT count(*) FROM refresh_requests WHERE handled_at IS NULL) AS open_refresh_requests`,
+                 ${LAST_HEARD_SQL}, '') < ?) AS stale_chargers`,
     )
-    .get(staleBefore)!;
+    .get(staleBefore)! as HealthReport['counts'];
+  const asked = controlCounts(control);
+  counts.open_refresh_requests = asked.refresh;
+  counts.pending_commands = asked.commands;
   const problems = [...new Set(reasons)];
   return {
     healthy: problems.length === 0,
@@ -115,7 +133,40 @@ export function healthReport(db: Db, now: number, staleStateMs: number): HealthR
     user_groups: userGroups,
     budget,
     counts,
+    commands: asked.pending,
   };
+}
+
+/** What consumers asked for and the daemon has not answered, from the control database (none without one). */
+function controlCounts(control: Db | undefined): {
+  refresh: number;
+  commands: number;
+  pending: HealthReport['commands'];
+} {
+  const none = { refresh: 0, commands: 0, pending: [] };
+  if (!control) return none;
+  try {
+    return readControl(control);
+  } catch {
+    return none; // a control file this user may not read: nothing to tell from it
+  }
+}
+
+function readControl(control: Db): { refresh: number; commands: number; pending: HealthReport['commands'] } {
+  const refresh = (
+    control.prepare('SELECT count(*) AS n FROM refresh_requests WHERE handled_at IS NULL').get() as {
+      n: number;
+    }
+  ).n;
+  const pending = control
+    .prepare<[], HealthReport['commands'][number]>(
+      "SELECT id, target, action, value, requested_by, detail FROM commands WHERE status = 'pending' ORDER BY id LIMIT 20",
+    )
+    .all();
+  const commands = (
+    control.prepare("SELECT count(*) AS n FROM commands WHERE status = 'pending'").get() as { n: number }
+  ).n;
+  return { refresh, commands, pending };
 }
 
 /** The user groups the daemon last followed (none before schema 5). */

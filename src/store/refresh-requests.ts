@@ -1,4 +1,8 @@
-/** `refresh_requests`: consumers insert, the daemon answers within 5 s (CONTRACT §3, §7). */
+/**
+ * `refresh_requests`, in the control database (CONTRACT §10): consumers insert, the daemon answers within 5 s
+ * (CONTRACT §3, §7). `insertRefreshRequest`/`readRefreshRequest` take a connection to the control file itself;
+ * `RefreshRequestStore` the daemon's connection, where it is attached as `control`.
+ */
 import { isoMs } from '../time.js';
 import type { Db } from './database.js';
 
@@ -36,12 +40,12 @@ export class RefreshRequestStore {
 
   constructor(db: Db) {
     // Prepared once: db.pragma() prepares its statement on every call, and this runs every 2 s for months.
-    this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
+    this.#dataVersion = db.prepare<[], number>('PRAGMA control.data_version').pluck();
     this.#open = db.prepare<[number], RefreshRequestRow>(
-      'SELECT * FROM refresh_requests WHERE handled_at IS NULL AND id > ? ORDER BY id LIMIT 500',
+      'SELECT * FROM control.refresh_requests WHERE handled_at IS NULL AND id > ? ORDER BY id LIMIT 500',
     );
     this.#answer = db.prepare(
-      'UPDATE refresh_requests SET outcome = ?, detail = ?, handled_at = ? WHERE id = ? AND handled_at IS NULL',
+      'UPDATE control.refresh_requests SET outcome = ?, detail = ?, handled_at = ? WHERE id = ? AND handled_at IS NULL',
     );
   }
 

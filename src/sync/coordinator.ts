@@ -17,6 +17,7 @@ import type { ChargerRecord } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import type { ChargeHistorySync } from './charge-history.js';
+import type { CommandRunner } from './commands.js';
 import type { LiveEvents } from './live-events.js';
 import type { ChargerLookup } from './lookup.js';
 import type { Problems } from './problems.js';
@@ -31,6 +32,8 @@ export interface CoordinatedParts {
   live: LiveEvents | undefined;
   chargeHistory: ChargeHistorySync | undefined;
   problems: Problems;
+  /** Commands through the daemon (CONTRACT §10): a sent one waits for its change to be observed. */
+  commands?: CommandRunner;
 }
 
 export class Coordinator {
@@ -87,6 +90,7 @@ export class Coordinator {
     for (const id of result.unknownChargers) this.#p.lookup.unknownSeen(id);
     // A read found its own changes: only a pushed session start or end needs the follow-up read.
     if (source === 'event') for (const change of result.modeChanges) this.#p.stateReader.modeChanged(change);
+    if (result.applied > 0) this.#p.commands?.observed();
   }
 
   /** An installation's live events connected (polling stops) or were lost (polling starts). */

@@ -32,6 +32,9 @@ export class Metrics {
   readonly #sources: MetricsSources;
   #server: Server | undefined;
 
+  /** Commands carried out, by action and outcome (CONTRACT §10). */
+  readonly commands: Counter<'action' | 'outcome'>;
+
   constructor(sources: MetricsSources) {
     this.#sources = sources;
     const r = this.registry;
@@ -42,6 +45,12 @@ export class Metrics {
       name: 'zaptec_api_requests_total',
       help: 'API requests sent, by endpoint group and outcome (ok, http_error, rate_limited, network_error, timeout)',
       labelNames: ['group', 'outcome'],
+      registers: [r],
+    });
+    this.commands = new Counter({
+      name: 'zaptec_commands_total',
+      help: 'Commands through the daemon, by action and final outcome (CONTRACT §10)',
+      labelNames: ['action', 'outcome'],
       registers: [r],
     });
     this.api429 = new Counter({

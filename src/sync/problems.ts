@@ -16,6 +16,7 @@ export type ProblemKey =
   | 'refresh-requests'
   | 'history'
   | 'sessions'
+  | 'commands'
   | 'metrics'
   | 'database';
 

@@ -4,6 +4,8 @@
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import { CommandStore } from '../store/commands.js';
+import { attachControl } from '../store/control.js';
 import { DaemonRecord, readDaemonRow } from '../store/daemon-row.js';
 import { type Db, WalWatch } from '../store/database.js';
 import { WalSync } from '../store/durability.js';
@@ -17,6 +19,7 @@ import { UserGroupStore } from '../store/user-groups.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
 import { ChargeHistorySync } from './charge-history.js';
+import { CommandRunner } from './commands.js';
 import { Coordinator } from './coordinator.js';
 import { CredentialRetry } from './credentials.js';
 import { type Component, Daemon } from './daemon.js';
@@ -89,6 +92,8 @@ export function buildDaemon(o: DaemonOptions): { daemon: Daemon; built: Wired } 
 
 function buildComponents(deps: WiringDeps): Wired {
   const { config, db, log, clock } = deps;
+  // Where consumers ask (refresh_requests, commands): attached as `control` (CONTRACT §10).
+  attachControl(db, config.controlDbPath);
   const walSync = new WalSync(db);
   const durable = () => walSync.sync();
   const client =
@@ -247,6 +252,18 @@ function buildComponents(deps: WiringDeps): Wired {
         progress,
       })
     : undefined;
+  const commands = new CommandRunner({
+    store: new CommandStore(db),
+    api: client.api,
+    inventory: inventoryStore,
+    db,
+    readSoon: (id) => stateReader.readSoon(id, 'confirming a command'),
+    enabled: config.commands,
+    clock,
+    log: log.child({ component: 'commands' }),
+    problems,
+    onOutcome: (action, outcome) => metrics?.commands.inc({ action, outcome }),
+  });
   coordinator.attach({
     observations,
     syncStatus,
@@ -255,6 +272,7 @@ function buildComponents(deps: WiringDeps): Wired {
     live,
     chargeHistory,
     problems,
+    commands,
   });
   const components: Component[] = [
     // First: a port that is taken stops the start (exit 78) before any API call.
@@ -295,6 +313,7 @@ function buildComponents(deps: WiringDeps): Wired {
       },
     },
     { name: 'refresh-requests', start: () => refresh.start(), stop: () => refresh.stop() },
+    { name: 'commands', start: () => commands.start(), stop: () => commands.stop() },
     {
       name: 'live-events',
       start: () => {

@@ -41,6 +41,13 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Zaptec's answer to a command: the status, and the `Code`/`Details` of an error body (528, 527, …). */
+export interface WriteAnswer {
+  status: number;
+  code: number | undefined;
+  details: string | undefined;
+}
+
 export class PayloadError extends Error {
   override name = 'PayloadError';
 }
@@ -92,6 +99,54 @@ export class ZaptecApi {
       }
       return this.#json(res, path);
     }
+  }
+
+  /**
+   * An authenticated POST of a command (CONTRACT §10): admitted before every other request, never retried here
+   * (the command runner decides what may be sent again); one new token and one more try on 401, which Zaptec
+   * answers before it acts. Returns the status and, for an error, the `Code` and `Details` of its body.
+   */
+  async #post(path: string, body: unknown, o: CallOptions): Promise<WriteAnswer> {
+    for (let attempt = 0; ; attempt++) {
+      const token = await this.#tokens.token(o);
+      const res = await this.#http.request({
+        method: 'POST',
+        path,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body ?? {}),
+        retry: false,
+        priority: true,
+        ...o,
+      });
+      if (res.status === 401 && attempt === 0) {
+        this.#tokens.invalidate(token);
+        continue;
+      }
+      let code: number | undefined;
+      let details: string | undefined;
+      try {
+        const parsed = JSON.parse(res.body) as { Code?: unknown; Details?: unknown };
+        if (typeof parsed.Code === 'number') code = parsed.Code;
+        if (typeof parsed.Details === 'string') details = parsed.Details;
+      } catch {}
+      return { status: res.status, code, details };
+    }
+  }
+
+  /** `POST /api/chargers/{id}/sendCommand/{commandId}` (506 pause, 507 resume, 102 restart, 10001 deauthorize). */
+  sendCommand(chargerId: string, commandId: number, o: CallOptions = {}): Promise<WriteAnswer> {
+    return this.#post(`/api/chargers/${chargerId}/sendCommand/${commandId}`, undefined, o);
+  }
+
+  /** `POST /api/installation/{id}/update`: its available current (one value, or one per phase). */
+  updateInstallation(
+    installationId: string,
+    current:
+      | { availableCurrent: number }
+      | { availableCurrentPhase1: number; availableCurrentPhase2: number; availableCurrentPhase3: number },
+    o: CallOptions = {},
+  ): Promise<WriteAnswer> {
+    return this.#post(`/api/installation/${installationId}/update`, current, o);
   }
 
   #json(res: HttpResponse, path: string): unknown {
@@ -206,6 +261,15 @@ export class ZaptecApi {
         return undefined;
       throw err;
     }
+  }
+
+  /** One installation (`GET /api/installation/{id}`): its settings, the available current among them. */
+  async installation(
+    installationId: string,
+    o: CallOptions = {},
+  ): Promise<Record<string, unknown> | undefined> {
+    const body = await this.#get(`/api/installation/${encodeURIComponent(installationId)}`, undefined, o);
+    return body && typeof body === 'object' ? (body as Record<string, unknown>) : undefined;
   }
 
   /** The installation's circuits and chargers; undefined for 204 (provisioning, or no access). */

@@ -148,7 +148,8 @@ describe('database commands', () => {
     expect(queued.code).toBe(0);
     const timedOut = await runCli(['refresh', '--wait', '0.3'], { env, cwd: dir });
     expect(timedOut.code).toBe(5);
-    const db = new Database(path);
+    // The requests live in the control database beside it (CONTRACT §10).
+    const db = new Database(join(dir, 'control.db'));
     const rows = db.prepare('SELECT id, charger FROM refresh_requests ORDER BY id').all();
     expect(rows).toEqual([
       { id: 1, charger: 'ZAP049387' },

@@ -236,7 +236,7 @@ describe('one exit-status rule', () => {
     const path = join(dir, 'z.db');
     const env = cleanEnv({ ZAPTEC_DB: path });
     await runCli(['migrate'], { env });
-    const db = new Database(path);
+    const db = new Database(join(dir, 'control.db'));
     const waiting = runCli(['refresh', '--wait', '20'], { env });
     await waitFor(() => db.prepare('SELECT id FROM refresh_requests').get(), { what: 'the request' });
     db.prepare(

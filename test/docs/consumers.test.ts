@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.js';
@@ -41,6 +41,7 @@ describe('docs/CONSUMERS.md', () => {
     // The harness cleans up after each test: keep a copy of the database for all of them.
     dir = mkdtempSync(join(tmpdir(), 'zaptec-consumers-'));
     copyFileSync(h.dbPath, join(dir, 'zaptec.db'));
+    copyFileSync(join(dirname(h.dbPath), 'control.db'), join(dir, 'control.db'));
   }, 60_000);
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -93,7 +94,12 @@ describe('docs/CONSUMERS.md', () => {
   it('the Node example runs', () => {
     mkdirSync(join(ROOT, 'build'), { recursive: true }); // imports resolve from the project's node_modules
     const file = join(ROOT, 'build', 'consumer-example.mjs');
-    writeFileSync(file, blocks('js')[0]!.replaceAll("'zaptec.db'", JSON.stringify(join(dir, 'zaptec.db'))));
+    writeFileSync(
+      file,
+      blocks('js')[0]!
+        .replaceAll("'zaptec.db'", JSON.stringify(join(dir, 'zaptec.db')))
+        .replaceAll("'control.db'", JSON.stringify(join(dir, 'control.db'))),
+    );
     const out = execFileSync(process.execPath, [file], { encoding: 'utf8' });
     expect(out).toMatch(/sessions completed in the last day/);
     expect(out).toMatch(/refresh request \d+/);

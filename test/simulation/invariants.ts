@@ -5,6 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import type { SimObservation } from '../../src/simulator/fleet.js';
+import type { SilentChange } from '../../src/simulator/patterns.js';
 import type { SimRequest } from '../../src/simulator/rest.js';
 import type { WaitConvention } from './faults.js';
 import type { World } from './world.js';
@@ -60,6 +61,8 @@ export interface InvariantDeps {
   fail(what: string): void;
   /** Each request of the simulator's log once it has been checked (the log is dropped as it goes). */
   checked?: (r: SimRequest) => void;
+  /** The fleet's values changed without a push, as its life makes them (appended as they come). */
+  silent?: () => readonly SilentChange[] | undefined;
 }
 
 export class Invariants {
@@ -82,7 +85,12 @@ export class Invariants {
   stateReads = 0;
   checks = 0;
   /** How many times each kind of invariant was looked at: a run must show each one did work. */
-  readonly checked = { request: 0, stored: 0, reconciled: 0, history: 0, heap: 0 };
+  readonly checked = { request: 0, stored: 0, reconciled: 0, history: 0, heap: 0, unpushed: 0 };
+  /** For each value changed without a push and found stored: how long after the change it was stored (ms). */
+  readonly unpushedDelays: number[] = [];
+  /** The first of `silent` not yet found stored. */
+  #silentFrom = 0;
+  #silentPending: SilentChange[] = [];
   peakHeapMb = 0;
 
   constructor(deps: InvariantDeps) {
@@ -143,6 +151,7 @@ export class Invariants {
     this.#storedCheck(now, now - STORED_WITHIN_MS);
     if ((now - this.#d.start) % HOUR === 0) {
       this.#reconcileCheck(now);
+      this.#unpushedCheck(now);
       this.#historyCheck(now);
       this.#heapCheck();
     }
@@ -234,6 +243,38 @@ export class Invariants {
         return;
       }
     }
+  }
+
+  /**
+   * CONTRACT §2, §4: a value that changed without a push is in the database within the reconciliation's
+   * ceiling (ZAPTEC_RECONCILE_MAX_MINUTES, with a cadence's slack), counted from the change or from the end
+   * of the last disturbance that could stop reads. Each one found stored gives its delay (received_at − change).
+   */
+  #unpushedCheck(now: number): void {
+    const silent = this.#d.silent?.();
+    const db = this.#db();
+    if (!silent || !db) return;
+    while (this.#silentFrom < silent.length) this.#silentPending.push(silent[this.#silentFrom++]!);
+    const row = db.prepare<[string, number], { observed_at: string; received_at: string }>(
+      'SELECT observed_at, received_at FROM charger_state WHERE charger_id = ? AND state_id = ?',
+    );
+    const fleet = this.#d.world.sim.fleet;
+    this.#silentPending = this.#silentPending.filter((c) => {
+      if (!fleet.chargers.get(c.chargerId)?.active) return false;
+      const stored = row.get(c.chargerId, c.stateId);
+      const storedAt = stored ? Date.parse(stored.observed_at) : -Infinity;
+      if (storedAt >= Math.floor(c.at)) {
+        if (storedAt === Math.floor(c.at)) this.unpushedDelays.push(Date.parse(stored!.received_at) - c.at);
+        return false;
+      }
+      if (now - Math.max(c.at, this.#disturbedUntil) <= RECONCILED_WITHIN_MS) return true;
+      this.#count('unpushed');
+      this.#d.fail(
+        `state ${c.stateId} of charger ${c.chargerId}, changed without a push at ${iso(c.at)}, is not stored within ${RECONCILED_WITHIN_MS / HOUR} h (stored: ${stored ? stored.observed_at : 'nothing'})`,
+      );
+      return false;
+    });
+    this.#count('unpushed');
   }
 
   #historyCheck(now: number): void {

@@ -29,6 +29,9 @@ describe('the simulated month', () => {
       expect(r.checked.reconciled).toBeGreaterThan((DAYS * 24 - 3) * r.chargers * 0.5);
       expect(r.checked.history).toBeGreaterThanOrEqual(DAYS * 24 - 1);
       expect(r.checked.heap).toBeGreaterThanOrEqual(DAYS * 24 - 1);
+      // Values that changed without a push (a portal setting, a firmware update) were found by reconciliation.
+      expect(r.checked.unpushed).toBeGreaterThanOrEqual(DAYS * 24 - 1);
+      expect(r.unpushed.n).toBeGreaterThanOrEqual(5);
       expect(r.callsPerChargerHour).toBeLessThan(6);
       // The group did carry its installation (its own subscription closed), not only stand by.
       expect(r.carried).toBe(userGroup ? 1 : 0);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
-import type { SessionPattern } from '../../src/simulator/patterns.js';
+import type { PatternLife, SessionPattern } from '../../src/simulator/patterns.js';
 import type { SimRequest } from '../../src/simulator/rest.js';
 import { Simulation } from '../../src/simulator/simulation.js';
 import { closeForReaders, type Db, openDatabase } from '../../src/store/database.js';
@@ -69,6 +69,8 @@ export interface SimulationReport {
   checks: number;
   /** How many times each kind of invariant was looked at. */
   checked: Invariants['checked'];
+  /** Values changed without a push: how many were found stored, and their delay (s) until then. */
+  unpushed: { n: number; p50: number; p95: number; max: number };
   timers: number;
   stalls: Record<string, number>;
   warnings: number;
@@ -217,12 +219,14 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     requests: () => kept.concat(sim.rest.requests),
   };
   const kept: SimRequest[] = [];
+  let life: PatternLife | undefined;
   const invariants = new Invariants({
     world,
     start: START,
     historyDays,
     fail,
     checked: o.keepRequests ? (r) => kept.push(r) : undefined,
+    silent: () => life?.silent,
   });
 
   const startDaemon = () => {
@@ -364,6 +368,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       faults: counts,
       checks: invariants.checks,
       checked: { ...invariants.checked },
+      unpushed: distribution(invariants.unpushedDelays),
       timers: clock.fired,
       stalls: Object.fromEntries(clock.stalls),
       warnings,
@@ -385,7 +390,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   try {
     sim.onPublish = (ob) => invariants.published(ob);
     // Each charger lives on its own timeline; a tick publishes what happened since the last, at its times.
-    if (o.life !== false) sim.live({ sessions: o.pattern ?? 'realistic' }, 5_000);
+    if (o.life !== false) life = sim.live({ sessions: o.pattern ?? 'realistic' }, 5_000);
     o.scenario?.(world);
     startDaemon();
     for (let minute = START + MIN; minute <= end && !failed; minute += MIN) {
@@ -426,4 +431,12 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     throw failed;
   }
   return report();
+}
+
+/** Seconds: how many, the median, the 95th percentile and the largest of some delays in ms. */
+function distribution(ms: readonly number[]): { n: number; p50: number; p95: number; max: number } {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const at = (q: number) =>
+    sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : 0;
+  return { n: sorted.length, p50: at(0.5) / 1000, p95: at(0.95) / 1000, max: (sorted.at(-1) ?? 0) / 1000 };
 }

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { attachControl, detachControl } from '../../src/store/control.js';
 import {
   closeForReaders,
   latestSchemaVersion,
@@ -31,7 +32,6 @@ const CONTRACT: Record<string, string[]> = {
   ],
   charger_state: ['charger_id', 'state_id', 'state_name', 'value', 'observed_at', 'received_at', 'source'],
   charger_state_history: ['charger_id', 'state_id', 'value', 'observed_at', 'received_at', 'source'],
-  refresh_requests: ['id', 'charger', 'requested_at', 'handled_at', 'outcome', 'detail'],
   sync_status: ['installation_id', 'events', 'last_event_at', 'last_poll_at', 'detail'],
   daemon: [
     'version',
@@ -73,6 +73,24 @@ const CONTRACT: Record<string, string[]> = {
   charging_session_energy: ['session_id', 'at', 'energy_kwh'],
 };
 
+/** CONTRACT §3 and §10: what consumers ask through, in the control database. */
+const CONTROL: Record<string, string[]> = {
+  refresh_requests: ['id', 'charger', 'requested_at', 'handled_at', 'outcome', 'detail'],
+  commands: [
+    'id',
+    'target',
+    'action',
+    'value',
+    'requested_at',
+    'requested_by',
+    'status',
+    'sent_at',
+    'finished_at',
+    'outcome',
+    'detail',
+  ],
+};
+
 describe('the migrated schema', () => {
   it('has every public object and column of CONTRACT §3, and the documented primary keys', () => {
     const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
@@ -91,7 +109,6 @@ describe('the migrated schema', () => {
     expect(pk('charger_state')).toEqual(['charger_id', 'state_id']);
     expect(pk('installations')).toEqual(['id']);
     expect(pk('chargers')).toEqual(['id']);
-    expect(pk('refresh_requests')).toEqual(['id']);
     expect(pk('charging_sessions')).toEqual(['id']);
     expect(pk('charging_session_energy')).toEqual(['session_id', 'at']);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
@@ -101,18 +118,44 @@ describe('the migrated schema', () => {
 
   it('documents every public column in docs/SCHEMA.md', () => {
     const doc = readFileSync(new URL('../../docs/SCHEMA.md', import.meta.url), 'utf8');
-    for (const [table, columns] of Object.entries(CONTRACT)) {
+    for (const [table, columns] of Object.entries({ ...CONTRACT, ...CONTROL })) {
       expect(doc).toContain(`\`${table}\``);
       for (const c of columns) expect(doc, `${table}.${c}`).toMatch(new RegExp(`\\|\\s*\`${c}\`\\s*\\|`));
     }
   });
 
-  it('lets a consumer insert a refresh request with only the charger', () => {
-    const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
+  it('the control database: refresh_requests and commands; a consumer inserts with only what it asks', () => {
+    const dir = tempDir();
+    const main = openDatabase(join(dir, 'z.db'), { create: true });
+    // A request written before schema 7, still open: moved when the control database is first attached.
+    main.prepare("INSERT INTO refresh_requests(charger) VALUES ('ZAP000001')").run();
+    attachControl(main, join(dir, 'control.db'));
+    expect(
+      main.prepare("SELECT name FROM main.sqlite_master WHERE name = 'refresh_requests'").get(),
+    ).toBeUndefined();
+    detachControl(main);
+    main.close();
+    const db = new Database(join(dir, 'control.db'));
+    for (const [table, columns] of Object.entries(CONTROL)) {
+      const have = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+      expect(
+        have.map((c) => c.name),
+        table,
+      ).toEqual(expect.arrayContaining(columns));
+    }
+    expect(db.prepare('SELECT charger FROM refresh_requests').all()).toEqual([{ charger: 'ZAP000001' }]);
     db.prepare("INSERT INTO refresh_requests(charger) VALUES ('ZAP049387')").run();
-    const row = db.prepare('SELECT * FROM refresh_requests').get() as { requested_at: string; outcome: null };
+    const row = db.prepare('SELECT * FROM refresh_requests WHERE id = 2').get() as {
+      requested_at: string;
+      outcome: null;
+    };
     expect(row.requested_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(row.outcome).toBeNull();
+    db.prepare("INSERT INTO commands(target, action) VALUES ('ZAP049387', 'pause')").run();
+    expect(db.prepare('SELECT status, outcome FROM commands').get()).toEqual({
+      status: 'pending',
+      outcome: null,
+    });
     db.close();
   });
 

@@ -1,4 +1,5 @@
 /** issue 4 "done when", each against the simulator with the real `zaptec-sync run` process. */
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/simulator/random.js';
@@ -106,7 +107,8 @@ describe('zaptec-sync run against the simulator', () => {
     await waitFor(() => inventoryDone(h));
     const inst = [...h.fleet.installations.keys()][0]!;
     const added = h.fleet.addCharger(inst, Date.now());
-    const consumer = new Database(h.dbPath);
+    // A consumer asks through the control database beside the main one (CONTRACT §10).
+    const consumer = new Database(join(dirname(h.dbPath), 'control.db'));
     consumer.pragma('busy_timeout = 5000');
     const t0 = Date.now();
     const newId = Number(
@@ -128,16 +130,18 @@ describe('zaptec-sync run against the simulator', () => {
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect(answered(newId).outcome).toBe('found');
     expect(answered(bogusId).outcome).toBe('not_found');
-    expect(
-      consumer.prepare('SELECT id, active FROM chargers WHERE device_id = ?').get(added.deviceId),
-    ).toEqual({
-      id: added.id,
-      active: 1,
-    });
-    await waitFor(() => consumer.prepare('SELECT 1 FROM charger_state WHERE charger_id = ?').get(added.id), {
+    consumer.close();
+    const reader = new Database(h.dbPath, { readonly: true });
+    expect(reader.prepare('SELECT id, active FROM chargers WHERE device_id = ?').get(added.deviceId)).toEqual(
+      {
+        id: added.id,
+        active: 1,
+      },
+    );
+    await waitFor(() => reader.prepare('SELECT 1 FROM charger_state WHERE charger_id = ?').get(added.id), {
       what: 'state of the new charger',
     });
-    consumer.close();
+    reader.close();
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
   });
 
