@@ -64,7 +64,8 @@ const DAY = 24 * HOUR;
  * Values that change without a push and without a session: what reconciliation reads are for, so that a
  * quiet charger's "nothing to reveal" is earned. Per charger, each at its own mean interval (exponential):
  * - 510 ChargerMaxCurrent, a setting changed in the Zaptec Portal: about once a week;
- * - 911 SmartComputerSoftwareApplicationVersion, after a firmware update: about once a month.
+ * - 911 SmartComputerSoftwareApplicationVersion, after a firmware update: about once a month; the charger
+ *   restarts for it (-2 IsOnline 0, then 1 a minute later, both pushed), as a real one does.
  * Each is also in `silent`, for the simulation's invariants and the benchmarks' freshness.
  */
 export const SILENT_CHANGES = [
@@ -79,6 +80,9 @@ export const SILENT_CHANGES = [
     value: (r: number) => `4.${Math.floor(r * 20)}.${Math.floor(r * 1000) % 10}.0`,
   },
 ] as const;
+
+/** A firmware update's restart: offline this long. */
+const FIRMWARE_RESTART_MS = 60_000;
 
 /** A value that changed without a push. */
 export interface SilentChange {
@@ -108,6 +112,8 @@ interface Timeline {
   /** When each of SILENT_CHANGES comes next, and the charger's own random stream for them. */
   silentAt: number[];
   silentRandom: () => number;
+  /** A firmware update's restart: back online at this time (-2 pushed), or 0. */
+  onlineAt: number;
   startedAt: number;
   meterAtStart: number;
   chargeEnd: number;
@@ -195,12 +201,20 @@ export class PatternLife {
 
   /** The values of SILENT_CHANGES that are due: set without a push, and remembered. */
   #silentChanges(t: Timeline, now: number): void {
+    if (t.onlineAt && t.onlineAt <= now) {
+      this.#sink.publish(this.#fleet.set(t.charger.id, -2, '1', t.onlineAt));
+      t.onlineAt = 0;
+    }
     SILENT_CHANGES.forEach((k, i) => {
       if (t.silentAt[i]! > now) return;
       const at = t.silentAt[i]!;
       const value = k.value(t.silentRandom());
       this.#fleet.set(t.charger.id, k.stateId, value, at);
       if (!this.#muted) this.silent.push({ chargerId: t.charger.id, stateId: k.stateId, value, at });
+      if (k.stateId === 911) {
+        this.#sink.publish(this.#fleet.set(t.charger.id, -2, '0', at));
+        t.onlineAt = at + FIRMWARE_RESTART_MS;
+      }
       t.silentAt[i] = at + exponential(t.silentRandom(), k.meanMs);
     });
   }
@@ -219,6 +233,7 @@ export class PatternLife {
       telemetryAt: now + between(r(), IDLE_TELEMETRY_MS),
       silentAt: SILENT_CHANGES.map((k) => now + exponential(silentRandom(), k.meanMs)),
       silentRandom,
+      onlineAt: 0,
       startedAt: 0,
       meterAtStart: 1000 + r() * 4000,
       chargeEnd: 0,

@@ -27,6 +27,11 @@ export interface ApplyResult {
   /** Charger ids the inventory does not know. */
   unknownChargers: string[];
   /**
+   * Chargers whose -2 IsOnline went from 0 to 1: back from a restart, a firmware update or an outage, with
+   * values that may have changed without a push.
+   */
+  cameOnline: string[];
+  /**
    * With `compareValues`: observations that brought a value other than the stored one (or a state not stored
    * before). A state read whose observations all repeat stored values (newer timestamps at most) revealed
    * nothing the live events had not said.
@@ -136,6 +141,7 @@ export class ObservationStore {
       modeChanges: [],
       unknownChargers: [],
       newValues: 0,
+      cameOnline: [],
     };
     if (batch.length === 0) return result;
     const receivedAt = isoMs(this.#options.now());
@@ -149,7 +155,7 @@ export class ObservationStore {
         const deviceType = known ?? o.deviceType;
         const observedAt = isoMs(o.observedAt);
         const previous =
-          o.stateId === STATE.operationMode || options.compareValues
+          o.stateId === STATE.operationMode || o.stateId === STATE.isOnline || options.compareValues
             ? this.#currentValue.get(o.chargerId, o.stateId)
             : undefined;
         const name = this.#stateName(deviceType, o.stateId);
@@ -171,6 +177,8 @@ export class ObservationStore {
         if (changed.changes > 0) {
           result.applied++;
           if (options.compareValues?.(o.stateId) && previous?.value !== o.value) result.newValues++;
+          if (o.stateId === STATE.isOnline && o.value === '1' && previous?.value === '0')
+            result.cameOnline.push(o.chargerId);
           if (o.stateId === STATE.operationMode && previous?.value !== o.value) {
             result.modeChanges.push({
               chargerId: o.chargerId,

@@ -90,6 +90,8 @@ export class Coordinator {
     for (const id of result.unknownChargers) this.#p.lookup.unknownSeen(id);
     // A read found its own changes: only a pushed session start or end needs the follow-up read.
     if (source === 'event') for (const change of result.modeChanges) this.#p.stateReader.modeChanged(change);
+    // Back online (a restart, a firmware update): values may have changed without a push; one read after.
+    if (source === 'event') for (const id of result.cameOnline) this.#p.stateReader.cameOnline(id);
     if (result.applied > 0) this.#p.commands?.observed();
   }
 

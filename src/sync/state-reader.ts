@@ -275,6 +275,16 @@ export class StateReader {
     this.#followUp(id);
   }
 
+  /**
+   * The charger came back online (a restart, a firmware update, an outage): one read about 20 s later, from the
+   * follow-up bucket (its values, the firmware's version among them, may have changed without a push).
+   */
+  cameOnline(chargerId: string): void {
+    const id = chargerId.toLowerCase();
+    this.#lastBoundary.set(id, this.#d.clock.now());
+    this.#followUp(id);
+  }
+
   /** The follow-up read of a charger's last session boundary: about 20 s after it, when the bucket allows. */
   #followUp(id: string): void {
     const boundary = this.#lastBoundary.get(id) ?? this.#d.clock.now();

@@ -42,13 +42,27 @@ describe('the coordinator', () => {
     const c = new Coordinator(true);
     c.attach(p);
     c.applied(
-      { applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u1'], newValues: 0 },
+      {
+        applied: 1,
+        history: 1,
+        modeChanges: [change],
+        unknownChargers: ['u1'],
+        newValues: 0,
+        cameOnline: [],
+      },
       'poll',
     );
     expect(calls).toEqual(['unknownSeen u1']);
     calls.length = 0;
     c.applied(
-      { applied: 1, history: 1, modeChanges: [change], unknownChargers: ['u2'], newValues: 0 },
+      {
+        applied: 1,
+        history: 1,
+        modeChanges: [change],
+        unknownChargers: ['u2'],
+        newValues: 0,
+        cameOnline: [],
+      },
       'event',
     );
     expect(calls).toEqual(['unknownSeen u2', `modeChanged ${JSON.stringify(change)}`]);

@@ -334,6 +334,21 @@ describe('reconciliation (virtual clock)', () => {
     expect(one.length).toBeGreaterThanOrEqual(6);
   });
 
+  it('a charger back online (a restart, a firmware update) is read about 20 s later, whatever its spacing', async () => {
+    const { clock, reader, reads } = makeReader(3, 60, 360);
+    reader.start();
+    await runFor(clock, 30 * 60_000);
+    const before = reads.length;
+    const at = clock.now();
+    reader.cameOnline(id(1));
+    await runFor(clock, 60_000);
+    await reader.stop();
+    const after = reads.slice(before).filter((r) => r.id === id(1));
+    expect(after).toHaveLength(1);
+    expect(after[0]!.at - at).toBeGreaterThanOrEqual(MODE_CHANGE_FOLLOW_UP_MS);
+    expect(after[0]!.at - at).toBeLessThanOrEqual(MODE_CHANGE_FOLLOW_UP_MS + 5_000);
+  });
+
   it('a cold start whose inventory pass read the whole fleet in a burst: reconciliation spread over the hour after, and it stays spread across a restart', async () => {
     const { clock, reader, reads, another } = makeReader(120, 60);
     // The inventory pass sets a read of every charger going before the slots exist (prefetch), as at a first
