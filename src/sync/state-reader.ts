@@ -121,12 +121,13 @@ const SPREAD_SHARE = 0.9;
 export function spreadDues(
   slots: readonly { id: string; earliest: number }[],
   cadence: number,
+  maxDelayMs = cadence,
 ): Map<string, number> {
   const gap = (SPREAD_SHARE * cadence) / Math.max(1, slots.length);
   const dues = new Map<string, number>();
   let previous = Number.NEGATIVE_INFINITY;
   for (const s of [...slots].sort((a, b) => a.earliest - b.earliest || (a.id < b.id ? -1 : 1))) {
-    previous = Math.max(s.earliest, previous + gap);
+    previous = Math.min(s.earliest + maxDelayMs, Math.max(s.earliest, previous + gap));
     dues.set(s.id, Math.round(previous));
   }
   return dues;
@@ -214,13 +215,16 @@ export class StateReader {
       if (stale && !this.#inflight.has(a.id)) this.#readStale(a.id, 'start: stored state is stale', now);
       this.#slots.get(a.id)!.cadenceMs = cadence;
       // Never sooner than a cadence after the charger was last heard from or read (or is read now, when stale).
-      const basis = Math.max(a.at, this.#lastRead(a.id), stale ? now : 0);
+      const basis = Math.max(this.#reconciledAt(a.id, a.at), stale ? now : 0);
       earliest.push({ id: a.id, earliest: Math.max(now, basis + cadence), cadence });
     }
     for (const cadence of new Set(earliest.map((e) => e.cadence))) {
+      // Moved later by at most the shortest spacing: a charger read at the longest is never read later than
+      // the longest plus the shortest (the reconciliation's ceiling).
       const dues = spreadDues(
         earliest.filter((e) => e.cadence === cadence),
         cadence,
+        this.#d.reconcileMs,
       );
       for (const [id, due] of dues) this.#slots.get(id)!.due = due;
     }
@@ -377,7 +381,7 @@ export class StateReader {
         // Polling ended (live events connected): a slot polling pulled in goes back to a cadence after the
         // charger's last read (or what the resync found it heard from last), or a few seconds of `connecting`
         // at start would re-read the whole fleet.
-        if (slower) s.due = Math.max(s.due, Math.max(this.#lastRead(id), s.heardAt) + cadence);
+        if (slower) s.due = Math.max(s.due, this.#reconciledAt(id, s.heardAt) + cadence);
       });
     }
     for (const inst of this.#polling) {
@@ -417,6 +421,16 @@ export class StateReader {
     if (slot && slot.due <= now)
       slot.due += slot.cadenceMs * Math.max(1, Math.ceil((now - slot.due) / slot.cadenceMs));
     return { id: bestId, reason: bestReason };
+  }
+
+  /**
+   * What a charger's next reconciliation counts from: its last full read; with none on record, when it was last
+   * heard from (its state kept fresh by live events alone, which a restart must not read all at once). Never the
+   * events of a charger that has been read: they are what reconciliation checks.
+   */
+  #reconciledAt(id: string, heardAt: number): number {
+    const read = this.#lastRead(id);
+    return read > 0 ? read : heardAt;
   }
 
   #lastRead(id: string): number {

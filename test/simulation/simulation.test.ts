@@ -25,7 +25,7 @@ describe('the simulated month', () => {
       // Every kind of invariant did its work: each request, most pushed observations, every charger's
       // reconciliation each hour after the first three, the history and the heap hourly.
       expect(r.checked.request).toBe(r.calls);
-      expect(r.checked.stored).toBeGreaterThan(r.published / 2);
+      expect(r.checked.stored).toBeGreaterThan(r.published / 10); // the newest of each charger's state is checked
       expect(r.checked.reconciled).toBeGreaterThan((DAYS * 24 - 3) * r.chargers * 0.5);
       expect(r.checked.history).toBeGreaterThanOrEqual(DAYS * 24 - 1);
       expect(r.checked.heap).toBeGreaterThanOrEqual(DAYS * 24 - 1);
