@@ -4,6 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.js';
 import { liveHarness } from '../sync/live-harness.js';
@@ -48,7 +49,7 @@ describe('docs/CONSUMERS.md', () => {
 
   it('has examples for the sqlite3 command line, Python and Node', () => {
     expect(blocks('sh').length).toBe(5);
-    expect(blocks('python').length).toBe(1);
+    expect(blocks('python').length).toBe(2);
     expect(blocks('js').length).toBe(1);
   });
 
@@ -83,6 +84,22 @@ describe('docs/CONSUMERS.md', () => {
     });
     expect(out.trim()).toMatch(/^id,charger_id,installation_id,device_id,started_at,ended_at,energy_kwh,/);
   });
+
+  it.runIf(has('python3'))(
+    "the energy manager's loop runs: its command is queued and, with no daemon, waits",
+    () => {
+      const out = execFileSync('python3', ['-c', blocks('python')[1]!], { cwd: dir, encoding: 'utf8' });
+      expect(out.trim()).toBe("('waiting', None)");
+      const control = new Database(join(dir, 'control.db'), { readonly: true });
+      expect(control.prepare('SELECT action, value, requested_by, status FROM commands').get()).toEqual({
+        action: 'available_current',
+        value: '16',
+        requested_by: 'energy-manager',
+        status: 'pending',
+      });
+      control.close();
+    },
+  );
 
   it.runIf(has('python3'))('the Python example runs', () => {
     const out = execFileSync('python3', ['-c', blocks('python')[0]!], { cwd: dir, encoding: 'utf8' });
