@@ -142,7 +142,7 @@ describe('database commands', () => {
   });
 
   it('refresh queues a row, and --wait reports the outcome or times out with 5', async () => {
-    const { path, env, dir } = seeded();
+    const { env, dir } = seeded();
     await runCli(['migrate'], { env, cwd: dir });
     const queued = await runCli(['refresh', 'ZAP049387'], { env, cwd: dir });
     expect(queued.code).toBe(0);
