@@ -2,15 +2,17 @@
  * What `refresh`, `command` and `current` share: a row written into the control database for the running daemon
  * (CONTRACT §10), and with `--wait`, waiting for its answer.
  */
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { controlDatabasePath, databasePath, environment } from '../config.js';
+import { describeError } from '../log.js';
 import { openControl, prepareControl } from '../store/control.js';
 import { readDaemonRow } from '../store/daemon-row.js';
-import { type Db, openDatabase } from '../store/database.js';
+import { type Db, isSetupFault, openDatabase } from '../store/database.js';
 import { HEARTBEAT_STALE_MS } from '../store/health.js';
 import { delay } from '../time.js';
 import { UsageError } from './args.js';
-import { EXIT_NO_DATABASE, EXIT_WAIT_TIMEOUT } from './exit-codes.js';
+import { EXIT_CONFIG, EXIT_NO_DATABASE, EXIT_WAIT_TIMEOUT } from './exit-codes.js';
 
 /** How often `--wait` looks at the row; the daemon answers within 5 s. */
 const WAIT_POLL_MS = 100;
@@ -40,8 +42,20 @@ export function openAsking(command: string, envFile: string | undefined): { cont
       `zaptec-sync ${command}: no daemon is running on ${path}; the request waits until one starts\n`,
     );
   const controlPath = controlDatabasePath(env);
-  if (!existsSync(controlPath)) prepareControl(controlPath);
-  return { control: openControl(controlPath) };
+  try {
+    if (!existsSync(controlPath)) prepareControl(controlPath);
+    // Asking is writing (the file, and its directory for the journal): found out now, in one line a person can
+    // act on, not at the insert.
+    accessSync(controlPath, constants.W_OK);
+    accessSync(dirname(controlPath), constants.W_OK);
+    return { control: openControl(controlPath) };
+  } catch (err) {
+    if (!isSetupFault(err)) throw err;
+    process.stderr.write(
+      `zaptec-sync ${command}: this user may not write the control database ${controlPath}, where requests go (${(err as { code?: string }).code ?? describeError(err)}); ask to be in its group (zaptec-sync-control under systemd)\n`,
+    );
+    return EXIT_CONFIG;
+  }
 }
 
 function daemonRunning(path: string): boolean {

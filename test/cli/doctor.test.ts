@@ -101,6 +101,44 @@ describe('doctor', () => {
     },
   );
 
+  it.runIf(unprivileged)(
+    'a consumer who may read but not write the control database: status works, asking is refused in one line',
+    async () => {
+      const root = tempDir();
+      chmodSync(root, 0o755);
+      const env = { PATH: process.env.PATH, ZAPTEC_DB: join(root, 'zaptec.db') };
+      expect((await runCli(['migrate'], { env: { ...process.env, ...env } })).code).toBe(0);
+      chmodSync(join(root, 'zaptec.db'), 0o644);
+      chmodSync(join(root, 'control.db'), 0o644);
+      const asNobody = (...args: string[]) =>
+        new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(
+            'runuser',
+            ['-u', 'nobody', '--', 'env', `ZAPTEC_DB=${env.ZAPTEC_DB}`, process.execPath, CLI, ...args],
+            {
+              env: { PATH: process.env.PATH },
+              cwd: root,
+            },
+          );
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (d) => (stdout += d));
+          child.stderr.on('data', (d) => (stderr += d));
+          child.on('close', (status) => resolve({ status, stdout, stderr }));
+        });
+      const ask = await asNobody('command', 'ZAP000001', 'pause');
+      expect(ask.status).toBe(78);
+      expect(ask.stderr.trim().split('\n').at(-1)).toMatch(
+        /may not write the control database .*control\.db/,
+      );
+      const refresh = await asNobody('refresh', 'ZAP000001');
+      expect(refresh.status).toBe(78);
+      const control = new Database(join(root, 'control.db'), { readonly: true });
+      expect(control.prepare('SELECT count(*) AS n FROM commands').get()).toEqual({ n: 0 });
+      control.close();
+    },
+  );
+
   it('leaves a cleanly stopped database in rollback-journal mode, and names a Service Bus it cannot reach', async () => {
     const h = await liveHarness({ installations: 1, chargersPerInstallation: 1 });
     expect((await runCli(['migrate'], { env: h.env })).code).toBe(0);
