@@ -29,8 +29,8 @@ export interface CommandSink {
 export class SimCommands {
   readonly #fleet: Fleet;
   readonly #sink: CommandSink;
-  /** Every command and update received, for tests: [path, body, at]. */
-  readonly received: { path: string; body: string; at: number }[] = [];
+  /** Every command and update received, with the status it was answered, for tests. */
+  readonly received: { path: string; body: string; at: number; status: number }[] = [];
 
   constructor(fleet: Fleet, sink: CommandSink) {
     this.#fleet = fleet;
@@ -40,16 +40,13 @@ export class SimCommands {
   /** The answer to a POST it knows, or undefined. */
   handle(path: string, body: string, at: number): WriteAnswer | undefined {
     let m = COMMAND_PATH.exec(path);
-    if (m) {
-      this.received.push({ path, body, at });
-      return this.#command(m[1]!.toLowerCase(), Number(m[2]), at);
-    }
-    m = UPDATE_PATH.exec(path);
-    if (m) {
-      this.received.push({ path, body, at });
-      return this.#update(m[1]!.toLowerCase(), body);
-    }
-    return undefined;
+    const answer = m
+      ? this.#command(m[1]!.toLowerCase(), Number(m[2]), at)
+      : (m = UPDATE_PATH.exec(path))
+        ? this.#update(m[1]!.toLowerCase(), body)
+        : undefined;
+    if (answer) this.received.push({ path, body, at, status: answer.status });
+    return answer;
   }
 
   #command(chargerId: string, command: number, at: number): WriteAnswer {

@@ -79,6 +79,10 @@ export class Invariants {
   #lastListOk = true;
   #lastPassAt = -Infinity;
   #disturbedUntil = 0;
+  /** The end of the last disturbance (the daemon down, credentials refused, …): what waits may wait for. */
+  get disturbedUntil(): number {
+    return this.#disturbedUntil;
+  }
   /** When each charger was first seen in the account by the hourly check. */
   readonly #cameAt = new Map<string, number>();
   calls = 0;

@@ -3,7 +3,8 @@
  * measuring a long one. Prints a line per simulated day and the run's figures as JSON at the end.
  * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
  * --sessions realistic|busy|flapping (realistic), --no-faults, --user-group (a user group carrying the first
- * installation), --set NAME=value (a setting of the daemon; repeatable). SIM_DEBUG=1 prints each fault as it comes and each
+ * installation), --set NAME=value (a setting of the daemon; repeatable), --load-manager (commands through the daemon, and their
+ * invariants). SIM_DEBUG=1 prints each fault as it comes and each
  * wait for real I/O given up.
  */
 import { parseArgs } from 'node:util';
@@ -20,6 +21,7 @@ const { values } = parseArgs({
     'no-faults': { type: 'boolean', default: false },
     'user-group': { type: 'boolean', default: false },
     set: { type: 'string', multiple: true, default: [] },
+    'load-manager': { type: 'boolean', default: false },
   },
 });
 /** `--set NAME=value` (repeatable): a setting of the simulated daemon, e.g. ZAPTEC_RECONCILE_MAX_MINUTES=60. */
@@ -41,6 +43,7 @@ try {
     faults: !values['no-faults'],
     userGroup: values['user-group'],
     env,
+    loadManager: values['load-manager'],
     onDay: (day, r) =>
       console.log(
         `day ${day}: ${r.calls} calls (${r.callsPerChargerHour.toFixed(2)} per charger-hour), ${r.published} observations pushed, ${Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)} faults, ${r.checks} checks, ${(r.realMs / 1000).toFixed(0)} s`,

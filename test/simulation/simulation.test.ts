@@ -13,12 +13,20 @@ const FLEET = { installations: 2, chargersPerInstallation: 4 };
 
 describe('the simulated month', () => {
   for (const seed of SEEDS) {
-    // The last seed's fleet has a user group carrying one of its two installations.
+    // The last seed's fleet has a user group carrying one of its two installations; the second has a load
+    // manager acting through the daemon (CONTRACT §10).
     const userGroup = seed === SEEDS.at(-1);
-    it(`seed ${seed}: ${DAYS} days of faults hold every invariant${userGroup ? ', with a user group' : ''}`, {
+    const loadManager = seed === SEEDS[1];
+    it(`seed ${seed}: ${DAYS} days of faults hold every invariant${userGroup ? ', with a user group' : ''}${loadManager ? ', with a load manager' : ''}`, {
       timeout: 240_000,
     }, async () => {
-      const r = await simulate({ seed, days: DAYS, ...FLEET, userGroup });
+      const r = await simulate({ seed, days: DAYS, ...FLEET, userGroup, loadManager });
+      if (loadManager) {
+        // It acted: currents set and confirmed, requests in between superseded, no-ops not sent; nothing failed.
+        expect(r.commands.confirmed).toBeGreaterThan(DAYS * 24);
+        expect(r.commands.superseded).toBeGreaterThan(DAYS * 24);
+        expect(r.commands.failed ?? 0).toBe(0);
+      }
       // The run did what it says: the fleet lived, faults came, the invariants were looked at.
       expect(r.published).toBeGreaterThan(1000 * DAYS);
       expect(Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)).toBeGreaterThan(DAYS * 3);

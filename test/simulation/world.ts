@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { PatternLife, SessionPattern } from '../../src/simulator/patterns.js';
+import { seededRandom } from '../../src/simulator/random.js';
 import type { SimRequest } from '../../src/simulator/rest.js';
 import { Simulation } from '../../src/simulator/simulation.js';
 import { closeForReaders, type Db, openDatabase } from '../../src/store/database.js';
@@ -21,6 +22,7 @@ import { REFUSED_MAX_RETRY_MS } from '../../src/zaptec/auth.js';
 import { SimClock } from './clock.js';
 import { type FaultKind, faultSchedule, type ScheduledFault } from './faults.js';
 import { Invariants } from './invariants.js';
+import { LoadManager } from './load-manager.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -52,6 +54,8 @@ export interface SimulateOptions {
   scenario?: (world: World) => void;
   /** Keeps the whole request log for `world.requests()` (short runs: it grows with every call). */
   keepRequests?: boolean;
+  /** A load manager acting through the daemon (ZAPTEC_COMMANDS=on), and CONTRACT §10's invariants. */
+  loadManager?: boolean;
 }
 
 export interface SimulationReport {
@@ -69,6 +73,8 @@ export interface SimulationReport {
   checks: number;
   /** How many times each kind of invariant was looked at. */
   checked: Invariants['checked'];
+  /** The load manager's commands by outcome (`open` while not done). */
+  commands: Record<string, number>;
   /** Values changed without a push: how many were found stored, and their delay (s) until then. */
   unpushed: { n: number; p50: number; p95: number; max: number };
   timers: number;
@@ -193,6 +199,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       ZAPTEC_DB: dbPath,
       ZAPTEC_HISTORY_DAYS: String(historyDays),
       ZAPTEC_SESSIONS_DAYS: '3',
+      ...(o.loadManager ? { ZAPTEC_COMMANDS: 'on' } : {}),
       ...o.env,
     },
     { requireCredentials: true },
@@ -220,6 +227,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   };
   const kept: SimRequest[] = [];
   let life: PatternLife | undefined;
+  const manager = o.loadManager ? new LoadManager(sim, dbPath) : undefined;
+  const managerRandom = seededRandom(o.seed + 29);
   const invariants = new Invariants({
     world,
     start: START,
@@ -369,6 +378,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       checks: invariants.checks,
       checked: { ...invariants.checked },
       unpushed: distribution(invariants.unpushedDelays),
+      commands: manager?.outcomes() ?? {},
       timers: clock.fired,
       stalls: Object.fromEntries(clock.stalls),
       warnings,
@@ -407,6 +417,11 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         await clock.runUntil(minute);
       }
       invariants.minute(minute);
+      manager?.minute(minute, managerRandom);
+      if (manager && (minute - START) % HOUR === 0) {
+        const broken = manager.check(minute, invariants.disturbedUntil);
+        if (broken) fail(broken);
+      }
       chargerMinutes += sim.fleet.activeChargers().length;
       for (const g of current?.built.live?.userGroups() ?? [])
         carried = Math.max(carried, g.installations.length);
@@ -416,6 +431,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     await stopDaemon();
   } finally {
     sim.onPublish = undefined;
+    manager?.close();
     lock?.close();
     if (current) await stopDaemon().catch(() => {});
     await sim.stop();
