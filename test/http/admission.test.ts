@@ -6,7 +6,7 @@ import { RateLimitedError } from '../../src/http/errors.js';
 import { groupsFor, type VendorProfile } from '../../src/http/profile.js';
 import { zaptecProfile } from '../../src/http/profiles.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
-import { VirtualClock } from '../clock.js';
+import { SteppedClock, VirtualClock } from '../clock.js';
 import { maxInWindow, tempDir } from '../helpers.js';
 
 function db(): Db {
@@ -152,5 +152,32 @@ describe('admission across restarts at Zaptec’s real windows (virtual clock)',
     expect(times).toHaveLength(240);
     expect(maxInWindow(times, 60_000)).toBeLessThanOrEqual(30);
     expect(maxInWindow(times, 1_800_000)).toBeLessThanOrEqual(150);
+  });
+});
+
+describe('the priority lane (commands go first, CONTRACT §10)', () => {
+  it('while a priority request waits for room, the requests that were waiting before it go after it', async () => {
+    const d = db();
+    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
+    const profile: VendorProfile = {
+      vendor: 'test',
+      guardMs: 0,
+      headers: {},
+      groups: [{ name: 'g', match: { path: '.*' }, windows: [{ kind: 'sliding', limit: 1, seconds: 10 }] }],
+    };
+    const a = new Admission(d, clock, profile);
+    const groups = groupsFor(profile, 'GET', '/x');
+    await a.admit(groups, 'GET', '/x'); // the window is full for 10 s
+    const order: string[] = [];
+    const reads = [1, 2, 3].map((i) =>
+      a.admit(groups, 'GET', `/read${i}`).then(() => order.push(`read${i}`)),
+    );
+    await clock.runUntil(clock.now() + 1_000, 2);
+    const command = a.admit(groups, 'POST', '/command', { priority: true }).then(() => order.push('command'));
+    await clock.runUntil(clock.now() + 60_000, 2);
+    await Promise.all([...reads, command]);
+    d.close();
+    expect(order[0]).toBe('command');
+    expect(order.slice(1).sort()).toEqual(['read1', 'read2', 'read3']);
   });
 });
