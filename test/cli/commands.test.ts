@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { runCli, waitFor } from '../helpers.js';
+import { freePort, runCli, waitFor } from '../helpers.js';
 import { liveHarness } from '../sync/live-harness.js';
 
 async function setup(env: Record<string, string> = { ZAPTEC_COMMANDS: 'on' }) {
@@ -38,13 +38,18 @@ async function setup(env: Record<string, string> = { ZAPTEC_COMMANDS: 'on' }) {
 }
 
 describe('commands through the daemon', () => {
-  it('are off by default: refused (exit 3), nothing sent', { timeout: 60_000 }, async () => {
-    const t = await setup({});
+  it('are off by default: refused (exit 3), nothing sent, counted on /metrics', {
+    timeout: 60_000,
+  }, async () => {
+    const port = await freePort();
+    const t = await setup({ ZAPTEC_METRICS: `127.0.0.1:${port}` });
     await t.charging(t.a.id);
     const r = await t.cli('command', t.a.deviceId, 'pause', '--wait', '10');
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/^refused: commands are off \(ZAPTEC_COMMANDS=off\)/);
     expect(t.posts(/sendCommand/)).toBe(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^zaptec_commands_total\{action="pause",outcome="refused"\} 1$/m);
     t.run.child.kill('SIGTERM');
     expect((await t.run.exited).code).toBe(0);
   });
