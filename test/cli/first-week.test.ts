@@ -66,7 +66,9 @@ describe('the settings file', () => {
     expect(wins.stderr).toContain('ZAPTEC_EVENTS');
   });
 
-  it('a misspelt ZAPTEC_ name: doctor reports it with the closest real one, run warns at start', async () => {
+  it('a misspelt ZAPTEC_ name: doctor reports it with the closest real one, run warns at start', {
+    timeout: 120_000,
+  }, async () => {
     const { dir, file } = settings('ZAPTEC_RECONCILE_MINUTS=5\nZAPTEC_EVENTS=off\n');
     const env = cleanEnv({ ...CREDENTIALS, ZAPTEC_DB: join(dir, 'z.db') });
     const doctor = await runCli(['doctor', '--settings', file], { cwd: dir, env });
