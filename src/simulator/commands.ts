@@ -39,11 +39,12 @@ export class SimCommands {
 
   /** The answer to a POST it knows, or undefined. */
   handle(path: string, body: string, at: number): WriteAnswer | undefined {
-    let m = COMMAND_PATH.exec(path);
-    const answer = m
-      ? this.#command(m[1]!.toLowerCase(), Number(m[2]), at)
-      : (m = UPDATE_PATH.exec(path))
-        ? this.#update(m[1]!.toLowerCase(), body)
+    const command = COMMAND_PATH.exec(path);
+    const update = command ? null : UPDATE_PATH.exec(path);
+    const answer = command
+      ? this.#command(command[1]!.toLowerCase(), Number(command[2]), at)
+      : update
+        ? this.#update(update[1]!.toLowerCase(), body)
         : undefined;
     if (answer) this.received.push({ path, body, at, status: answer.status });
     return answer;

@@ -58,7 +58,7 @@ export interface CommandRunnerDeps {
   inventory: InventoryStore;
   /** The daemon's connection: the stored state that says whether a command is a no-op, and confirms it. */
   db: Db;
-  /** One state read of a charger soon (the confirmation's follow-up). */
+  /** One state read of a charger soon, within its follow-up bucket (the confirmation's read). */
   readSoon: (chargerId: string) => void;
   enabled: boolean;
   clock: Clock;

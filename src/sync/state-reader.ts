@@ -284,6 +284,15 @@ export class StateReader {
    * follow-up bucket (its values, the firmware's version among them, may have changed without a push).
    */
   cameOnline(chargerId: string): void {
+    this.afterChange(chargerId);
+  }
+
+  /**
+   * Something changed a charger's values now (it came back online, a command was carried out): one read about
+   * 20 s later, from its follow-up bucket, so that whatever else happens the charger stays within CONTRACT §4's
+   * 6 calls an hour.
+   */
+  afterChange(chargerId: string): void {
     const id = chargerId.toLowerCase();
     this.#lastBoundary.set(id, this.#d.clock.now());
     this.#followUp(id);

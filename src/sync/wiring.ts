@@ -257,7 +257,7 @@ function buildComponents(deps: WiringDeps): Wired {
     api: client.api,
     inventory: inventoryStore,
     db,
-    readSoon: (id) => stateReader.readSoon(id, 'confirming a command'),
+    readSoon: (id) => stateReader.afterChange(id),
     enabled: config.commands,
     clock,
     log: log.child({ component: 'commands' }),

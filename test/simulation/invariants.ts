@@ -72,6 +72,8 @@ export class Invariants {
   /** Per (charger, state): the newest pushed observation not yet seen stored, oldest push first. */
   readonly #pushed = new Map<string, { chargerId: string; stateId: number; at: number }>();
   readonly #lastStateRead = new Map<string, number>();
+  /** Each charger's state reads in the last hour (CONTRACT §4: never more than 6 a charger-hour). */
+  readonly #readsInHour = new Map<string, number[]>();
   readonly #waits: ServerWait[] = [];
   /** The last requests checked, for a failure's message. */
   readonly #recent: SimRequest[] = [];
@@ -197,6 +199,15 @@ export class Invariants {
           `charger ${id}'s state read at ${iso(r.at)}, ${r.at - last} ms after the last (at least 15 s apart)`,
         );
       this.#lastStateRead.set(id, r.at);
+      // CONTRACT §4: whatever a charger does, never more than 6 calls in a charger-hour at steady state (an
+      // hour clear of disturbances, whose re-reads after a gap or a restart come on top).
+      const hour = (this.#readsInHour.get(id) ?? []).filter((t) => t > r.at - HOUR);
+      hour.push(r.at);
+      this.#readsInHour.set(id, hour);
+      if (hour.length > 6 && r.at - HOUR > Math.max(this.#disturbedUntil, this.#d.start + HOUR))
+        fail(
+          `charger ${id} was read ${hour.length} times in the hour to ${iso(r.at)} (at most 6 a charger-hour)`,
+        );
     }
     if (r.method === 'GET' && r.path === '/api/installation') {
       // A list request after a refused one (429, 5xx) is that pass going on once its wait is over.
