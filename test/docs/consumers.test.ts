@@ -50,7 +50,7 @@ describe('docs/CONSUMERS.md', () => {
   it('has examples for the sqlite3 command line, Python and Node', () => {
     expect(blocks('sh').length).toBe(5);
     expect(blocks('python').length).toBe(2);
-    expect(blocks('js').length).toBe(1);
+    expect(blocks('js').length).toBe(2);
   });
 
   it.runIf(has('sqlite3'))('the sqlite3 command-line examples run', () => {
@@ -100,6 +100,14 @@ describe('docs/CONSUMERS.md', () => {
       control.close();
     },
   );
+
+  it("the Node energy manager's loop runs: its command is queued and, with no daemon, waits", () => {
+    mkdirSync(join(ROOT, 'build'), { recursive: true }); // imports resolve from the project's node_modules
+    const file = join(ROOT, 'build', 'consumer-commands.mjs');
+    writeFileSync(file, blocks('js')[1]!.replaceAll("'control.db'", JSON.stringify(join(dir, 'control.db'))));
+    const out = execFileSync(process.execPath, [file], { encoding: 'utf8' });
+    expect(out.trim()).toBe("[ 'waiting', null ]");
+  });
 
   it.runIf(has('python3'))('the Python example runs', () => {
     const out = execFileSync('python3', ['-c', blocks('python')[0]!], { cwd: dir, encoding: 'utf8' });
