@@ -208,8 +208,9 @@ export class StateReader {
         spacingMs: this.#clampSpacing(learned?.get(a.id)),
       });
     const earliest: { id: string; earliest: number; cadence: number }[] = [];
+    const pollMs = this.pollIntervalMs();
     for (const a of newcomers) {
-      const cadence = this.#cadence(a.installation_id, this.#slots.get(a.id)!.spacingMs);
+      const cadence = this.#cadence(a.installation_id, this.#slots.get(a.id)!.spacingMs, pollMs);
       const stale = now - a.at >= this.#d.reconcileMs;
       // A read in flight (started before the inventory pass committed) is the start read already.
       if (stale && !this.#inflight.has(a.id)) this.#readStale(a.id, 'start: stored state is stale', now);
@@ -333,9 +334,13 @@ export class StateReader {
   }
 
   /** A slot's cadence: its reconciliation spacing, or the polling interval while its installation is polled. */
-  #cadence(installationId: string | null, spacingMs: number): number {
+  /**
+   * `pollMs`: the polling interval, when the caller computed it once for many slots (it counts every slot:
+   * asked per slot, a resync of 30,000 chargers would be quadratic).
+   */
+  #cadence(installationId: string | null, spacingMs: number, pollMs?: number): number {
     return installationId && this.#polling.has(installationId)
-      ? Math.min(this.pollIntervalMs(), spacingMs)
+      ? Math.min(pollMs ?? this.pollIntervalMs(), spacingMs)
       : spacingMs;
   }
 
@@ -379,11 +384,17 @@ export class StateReader {
   #respread(): void {
     const now = this.#d.clock.now();
     const interval = this.pollIntervalMs();
-    for (const inst of new Set([...this.#slots.values()].map((s) => s.installationId))) {
-      const slots = [...this.#slots].filter(([, s]) => s.installationId === inst);
-      if (slots.every(([, s]) => s.cadenceMs === this.#cadence(inst, s.spacingMs))) continue;
+    // One pass over the slots, grouped by installation (a filter per installation was quadratic at scale).
+    const byInstallation = new Map<string | null, [string, Slot][]>();
+    for (const entry of this.#slots) {
+      const list = byInstallation.get(entry[1].installationId);
+      if (list) list.push(entry);
+      else byInstallation.set(entry[1].installationId, [entry]);
+    }
+    for (const [inst, slots] of byInstallation) {
+      if (slots.every(([, s]) => s.cadenceMs === this.#cadence(inst, s.spacingMs, interval))) continue;
       slots.forEach(([id, s], i) => {
-        const cadence = this.#cadence(inst, s.spacingMs);
+        const cadence = this.#cadence(inst, s.spacingMs, interval);
         const slower = cadence > s.cadenceMs;
         s.cadenceMs = cadence;
         s.due = Math.min(s.due, now + Math.round((cadence * (i + 1)) / slots.length));
