@@ -20,9 +20,6 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Most files wait on real time (CLI processes, loopback I/O, a real broker), not on the CPU: two at once
-    // on this 2-core machine halve the suite's wall time (vitest's default is one fewer than the cores).
-    maxWorkers: 2,
     sequence: { sequencer: LongestFirst },
   },
 });
