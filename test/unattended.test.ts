@@ -232,13 +232,24 @@ describe('a consumer holding the write lock for 60 s while 200 observations a se
         const lagMax = gauge(await metrics(), 'nodejs_eventloop_lag_max_seconds');
         // The target is 100 ms (BENCHMARKS.md measures it); this bound only has to catch 5 s busy waits.
         expect(lagMax).toBeLessThan(1);
-        await waitFor(
-          () =>
-            h.one<{ n: number }>(
-              'SELECT count(*) AS n FROM charger_state_history WHERE state_id = 513 AND observed_at >= ?',
-              new Date(t0).toISOString(),
-            ).n === sent,
-          { timeoutMs: 90_000, what: `all ${sent} observations committed` },
+        const committed = () =>
+          h.one<{ n: number }>(
+            'SELECT count(*) AS n FROM charger_state_history WHERE state_id = 513 AND observed_at >= ?',
+            new Date(t0).toISOString(),
+          ).n;
+        // Within 5 s of the lock's end the held messages are committed (event-batcher.test.ts); the rest is the
+        // backlog's drain. A failure says where the missing ones are, and what the daemon said.
+        await waitFor(() => committed() === sent, { timeoutMs: 90_000, what: 'the backlog drained' }).catch(
+          (err: Error) => {
+            const dead = [...h.sim.fleet.installations.keys()].map((id) => {
+              const c = h.sim.channel(id);
+              return h.sim.broker.stats(c.topic, c.subscription).deadLetters.length;
+            });
+            throw new Error(
+              `${err.message}: ${committed()} of ${sent} committed; broker ${JSON.stringify(h.sim.broker.busy())}, ` +
+                `dead letters ${dead.join('+')}; the daemon's last lines:\n${run.output().split('\n').slice(-15).join('\n')}`,
+            );
+          },
         );
         expect(sent).toBeGreaterThan(10_000);
         await waitFor(async () => (await status(h.env, h.dir)).code === 0, {

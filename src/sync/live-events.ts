@@ -27,7 +27,7 @@ import { type Clock, quietAbortController } from '../time.js';
 import type { CallOptions, ZaptecApi } from '../zaptec/api.js';
 import { BodyError, decodeObservation } from '../zaptec/message.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
-import type { EventBatcher } from './event-batcher.js';
+import { BatcherStoppedError, type EventBatcher } from './event-batcher.js';
 import { Problems } from './problems.js';
 import { Settler } from './settler.js';
 
@@ -46,8 +46,6 @@ const HEALTHY_AFTER_MS = 5 * 60_000;
 const NOT_ENABLED_RETRY_MS = 30 * 60_000;
 /** The SDK's own retries, set explicitly (P1): quick recovery, errors reported within seconds. */
 const RETRY_OPTIONS = { maxRetries: 2, retryDelayInMs: 1_000, timeoutInMs: 30_000 };
-/** A message whose commit failed is tried again, at most this far apart, while its lock is renewed. */
-const COMMIT_RETRY_CAP_MS = 30_000;
 /** A supervisor whose own code failed (not the connection: that has its backoff) starts over after this. */
 const SUPERVISOR_RESTART_MS = 5_000;
 /**
@@ -368,23 +366,19 @@ export class EventStream {
   }
 
   /**
-   * Commits one observation, trying again while the database refuses (locked by a consumer, disk full):
-   * the SDK keeps the message's lock renewed meanwhile, and nothing is abandoned towards the broker's
-   * max delivery count. False when the daemon stops first: the message is left to come back.
+   * Commits one observation: the batcher keeps it while the database refuses writes (the SDK renews the
+   * message's lock meanwhile). False when the daemon stops first: the message is left to come back.
    */
   async #commit(
     observation: ReturnType<typeof decodeObservation>,
     installationId: string | undefined,
   ): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.#d.batcher.submit(observation, installationId);
-        return true;
-      } catch {
-        if (this.#abort.signal.aborted) return false;
-        await this.#d.clock.sleep(Math.min(COMMIT_RETRY_CAP_MS, 500 * 2 ** attempt), this.#abort.signal);
-        if (this.#abort.signal.aborted) return false;
-      }
+    try {
+      await this.#d.batcher.submit(observation, installationId);
+      return true;
+    } catch (err) {
+      if (err instanceof BatcherStoppedError) return false;
+      throw err;
     }
   }
 

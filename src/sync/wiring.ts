@@ -322,7 +322,7 @@ function buildComponents(deps: WiringDeps): Wired {
       stop: async () => {
         coordinator.stopping();
         await live?.stop();
-        batcher.flush();
+        batcher.stop();
       },
     },
     { name: 'history', start: () => pruner.start(), stop: () => pruner.stop() },
