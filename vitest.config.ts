@@ -20,6 +20,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    globalSetup: ['test/postgres-setup.ts'],
     sequence: { sequencer: LongestFirst },
   },
 });

@@ -116,6 +116,11 @@ async function main(args: string[]): Promise<number> {
       process.stderr.write(`zaptec-sync: configuration: ${err.message}\n`);
       return EXIT_CONFIG;
     }
+    const { DatabaseSetupError } = await import('./store/database.js');
+    if (err instanceof DatabaseSetupError) {
+      process.stderr.write(`zaptec-sync ${name}: ${err.message}\n`);
+      return EXIT_CONFIG;
+    }
     if (err instanceof UsageError) {
       process.stderr.write(`zaptec-sync ${name}: ${err.message}\n`);
       return 2;

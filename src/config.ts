@@ -140,19 +140,72 @@ function readSecretFile(variable: string, path: string): string {
   }
 }
 
-/** The password: the systemd credential first, then ZAPTEC_PASSWORD_FILE, then ZAPTEC_PASSWORD. */
-function readPassword(env: Env): string | undefined {
+/** A secret from the systemd credential `credential`, else from the file that `fileVariable` names. */
+function readSecret(env: Env, credential: string, fileVariable: string): string | undefined {
   const credDir = env.CREDENTIALS_DIRECTORY;
   if (credDir) {
-    const path = join(credDir, 'zaptec-password');
+    const path = join(credDir, credential);
     if (existsSync(path)) return readSecretFile('CREDENTIALS_DIRECTORY', path);
   }
-  if (env.ZAPTEC_PASSWORD_FILE) return readSecretFile('ZAPTEC_PASSWORD_FILE', env.ZAPTEC_PASSWORD_FILE);
-  return env.ZAPTEC_PASSWORD || undefined;
+  const file = env[fileVariable];
+  return file ? readSecretFile(fileVariable, file) : undefined;
+}
+
+/** The password: the systemd credential first, then ZAPTEC_PASSWORD_FILE, then ZAPTEC_PASSWORD. */
+function readPassword(env: Env): string | undefined {
+  return readSecret(env, 'zaptec-password', 'ZAPTEC_PASSWORD_FILE') ?? (env.ZAPTEC_PASSWORD || undefined);
+}
+
+/** A PostgreSQL store (CONTRACT §9): where it is, whose password, and which schema holds this account. */
+export interface PostgresLocation {
+  /** The URL without its password. */
+  url: string;
+  password: string | undefined;
+  /** ZAPTEC_PG_SCHEMA: one schema per Zaptec account. */
+  schema: string;
+}
+
+/** Names PostgreSQL takes unquoted, and that leave room for `_state`, `_sessions`, `_control` (63 bytes). */
+const PG_SCHEMA = /^[a-z_][a-z0-9_]{0,47}$/;
+
+/**
+ * A `postgresql://` or `postgres://` ZAPTEC_DB, else undefined (a SQLite file). The password: the systemd
+ * credential `zaptec-db-password`, then ZAPTEC_DB_PASSWORD_FILE, then the URL's own.
+ */
+export function postgresLocation(env: Env): PostgresLocation | undefined {
+  const raw = env.ZAPTEC_DB?.trim();
+  if (!raw || !/^postgres(ql)?:\/\//i.test(raw)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(
+      'ZAPTEC_DB',
+      'is not a valid PostgreSQL URL (postgresql://user@host:5432/database)',
+    );
+  }
+  const fromUrl = url.password ? decodeURIComponent(url.password) : undefined;
+  url.password = '';
+  const schema = env.ZAPTEC_PG_SCHEMA?.trim() || 'zaptec';
+  if (!PG_SCHEMA.test(schema))
+    throw new ConfigError(
+      'ZAPTEC_PG_SCHEMA',
+      'must be a lower-case name of letters, digits and _ (at most 48), starting with a letter or _',
+    );
+  return {
+    url: url.toString(),
+    password: readSecret(env, 'zaptec-db-password', 'ZAPTEC_DB_PASSWORD_FILE') ?? fromUrl,
+    schema,
+  };
 }
 
 /** ZAPTEC_DB, else `$STATE_DIRECTORY/zaptec.db` under systemd, else ./zaptec.db. */
 export function databasePath(env: Env): string {
+  if (postgresLocation(env))
+    throw new ConfigError(
+      'ZAPTEC_DB',
+      'is a PostgreSQL URL: this version runs `migrate` against PostgreSQL; this command needs a SQLite file still',
+    );
   const stateDir = env.STATE_DIRECTORY?.split(':')[0];
   return env.ZAPTEC_DB || (stateDir ? join(stateDir, 'zaptec.db') : './zaptec.db');
 }

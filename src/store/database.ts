@@ -67,11 +67,14 @@ function findMigrationsDir(): string {
 
 const cached = new Map<string, Migration[]>();
 
-/** The main database's migrations (`migrations/`), or the control database's (`migrations/control/`). */
-export function migrations(which: 'main' | 'control' = 'main'): Migration[] {
+/**
+ * The main database's migrations (`migrations/`), the control database's (`migrations/control/`), or a
+ * PostgreSQL schema's (`migrations/postgresql/`).
+ */
+export function migrations(which: 'main' | 'control' | 'postgresql' = 'main'): Migration[] {
   const known = cached.get(which);
   if (known) return known;
-  const dir = which === 'main' ? findMigrationsDir() : join(findMigrationsDir(), 'control');
+  const dir = which === 'main' ? findMigrationsDir() : join(findMigrationsDir(), which);
   const list = readdirSync(dir)
     .filter((f) => /^\d{4}_.+\.sql$/.test(f))
     .sort()
