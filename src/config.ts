@@ -22,7 +22,10 @@ export interface Config {
   /** Never logged: log.ts registers it as a secret as soon as it is read. */
   password: string | undefined;
   apiUrl: string;
+  /** The SQLite file; with PostgreSQL, the URL as people may see it (no password). */
   dbPath: string;
+  /** ZAPTEC_DB as a PostgreSQL store (CONTRACT §9); undefined for SQLite. */
+  postgres: PostgresLocation | undefined;
   /** ZAPTEC_CONTROL_DB: where consumers ask (refresh_requests, commands); `control.db` beside the database. */
   controlDbPath: string;
   /** ZAPTEC_COMMANDS: the daemon carries out `commands` rows; off, each is answered `refused`. */
@@ -48,7 +51,7 @@ export interface Config {
   watchdogUsec: number | undefined;
 }
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
 
 const intIn = (min: number, max: number) =>
   z
@@ -204,7 +207,7 @@ export function databasePath(env: Env): string {
   if (postgresLocation(env))
     throw new ConfigError(
       'ZAPTEC_DB',
-      'is a PostgreSQL URL: this version runs `migrate` against PostgreSQL; this command needs a SQLite file still',
+      'is a PostgreSQL URL: this version runs migrate, status, state and sessions against PostgreSQL; this command needs a SQLite file still',
     );
   const stateDir = env.STATE_DIRECTORY?.split(':')[0];
   return env.ZAPTEC_DB || (stateDir ? join(stateDir, 'zaptec.db') : './zaptec.db');
@@ -233,12 +236,14 @@ export function parseConfig(env: Env, options: LoadOptions = {}): Config {
   }
   const installations = field(env, 'ZAPTEC_INSTALLATIONS');
   const watchdog = env.WATCHDOG_USEC ? Number(env.WATCHDOG_USEC) : undefined;
+  const postgres = postgresLocation(env);
   return {
     username,
     password,
     apiUrl: field(env, 'ZAPTEC_API_URL') ?? 'https://api.zaptec.com',
-    dbPath: databasePath(env),
-    controlDbPath: controlDatabasePath(env),
+    dbPath: postgres ? `${postgres.url} (schema ${postgres.schema})` : databasePath(env),
+    postgres,
+    controlDbPath: postgres ? '' : controlDatabasePath(env),
     commands: (field(env, 'ZAPTEC_COMMANDS') ?? 'off') === 'on',
     installations: nonEmpty(installations),
     events: (field(env, 'ZAPTEC_EVENTS') ?? 'on') === 'on',

@@ -4,12 +4,13 @@
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { controlDatabasePath, databasePath, environment } from '../config.js';
+import { controlDatabasePath, databasePath, environment, postgresLocation } from '../config.js';
 import { describeError } from '../log.js';
 import { openControl, prepareControl } from '../store/control.js';
-import { readDaemonRow } from '../store/daemon-row.js';
-import { type Db, isSetupFault, openDatabase } from '../store/database.js';
+import type { DaemonRow } from '../store/daemon-row.js';
+import { isSetupFault } from '../store/database.js';
 import { HEARTBEAT_STALE_MS } from '../store/health.js';
+import { openReader, type Sql, sqliteSql } from '../store/reader.js';
 import { delay } from '../time.js';
 import { UsageError } from './args.js';
 import { EXIT_CONFIG, EXIT_NO_DATABASE, EXIT_WAIT_TIMEOUT } from './exit-codes.js';
@@ -26,21 +27,42 @@ export function waitSeconds(value: string | undefined): number | undefined {
   return n;
 }
 
+/** Where a consumer's request goes: the control database's connection, or the PostgreSQL schema. */
+export interface Asking {
+  control: Sql;
+  close(): Promise<void>;
+}
+
 /**
- * Opens the control database of the configured database (created when the daemon has not yet), after saying
- * when no daemon runs to answer. A number is the exit status when there is no database at all.
+ * Opens where requests go for the configured store (the SQLite control file is created when the daemon has
+ * not yet), after saying when no daemon runs to answer. A number is the exit status when there is no store.
  */
-export function openAsking(command: string, envFile: string | undefined): { control: Db } | number {
+export async function openAsking(command: string, envFile: string | undefined): Promise<Asking | number> {
   const env = environment(envFile);
+  if (postgresLocation(env)) {
+    const reader = await openReader(env, command);
+    if (!reader) return EXIT_NO_DATABASE;
+    if (!(await daemonRunning(reader)))
+      process.stderr.write(
+        `zaptec-sync ${command}: no daemon is running on ${reader.where}; the request waits until one starts\n`,
+      );
+    return { control: reader, close: () => reader.close() };
+  }
   const path = databasePath(env);
   if (!existsSync(path)) {
     process.stderr.write(`zaptec-sync ${command}: no database at ${path} (has the daemon run?)\n`);
     return EXIT_NO_DATABASE;
   }
-  if (!daemonRunning(path))
-    process.stderr.write(
-      `zaptec-sync ${command}: no daemon is running on ${path}; the request waits until one starts\n`,
-    );
+  const reader = await openReader(env, command);
+  if (!reader) return EXIT_NO_DATABASE;
+  try {
+    if (!(await daemonRunning(reader)))
+      process.stderr.write(
+        `zaptec-sync ${command}: no daemon is running on ${path}; the request waits until one starts\n`,
+      );
+  } finally {
+    await reader.close();
+  }
   const controlPath = controlDatabasePath(env);
   try {
     if (!existsSync(controlPath)) prepareControl(controlPath);
@@ -48,7 +70,13 @@ export function openAsking(command: string, envFile: string | undefined): { cont
     // act on, not at the insert.
     accessSync(controlPath, constants.W_OK);
     accessSync(dirname(controlPath), constants.W_OK);
-    return { control: openControl(controlPath) };
+    const control = openControl(controlPath);
+    return {
+      control: sqliteSql(control),
+      close: async () => {
+        control.close();
+      },
+    };
   } catch (err) {
     if (!isSetupFault(err)) throw err;
     process.stderr.write(
@@ -58,15 +86,10 @@ export function openAsking(command: string, envFile: string | undefined): { cont
   }
 }
 
-function daemonRunning(path: string): boolean {
-  const db = openDatabase(path, { readonly: true });
-  try {
-    const row = readDaemonRow(db);
-    if (!row?.heartbeat_at || row.stopped_at) return false;
-    return Date.now() - Date.parse(row.heartbeat_at) <= HEARTBEAT_STALE_MS;
-  } finally {
-    db.close();
-  }
+async function daemonRunning(db: Sql): Promise<boolean> {
+  const row = await db.get<DaemonRow>('SELECT * FROM daemon WHERE id = 1');
+  if (!row?.heartbeat_at || row.stopped_at) return false;
+  return Date.now() - Date.parse(row.heartbeat_at) <= HEARTBEAT_STALE_MS;
 }
 
 /**
@@ -77,11 +100,11 @@ export async function waitForAnswer(
   command: string,
   what: string,
   seconds: number,
-  answer: () => number | undefined,
+  answer: () => Promise<number | undefined>,
 ): Promise<number> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
-    const code = answer();
+    const code = await answer();
     if (code !== undefined) return code;
     if (Date.now() >= deadline) {
       process.stderr.write(`zaptec-sync ${command}: no answer for ${what} within ${seconds} s\n`);

@@ -55,24 +55,24 @@ async function ask(
   wait: number | undefined,
   envFile: string | undefined,
 ): Promise<number> {
-  const opened = openAsking(name, envFile);
+  const opened = await openAsking(name, envFile);
   if (typeof opened === 'number') return opened;
   const db = opened.control;
   try {
-    const id = insertCommand(db, { ...row, requestedBy: osUser() });
+    const id = await insertCommand(db, { ...row, requestedBy: osUser() });
     const what = `${row.action}${row.value ? ` ${row.value}` : ''} ${row.target}`;
     if (wait === undefined) {
       process.stdout.write(`queued command ${id}: ${what}\n`);
       return EXIT_OK;
     }
-    return await waitForAnswer(name, `command ${id} (${what})`, wait, () => {
-      const r = readCommand(db, id);
+    return await waitForAnswer(name, `command ${id} (${what})`, wait, async () => {
+      const r = await readCommand(db, id);
       if (!r?.outcome) return undefined;
       process.stdout.write(`${r.outcome}${r.detail ? `: ${r.detail}` : ''}\n`);
       return EXIT_BY_OUTCOME[r.outcome];
     });
   } finally {
-    db.close();
+    await opened.close();
   }
 }
 

@@ -80,6 +80,10 @@ class Report {
 }
 
 function checkDatabase(config: Config, r: Report): Db | undefined {
+  if (config.postgres) {
+    r.bad('database', `${config.dbPath}: doctor checks a SQLite file only in this version`);
+    return undefined;
+  }
   const path = config.dbPath;
   try {
     if (!existsSync(path)) {

@@ -12,18 +12,18 @@ export async function refreshCommand(args: string[], envFile: string | undefined
   const { values, positionals } = parseCommandArgs(args, { wait: { type: 'string' } }, 1);
   const charger = positionals[0]?.trim() || null;
   const wait = waitSeconds(values.wait);
-  const opened = openAsking('refresh', envFile);
+  const opened = await openAsking('refresh', envFile);
   if (typeof opened === 'number') return opened;
   const db = opened.control;
   try {
-    const id = insertRefreshRequest(db, charger);
+    const id = await insertRefreshRequest(db, charger);
     const what = charger ? `charger ${charger}` : 'the inventory';
     if (wait === undefined) {
       process.stdout.write(`queued refresh request ${id} for ${what}\n`);
       return EXIT_OK;
     }
-    return await waitForAnswer('refresh', `request ${id} (${what})`, wait, () => {
-      const row = readRefreshRequest(db, id);
+    return await waitForAnswer('refresh', `request ${id} (${what})`, wait, async () => {
+      const row = await readRefreshRequest(db, id);
       // `deferred` is an answer too: the daemon has it, and `detail` says when it runs.
       if (!row?.outcome || !(FINAL_OUTCOMES.has(row.outcome) || row.outcome === 'deferred')) return undefined;
       process.stdout.write(`${row.outcome}${row.detail ? `: ${row.detail}` : ''}\n`);
@@ -31,6 +31,6 @@ export async function refreshCommand(args: string[], envFile: string | undefined
       return row.outcome === 'failed' ? EXIT_FAILED : EXIT_OK;
     });
   } finally {
-    db.close();
+    await opened.close();
   }
 }

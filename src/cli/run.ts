@@ -5,6 +5,7 @@
 import {
   type Config,
   ConfigError,
+  databasePath,
   environment,
   packageVersion,
   parseConfig,
@@ -31,6 +32,7 @@ export async function runCommand(args: string[], envFile: string | undefined): P
   parseCommandArgs(args, {}, 0);
   const env = environment(envFile);
   const config = parseConfig(env, { requireCredentials: true });
+  if (config.postgres) databasePath(env); // run against PostgreSQL: not in this version (one line, 78)
   registerSecret(config.password);
   const log = createLogger({ level: config.logLevel, journal: stdoutIsJournal(config.journalStream) });
   for (const { name, closest } of unknownVariables(env))

@@ -5,10 +5,8 @@
  * overlap. A date alone is midnight UTC; a time without an offset is UTC, as Zaptec writes them.
  * Exit 0 · 2 no database · 4 unknown charger or installation.
  */
-import { existsSync } from 'node:fs';
-import { databasePath, environment } from '../config.js';
-import { openDatabase } from '../store/database.js';
-import { InventoryStore } from '../store/inventory.js';
+import { environment } from '../config.js';
+import { findCharger, openReader } from '../store/reader.js';
 import { SESSION_COLUMNS } from '../store/sessions.js';
 import { isoMs, parseZaptecTime } from '../time.js';
 import { parseCommandArgs, UsageError } from './args.js';
@@ -39,26 +37,21 @@ export async function sessionsCommand(args: string[], envFile: string | undefine
   const until = values.until === undefined ? undefined : when('until', values.until);
   if (since !== undefined && until !== undefined && since >= until)
     throw new UsageError(`--since (${since}) must be before --until (${until})`);
-  const path = databasePath(environment(envFile));
-  if (!existsSync(path)) {
-    process.stderr.write(`zaptec-sync sessions: no database at ${path} (has the daemon run?)\n`);
-    return EXIT_NO_DATABASE;
-  }
-  const db = openDatabase(path, { readonly: true });
+  const db = await openReader(environment(envFile), 'sessions');
+  if (!db) return EXIT_NO_DATABASE;
   try {
     const where: string[] = [];
     const params: string[] = [];
     if (values.charger !== undefined) {
       const wanted = values.charger;
-      const known = new InventoryStore(db).findCharger(wanted);
       const id =
-        known?.id ??
+        (await findCharger(db, wanted))?.id ??
         (
-          db
-            .prepare<[string, string], { charger_id: string }>(
-              'SELECT charger_id FROM charging_sessions WHERE charger_id = ? COLLATE NOCASE OR device_id = ? COLLATE NOCASE LIMIT 1',
-            )
-            .get(wanted, wanted) as { charger_id: string } | undefined
+          await db.get<{ charger_id: string }>(
+            'SELECT charger_id FROM charging_sessions WHERE charger_id = lower(?) OR lower(device_id) = lower(?) LIMIT 1',
+            wanted,
+            wanted,
+          )
         )?.charger_id;
       if (!id) {
         process.stderr.write(`zaptec-sync sessions: unknown charger ${wanted}\n`);
@@ -69,12 +62,12 @@ export async function sessionsCommand(args: string[], envFile: string | undefine
     }
     if (values.installation !== undefined) {
       const wanted = values.installation.toLowerCase();
-      const known = db
-        .prepare<[string, string], { n: number }>(
-          `SELECT (SELECT count(*) FROM installations WHERE id = ? COLLATE NOCASE)
-                + (SELECT count(*) FROM charging_sessions WHERE installation_id = ?) AS n`,
-        )
-        .get(wanted, wanted)!.n;
+      const known = (await db.get<{ n: number }>(
+        `SELECT (SELECT count(*) FROM installations WHERE id = ?)
+              + (SELECT count(*) FROM charging_sessions WHERE installation_id = ?) AS n`,
+        wanted,
+        wanted,
+      ))!.n;
       if (known === 0) {
         process.stderr.write(`zaptec-sync sessions: unknown installation ${values.installation}\n`);
         return EXIT_NOT_FOUND;
@@ -90,16 +83,15 @@ export async function sessionsCommand(args: string[], envFile: string | undefine
       where.push('ended_at < ?');
       params.push(until);
     }
-    const rows = db
-      .prepare<string[], SessionRow>(
-        `SELECT ${COLUMNS.join(', ')}, data FROM charging_sessions
-         ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ended_at, id`,
-      )
-      .all(...params);
+    const rows = await db.all<SessionRow>(
+      `SELECT ${COLUMNS.join(', ')}, data FROM charging_sessions
+       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ended_at, id`,
+      ...params,
+    );
     process.stdout.write(format === 'json' ? json(rows) : format === 'csv' ? csv(rows) : text(rows));
     return 0;
   } finally {
-    db.close();
+    await db.close();
   }
 }
 

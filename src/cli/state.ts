@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
-import { databasePath, environment } from '../config.js';
-import { openDatabase } from '../store/database.js';
-import { InventoryStore } from '../store/inventory.js';
+import { environment } from '../config.js';
+import { findCharger, openReader } from '../store/reader.js';
 import { parseCommandArgs, UsageError } from './args.js';
 import { EXIT_NO_DATABASE, EXIT_NOT_FOUND } from './exit-codes.js';
 import { table } from './format.js';
@@ -22,29 +20,23 @@ export async function stateCommand(args: string[], envFile: string | undefined):
   const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, 1);
   const wanted = positionals[0];
   if (!wanted) throw new UsageError('which charger? give its id or serial, e.g. zaptec-sync state ZAP049387');
-  const path = databasePath(environment(envFile));
-  if (!existsSync(path)) {
-    process.stderr.write(`zaptec-sync state: no database at ${path} (has the daemon run?)\n`);
-    return EXIT_NO_DATABASE;
-  }
-  const db = openDatabase(path, { readonly: true });
+  const db = await openReader(environment(envFile), 'state');
+  if (!db) return EXIT_NO_DATABASE;
   try {
     // A database of an older schema (read-only here) has no state_values yet.
-    const hasValues =
-      db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'state_values'").get() !== undefined;
+    const hasValues = await db.has('state_values');
     const meaning = hasValues ? 'v.meaning' : 'NULL AS meaning';
     const meaningJoin = hasValues
       ? ' LEFT JOIN state_values v ON v.state_id = s.state_id AND v.value = s.value'
       : '';
-    const charger = new InventoryStore(db).findCharger(wanted);
+    const charger = await findCharger(db, wanted);
     const id = charger?.id ?? wanted.toLowerCase();
-    const states = db
-      .prepare<[string], StateRow>(
-        `SELECT s.state_id, s.state_name, s.value, ${meaning}, s.observed_at, s.received_at, s.source
-         FROM charger_state s${meaningJoin}
-         WHERE s.charger_id = ? COLLATE NOCASE ORDER BY s.state_id`,
-      )
-      .all(id);
+    const states = await db.all<StateRow>(
+      `SELECT s.state_id, s.state_name, s.value, ${meaning}, s.observed_at, s.received_at, s.source
+       FROM charger_state s${meaningJoin}
+       WHERE s.charger_id = ? ORDER BY s.state_id`,
+      id,
+    );
     if (!charger && states.length === 0) {
       process.stderr.write(`zaptec-sync state: unknown charger ${wanted}\n`);
       return EXIT_NOT_FOUND;
@@ -74,7 +66,7 @@ export async function stateCommand(args: string[], envFile: string | undefined):
     }
     return 0;
   } finally {
-    db.close();
+    await db.close();
   }
 }
 

@@ -1,8 +1,6 @@
-import { existsSync } from 'node:fs';
 import { environment, parseConfig } from '../config.js';
-import { openControl } from '../store/control.js';
-import { type Db, openDatabase } from '../store/database.js';
 import { type HealthReport, healthReport } from '../store/health.js';
+import { openReader } from '../store/reader.js';
 import { parseCommandArgs } from './args.js';
 import { EXIT_FAILED, EXIT_NO_DATABASE } from './exit-codes.js';
 import { ago, table } from './format.js';
@@ -10,29 +8,19 @@ import { ago, table } from './format.js';
 /** `status [--json]`: 0 healthy, 1 degraded, 2 no database or the daemon never ran. Never creates a database. */
 export async function statusCommand(args: string[], envFile: string | undefined): Promise<number> {
   const { values } = parseCommandArgs(args, { json: { type: 'boolean' } }, 0);
-  const config = parseConfig(environment(envFile));
-  if (!existsSync(config.dbPath)) {
-    process.stderr.write(`zaptec-sync status: no database at ${config.dbPath}\n`);
-    return EXIT_NO_DATABASE;
-  }
-  const db = openDatabase(config.dbPath, { readonly: true });
-  // The control database, where one is and this user may read it: open requests and pending commands.
-  let control: Db | undefined;
-  try {
-    control = existsSync(config.controlDbPath)
-      ? openControl(config.controlDbPath, { readonly: true })
-      : undefined;
-  } catch {}
+  const env = environment(envFile);
+  const config = parseConfig(env);
+  const reader = await openReader(env, 'status');
+  if (!reader) return EXIT_NO_DATABASE;
   let report: HealthReport | undefined;
   const now = Date.now();
   try {
-    report = healthReport(db, now, config.reconcileMinutes * 2 * 60_000, control);
+    report = await healthReport(reader, now, config.reconcileMinutes * 2 * 60_000);
   } finally {
-    db.close();
-    control?.close();
+    await reader.close();
   }
   if (!report) {
-    process.stderr.write(`zaptec-sync status: the daemon has never run against ${config.dbPath}\n`);
+    process.stderr.write(`zaptec-sync status: the daemon has never run against ${reader.where}\n`);
     return EXIT_NO_DATABASE;
   }
   process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : `${formatReport(report, now)}\n`);

@@ -5,6 +5,7 @@
  */
 import { isoMs } from '../time.js';
 import type { Db } from './database.js';
+import type { Sql } from './reader.js';
 
 export const COMMAND_ACTIONS = ['pause', 'resume', 'restart', 'deauthorize', 'available_current'] as const;
 export type CommandAction = (typeof COMMAND_ACTIONS)[number];
@@ -33,19 +34,23 @@ export interface CommandRow {
   detail: string | null;
 }
 
-export function insertCommand(
-  db: Db,
+/** A consumer's command (`command`, `current`), in either store; its id. */
+export async function insertCommand(
+  db: Sql,
   row: { target: string; action: string; value: string | null; requestedBy: string | null },
-): number {
-  return Number(
-    db
-      .prepare('INSERT INTO commands (target, action, value, requested_by) VALUES (?, ?, ?, ?)')
-      .run(row.target, row.action, row.value, row.requestedBy).lastInsertRowid,
+): Promise<number> {
+  const r = await db.get<{ id: number }>(
+    'INSERT INTO commands (target, action, value, requested_by) VALUES (?, ?, ?, ?) RETURNING id',
+    row.target,
+    row.action,
+    row.value,
+    row.requestedBy,
   );
+  return Number(r!.id);
 }
 
-export function readCommand(db: Db, id: number): CommandRow | undefined {
-  return db.prepare<[number], CommandRow>('SELECT * FROM commands WHERE id = ?').get(id);
+export function readCommand(db: Sql, id: number): Promise<CommandRow | undefined> {
+  return db.get<CommandRow>('SELECT * FROM commands WHERE id = ?', id);
 }
 
 export class CommandStore {

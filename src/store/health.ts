@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { isoMs } from '../time.js';
-import { readDaemonRow } from './daemon-row.js';
-import type { Db } from './database.js';
+import type { DaemonRow } from './daemon-row.js';
 import { LAST_HEARD_SQL } from './inventory.js';
+import type { Reader, Sql } from './reader.js';
 import type { SyncStatusRow } from './sync-status.js';
 
 /** A heartbeat older than this means the daemon is not alive (it is rewritten at least every 10 s). */
@@ -63,56 +63,55 @@ export interface HealthReport {
   }[];
 }
 
-/** Undefined when the daemon never ran against this database. */
-export function healthReport(
-  db: Db,
+/**
+ * Undefined when the daemon never ran against this database. Both stores: the same SQL (reader.ts), and for
+ * PostgreSQL the requests and commands in the same schema.
+ */
+export async function healthReport(
+  db: Reader,
   now: number,
   staleStateMs: number,
-  control?: Db,
-): HealthReport | undefined {
-  const hasDaemon = hasTable(db, 'daemon');
-  const daemon = hasDaemon ? readDaemonRow(db) : undefined;
+): Promise<HealthReport | undefined> {
+  const daemon = (await db.has('daemon'))
+    ? await db.get<DaemonRow>('SELECT * FROM daemon WHERE id = 1')
+    : undefined;
   if (!daemon) return undefined;
   const reasons: string[] = [];
   const heartbeat = daemon.heartbeat_at ? Date.parse(daemon.heartbeat_at) : Number.NaN;
   if (daemon.stopped_at) reasons.push(`the daemon stopped at ${daemon.stopped_at}`);
-  else if (!(now - heartbeat <= HEARTBEAT_STALE_MS)) reasons.push(staleHeartbeat(daemon, now - heartbeat));
-  const hasProblems = hasTable(db, 'daemon_problems');
-  if (hasProblems && !daemon.stopped_at) {
-    for (const p of db
-      .prepare<[], { sentence: string }>('SELECT sentence FROM daemon_problems ORDER BY since, key')
-      .all())
+  else if (!(now - heartbeat <= HEARTBEAT_STALE_MS))
+    reasons.push(staleHeartbeat(daemon, now - heartbeat, db.kind === 'sqlite'));
+  if (!daemon.stopped_at && (await db.has('daemon_problems'))) {
+    for (const p of await db.all<{ sentence: string }>(
+      'SELECT sentence FROM daemon_problems ORDER BY since, key',
+    ))
       reasons.push(p.sentence);
   }
-  const installations = db
-    .prepare<[], SyncStatusRow & { id: string; name: string | null }>(
-      `SELECT s.installation_id AS id, s.installation_id, i.name, s.events, s.last_event_at, s.last_poll_at, s.detail
-       FROM sync_status s LEFT JOIN installations i ON i.id = s.installation_id ORDER BY s.installation_id`,
-    )
-    .all();
+  const installations = await db.all<SyncStatusRow & { id: string; name: string | null }>(
+    `SELECT s.installation_id AS id, s.installation_id, i.name, s.events, s.last_event_at, s.last_poll_at, s.detail
+     FROM sync_status s LEFT JOIN installations i ON i.id = s.installation_id ORDER BY s.installation_id`,
+  );
   for (const i of installations) {
     if (i.events !== 'connected' && i.events !== 'off')
       reasons.push(`installation ${i.id}: live events ${i.events}`);
   }
-  const userGroups = readUserGroups(db);
+  const userGroups = await readUserGroups(db);
   for (const g of userGroups) {
     if (g.events === 'failed') reasons.push(`user group ${g.id}: ${g.detail ?? 'live events failed'}`);
   }
-  const budget = budgetLines(db, now);
+  const budget = await budgetLines(db, now);
   for (const b of budget) {
     if (b.blocked_until) reasons.push(`API group ${b.group} is blocked until ${b.blocked_until}`);
   }
-  const staleBefore = isoMs(now - staleStateMs);
-  const counts = db
-    .prepare<[string], HealthReport['counts']>(
-      `SELECT (SELECT count(*) FROM installations WHERE active = 1) AS installations,
-              (SELECT count(*) FROM chargers WHERE active = 1) AS chargers,
-              (SELECT count(DISTINCT charger_id) FROM charger_state) AS chargers_with_state,
-              (SELECT count(*) FROM chargers c WHERE c.active = 1 AND coalesce(
-                 ${LAST_HEARD_SQL}, '') < ?) AS stale_chargers`,
-    )
-    .get(staleBefore)! as HealthReport['counts'];
-  const asked = controlCounts(control);
+  const counts = (await db.get<HealthReport['counts']>(
+    `SELECT (SELECT count(*) FROM installations WHERE active) AS installations,
+            (SELECT count(*) FROM chargers WHERE active) AS chargers,
+            (SELECT count(DISTINCT charger_id) FROM charger_state) AS chargers_with_state,
+            (SELECT count(*) FROM chargers c WHERE c.active AND NOT coalesce(${LAST_HEARD_SQL} >= ?, false))
+              AS stale_chargers`,
+    isoMs(now - staleStateMs),
+  ))!;
+  const asked = await controlCounts(db.control);
   counts.open_refresh_requests = asked.refresh;
   counts.pending_commands = asked.commands;
   const problems = [...new Set(reasons)];
@@ -137,68 +136,56 @@ export function healthReport(
   };
 }
 
-/** What consumers asked for and the daemon has not answered, from the control database (none without one). */
-function controlCounts(control: Db | undefined): {
-  refresh: number;
-  commands: number;
-  pending: HealthReport['commands'];
-} {
+type Asked = { refresh: number; commands: number; pending: HealthReport['commands'] };
+
+/** What consumers asked for and the daemon has not answered (none without a control database). */
+async function controlCounts(control: Sql | undefined): Promise<Asked> {
   const none = { refresh: 0, commands: 0, pending: [] };
   if (!control) return none;
   try {
-    return readControl(control);
+    return await readControl(control);
   } catch {
     return none; // a control file this user may not read: nothing to tell from it
   }
 }
 
-function readControl(control: Db): { refresh: number; commands: number; pending: HealthReport['commands'] } {
-  const refresh = (
-    control.prepare('SELECT count(*) AS n FROM refresh_requests WHERE handled_at IS NULL').get() as {
-      n: number;
-    }
-  ).n;
-  const pending = control
-    .prepare<[], HealthReport['commands'][number]>(
-      "SELECT id, target, action, value, requested_by, detail FROM commands WHERE status = 'pending' ORDER BY id LIMIT 20",
-    )
-    .all();
-  const commands = (
-    control.prepare("SELECT count(*) AS n FROM commands WHERE status = 'pending'").get() as { n: number }
-  ).n;
+async function readControl(control: Sql): Promise<Asked> {
+  const refresh = (await control.get<{ n: number }>(
+    'SELECT count(*) AS n FROM refresh_requests WHERE handled_at IS NULL',
+  ))!.n;
+  const pending = await control.all<HealthReport['commands'][number]>(
+    "SELECT id, target, action, value, requested_by, detail FROM commands WHERE status = 'pending' ORDER BY id LIMIT 20",
+  );
+  const commands = (await control.get<{ n: number }>(
+    "SELECT count(*) AS n FROM commands WHERE status = 'pending'",
+  ))!.n;
   return { refresh, commands, pending };
 }
 
 /** The user groups the daemon last followed (none before schema 5). */
-function readUserGroups(db: Db): HealthReport['user_groups'] {
-  const has = hasTable(db, 'user_groups');
-  if (!has) return [];
-  const carried = db
-    .prepare<[], { installation_id: string; group_id: string }>(
-      'SELECT installation_id, group_id FROM user_group_installations ORDER BY installation_id',
-    )
-    .all();
-  return db
-    .prepare<[], { id: string; events: string; detail: string | null }>(
+async function readUserGroups(db: Sql): Promise<HealthReport['user_groups']> {
+  if (!(await db.has('user_groups'))) return [];
+  const carried = await db.all<{ installation_id: string; group_id: string }>(
+    'SELECT installation_id, group_id FROM user_group_installations ORDER BY installation_id',
+  );
+  return (
+    await db.all<{ id: string; events: string; detail: string | null }>(
       'SELECT id, events, detail FROM user_groups ORDER BY id',
     )
-    .all()
-    .map((g) => ({
-      ...g,
-      installations: carried.filter((c) => c.group_id === g.id).map((c) => c.installation_id),
-    }));
-}
-
-/** Whether a table exists: a database from an older schema (read-only here) may not have it yet. */
-function hasTable(db: Db, name: string): boolean {
-  return (
-    db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sqlite_master WHERE name = ?').get(name)!
-      .n > 0
-  );
+  ).map((g) => ({
+    ...g,
+    installations: carried.filter((c) => c.group_id === g.id).map((c) => c.installation_id),
+  }));
 }
 
 /** A stale heartbeat: the daemon is gone, or (its process still running) it cannot write the database. */
-function staleHeartbeat(daemon: { pid: number | null; heartbeat_at: string | null }, ageMs: number): string {
+function staleHeartbeat(
+  daemon: { pid: number | null; heartbeat_at: string | null },
+  ageMs: number,
+  sameHost: boolean,
+): string {
+  if (!sameHost)
+    return `heartbeat is stale (${daemon.heartbeat_at ?? 'never'}): no daemon runs, or it cannot reach the database`;
   if (daemon.pid !== null && daemonRuns(daemon.pid)) {
     return `the daemon (pid ${daemon.pid}) runs but cannot write the database: no heartbeat for ${Math.round(ageMs / 1000)} s (another connection holds the write lock, or the disk is full)`;
   }
@@ -220,29 +207,36 @@ function daemonRuns(pid: number): boolean {
   }
 }
 
-function budgetLines(db: Db, now: number): BudgetLine[] {
-  const hasBudget = hasTable(db, 'api_windows');
-  if (!hasBudget) return [];
-  const windows = db
-    .prepare<[], { grp: string; window_seconds: number; kind: 'sliding' | 'bucket'; limit: number }>(
-      'SELECT grp, window_seconds, kind, "limit" FROM api_windows ORDER BY grp, window_seconds',
-    )
-    .all();
-  const used = db.prepare<[string, number], { n: number }>(
-    'SELECT count(*) AS n FROM api_requests WHERE grp = ? AND at_ms > ?',
-  );
-  const block = db.prepare<[string, number], { blocked_until_ms: number }>(
-    'SELECT blocked_until_ms FROM api_blocks WHERE grp = ? AND blocked_until_ms > ?',
-  );
-  return windows.map((w) => {
-    const until = block.get(w.grp, now)?.blocked_until_ms;
-    return {
+async function budgetLines(db: Sql, now: number): Promise<BudgetLine[]> {
+  if (!(await db.has('api_windows'))) return [];
+  const windows = await db.all<{
+    grp: string;
+    window_seconds: number;
+    kind: 'sliding' | 'bucket';
+    limit: number;
+  }>('SELECT grp, window_seconds, kind, "limit" FROM api_windows ORDER BY grp, window_seconds');
+  const lines: BudgetLine[] = [];
+  for (const w of windows) {
+    const until = (
+      await db.get<{ blocked_until_ms: number }>(
+        'SELECT blocked_until_ms FROM api_blocks WHERE grp = ? AND blocked_until_ms > ?',
+        w.grp,
+        now,
+      )
+    )?.blocked_until_ms;
+    const used = (await db.get<{ n: number }>(
+      'SELECT count(*) AS n FROM api_requests WHERE grp = ? AND at_ms > ?',
+      w.grp,
+      Math.floor(now - w.window_seconds * 1000), // a bucket's refill time has fractions of a millisecond
+    ))!.n;
+    lines.push({
       group: w.grp,
       window_seconds: w.window_seconds,
       kind: w.kind,
-      used: used.get(w.grp, now - w.window_seconds * 1000)!.n,
+      used,
       limit: w.limit,
       blocked_until: until ? isoMs(until) : null,
-    };
-  });
+    });
+  }
+  return lines;
 }

@@ -5,6 +5,7 @@
  */
 import { isoMs } from '../time.js';
 import type { Db } from './database.js';
+import type { Sql } from './reader.js';
 
 export type RefreshOutcome = 'found' | 'not_found' | 'refreshed' | 'deferred' | 'failed';
 
@@ -25,12 +26,17 @@ export const FINAL_OUTCOMES: ReadonlySet<RefreshOutcome> = new Set([
   'failed',
 ]);
 
-export function insertRefreshRequest(db: Db, charger: string | null): number {
-  return Number(db.prepare('INSERT INTO refresh_requests (charger) VALUES (?)').run(charger).lastInsertRowid);
+/** A consumer's refresh request, in either store; its id. */
+export async function insertRefreshRequest(db: Sql, charger: string | null): Promise<number> {
+  const r = await db.get<{ id: number }>(
+    'INSERT INTO refresh_requests (charger) VALUES (?) RETURNING id',
+    charger,
+  );
+  return Number(r!.id);
 }
 
-export function readRefreshRequest(db: Db, id: number): RefreshRequestRow | undefined {
-  return db.prepare<[number], RefreshRequestRow>('SELECT * FROM refresh_requests WHERE id = ?').get(id);
+export function readRefreshRequest(db: Sql, id: number): Promise<RefreshRequestRow | undefined> {
+  return db.get<RefreshRequestRow>('SELECT * FROM refresh_requests WHERE id = ?', id);
 }
 
 export class RefreshRequestStore {
