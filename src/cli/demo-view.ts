@@ -32,6 +32,16 @@ export interface SessionLine {
   source: string;
 }
 
+export interface CommandLine {
+  id: number;
+  target: string;
+  action: string;
+  requested_by: string | null;
+  status: string;
+  outcome: string | null;
+  detail: string | null;
+}
+
 export interface ViewData {
   installations: number;
   connected: number;
@@ -45,9 +55,12 @@ export interface ViewData {
   rejected: number;
   /** The last completed sessions, newest first. */
   sessions: SessionLine[];
+  /** The last commands consumers asked for (CONTRACT §10), newest first. */
+  commands: CommandLine[];
 }
 
-export function readView(db: Database.Database): ViewData {
+/** The view of the main database, and of the control database when there is one yet. */
+export function readView(db: Database.Database, control?: Database.Database): ViewData {
   const count = (sql: string, ...p: unknown[]) =>
     (db.prepare(sql).get(...p) as { n: number } | undefined)?.n ?? 0;
   const chargers = db
@@ -89,7 +102,20 @@ export function readView(db: Database.Database): ViewData {
          ORDER BY ended_at DESC LIMIT 5`,
       )
       .all() as SessionLine[],
+    commands: control
+      ? (control
+          .prepare(
+            'SELECT id, target, action, requested_by, status, outcome, detail FROM commands ORDER BY id DESC LIMIT 3',
+          )
+          .all() as CommandLine[])
+      : [],
   };
+}
+
+/** A command as one phrase: `#1 pause ZAP000001 (asked by demo): confirmed`. */
+export function commandText(c: CommandLine): string {
+  const state = c.outcome ? `${c.outcome}${c.detail ? ` (${c.detail})` : ''}` : c.status;
+  return `#${c.id} ${c.action} ${c.target}${c.requested_by ? ` (asked by ${c.requested_by})` : ''}: ${state}`;
 }
 
 export function modeName(mode: string | null): string {
@@ -145,6 +171,7 @@ export function screen(v: ViewData, dbPath: string, now: number): string {
             x.source,
           ]),
         ]),
+    ...(v.commands.length > 0 ? ['', 'commands', ...v.commands.map((c) => `  ${commandText(c)}`)] : []),
   ].join('\n');
 }
 
@@ -168,6 +195,12 @@ export function changedLines(before: Map<string, string>, v: ViewData, now: numb
     out.push(
       `${time} ${x.device_id ?? '-'} session completed: ${energy(String(x.energy_kwh))}, ${signature(x)} (${x.source})`,
     );
+  }
+  for (const c of [...v.commands].reverse()) {
+    const text = commandText(c);
+    if (before.get(`command:${c.id}`) === text) continue;
+    before.set(`command:${c.id}`, text);
+    out.push(`${time} command ${text}`);
   }
   return out;
 }

@@ -8,9 +8,11 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { processEnvironment } from '../config.js';
+import { insertCommand, readCommand } from '../store/commands.js';
 import { keptForRealAccount } from '../store/database.js';
+import { sqliteSql } from '../store/reader.js';
 import { delay } from '../time.js';
-import { changedLines, progressLine, readView, screen, summaryLine } from './demo-view.js';
+import { changedLines, progressLine, readView, screen, summaryLine, type ViewData } from './demo-view.js';
 import { EXIT_CONFIG } from './exit-codes.js';
 import { parseSimulateArgs, SIMULATE_USAGE, startSimulation } from './simulate.js';
 
@@ -43,6 +45,7 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
     );
     return EXIT_CONFIG;
   }
+  const controlPath = env.ZAPTEC_CONTROL_DB || `${dbPath.replace(/\.db$/, '')}-control.db`;
   const sim = await startSimulation(options);
   const childEnv = Object.fromEntries(
     Object.entries(env).filter(([k]) => !k.startsWith('ZAPTEC_') && k !== 'CREDENTIALS_DIRECTORY'),
@@ -61,6 +64,8 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
         ...childEnv,
         ...sim.env(),
         ZAPTEC_DB: dbPath,
+        ZAPTEC_CONTROL_DB: controlPath,
+        ZAPTEC_COMMANDS: 'on',
         ZAPTEC_EVENTS: 'on',
         LOG_LEVEL: env.LOG_LEVEL ?? 'warn',
       },
@@ -77,12 +82,16 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
   const exited = new Promise<number | null>((resolve) => daemon.on('exit', (code) => resolve(code)));
   let stopping = false;
   let db: Database.Database | undefined;
+  let control: Database.Database | undefined;
+  const operator = new DemoOperator();
   // The view's connection closes at once: the daemon, stopping on the same Ctrl-C, can only leave the file
   // in rollback-journal mode (no -wal/-shm) when no other connection has it open (CONTRACT §7).
   const stop = () => {
     stopping = true;
     db?.close();
     db = undefined;
+    control?.close();
+    control = undefined;
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
@@ -101,10 +110,19 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
         db = undefined;
       }
     }
+    if (db && !control && existsSync(controlPath)) {
+      try {
+        control = new Database(controlPath, { fileMustExist: true });
+        control.pragma('busy_timeout = 2000');
+      } catch {
+        control = undefined;
+      }
+    }
     if (!db || stopping) continue;
     let view: ReturnType<typeof readView>;
     try {
-      view = readView(db);
+      view = readView(db, control);
+      if (control) await operator.step(view, control, Date.now());
     } catch {
       continue; // the schema is being created
     }
@@ -121,6 +139,7 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
     }
   }
   db?.close();
+  control?.close();
   if (daemon.exitCode === null) daemon.kill('SIGTERM');
   const code = await exited;
   await sim.stop();
@@ -132,4 +151,47 @@ export async function demoCommand(args: string[], envFile: string | undefined): 
     return 1;
   }
   return 0;
+}
+
+/** How long the demo's charger stays paused once the pause is confirmed. */
+const PAUSED_FOR_MS = 45_000;
+
+/**
+ * The demo's energy manager: it pauses the first charger it sees charging and resumes it a little later, as a
+ * consumer asks the daemon (CONTRACT §10): a row in `commands`, and the outcome in the view.
+ */
+class DemoOperator {
+  #pause: { id: number; serial: string } | undefined;
+  #confirmedAt: number | undefined;
+  #resumed = false;
+
+  async step(view: ViewData, control: Database.Database, now: number): Promise<void> {
+    const asking = sqliteSql(control);
+    if (!this.#pause) {
+      const serial = view.chargers.find((c) => c.mode === '3' && c.device_id)?.device_id;
+      if (!serial) return;
+      const id = await insertCommand(asking, {
+        target: serial,
+        action: 'pause',
+        value: null,
+        requestedBy: 'demo',
+      });
+      this.#pause = { id, serial };
+      return;
+    }
+    if (this.#resumed) return;
+    if (this.#confirmedAt === undefined) {
+      const r = await readCommand(asking, this.#pause.id);
+      if (r?.status === 'done') this.#confirmedAt = now;
+      return;
+    }
+    if (now - this.#confirmedAt < PAUSED_FOR_MS) return;
+    await insertCommand(asking, {
+      target: this.#pause.serial,
+      action: 'resume',
+      value: null,
+      requestedBy: 'demo',
+    });
+    this.#resumed = true;
+  }
 }

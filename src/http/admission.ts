@@ -34,6 +34,12 @@ export interface AdmitOptions {
 /** How often a request that yields to a waiting priority request looks again. */
 const PRIORITY_YIELD_MS = 50;
 
+/**
+ * The share of each sliding window that only priority requests may use, where they are expected (commands on):
+ * a command finds room at once while background work has spent the rest (20 a minute keeps 1; 600 keeps 30).
+ */
+export const PRIORITY_RESERVE = 0.05;
+
 interface Blocking {
   at: number;
   group: string;
@@ -67,8 +73,18 @@ export class Admission {
   /** Resolves once the admission's record is on disk: a request is sent only after (CONTRACT §7 Durability). */
   readonly #durable: (() => Promise<void>) | undefined;
 
-  constructor(db: Db, clock: Clock, profile: VendorProfile, durable?: () => Promise<void>) {
+  /** The share of each sliding window kept for priority requests (0: none). */
+  readonly #reserve: number;
+
+  constructor(
+    db: Db,
+    clock: Clock,
+    profile: VendorProfile,
+    durable?: () => Promise<void>,
+    options: { priorityReserve?: number } = {},
+  ) {
     this.#db = db;
+    this.#reserve = options.priorityReserve ?? 0;
     this.#durable = durable;
     this.#clock = clock;
     this.#profile = profile;
@@ -109,14 +125,15 @@ export class Admission {
     })();
   }
 
-  /** The earliest time this window admits one more request. */
-  #windowFree(group: string, w: WindowDef, now: number): number {
+  /** The earliest time this window admits one more request (a priority one may use the reserve too). */
+  #windowFree(group: string, w: WindowDef, now: number, priority: boolean): number {
     if (w.kind === 'sliding') {
       const windowMs = w.seconds * 1000;
       const from = now - windowMs - this.#profile.guardMs;
+      const limit = priority ? w.limit : w.limit - Math.floor(w.limit * this.#reserve);
       const n = this.#count.get(group, from)!.n;
-      if (n < w.limit) return now;
-      const oldest = this.#nth.get(group, from, n - w.limit)!.at_ms;
+      if (n < limit) return now;
+      const oldest = this.#nth.get(group, from, n - limit)!.at_ms;
       return oldest + windowMs + this.#profile.guardMs;
     }
     // GCRA: emission interval T, tolerance τ = (burst − 1)·T. The log rebuilds the theoretical arrival
@@ -130,7 +147,7 @@ export class Admission {
   }
 
   /** The earliest time all windows and blocks of these groups allow a request; `now` if at once. */
-  #earliest(groups: GroupDef[], now: number): Blocking {
+  #earliest(groups: GroupDef[], now: number, priority = false): Blocking {
     let worst: Blocking = { at: now, group: groups[0]?.name ?? '', source: 'local' };
     for (const g of groups) {
       const block = this.#blockOf(g.name);
@@ -142,7 +159,7 @@ export class Admission {
         };
       }
       for (const w of g.windows) {
-        const at = this.#windowFree(g.name, w, now);
+        const at = this.#windowFree(g.name, w, now, priority);
         if (at > worst.at) worst = { at, group: g.name, source: 'local' };
       }
     }
@@ -166,12 +183,13 @@ export class Admission {
     method: string,
     path: string,
     record?: (at: number) => void,
+    priority = false,
   ): Ticket | Blocking {
     const now = this.#clock.now();
     return this.#db
       .transaction((): Ticket | Blocking => {
         this.#writeUnwritten();
-        const blocking = this.#earliest(groups, now);
+        const blocking = this.#earliest(groups, now, priority);
         if (blocking.at > now) return blocking;
         const ids = groups.map((g) => Number(this.#insert.run(g.name, now, method, path).lastInsertRowid));
         record?.(now);
@@ -221,7 +239,7 @@ export class Admission {
       try {
         r = await whenWritable(
           (ms, signal) => this.#clock.sleep(ms, signal),
-          () => this.tryAdmit(groups, method, path, options.record),
+          () => this.tryAdmit(groups, method, path, options.record, options.priority),
           { signal: options.signal, maxWaitMs: Infinity },
         );
       } catch (err) {

@@ -311,8 +311,15 @@ export class PatternLife {
       case 'requesting':
       case 'paused':
         t.phase = at >= t.chargeEnd ? 'finished' : 'charging';
-        t.power = t.phase === 'charging' ? 3_700 + r() * (MAX_POWER_W - 3_700) : 0;
+        t.power =
+          t.phase === 'charging' ? Math.min(this.#cap(t.charger), 3_700 + r() * (MAX_POWER_W - 3_700)) : 0;
         t.next = t.phase === 'finished' ? t.plugEnd : this.#nextInterruption(t, at);
+        // Paused by a command (506): it does not charge again until resumed (507) or unplugged.
+        if (t.phase === 'charging' && stopped(t)) {
+          t.phase = 'paused';
+          t.power = 0;
+          return;
+        }
         break;
       case 'charging':
         t.power = 0;
@@ -333,7 +340,7 @@ export class PatternLife {
         this.#leave(t, at, push);
         return;
     }
-    if (push) {
+    if (push && !stopped(t)) {
       this.#mode(t, at);
       this.#sink.publish(this.#fleet.set(t.charger.id, 513, t.power.toFixed(0), at));
     }
@@ -356,6 +363,8 @@ export class PatternLife {
     t.phase = 'idle';
     t.next = at + this.#idleGap(t);
     if (!push) return;
+    // Unplugging ends a pause that a command (506) set.
+    if (stopped(t)) this.#sink.publish(this.#fleet.set(c.id, 718, '0', at));
     this.#mode(t, at);
     this.#sink.publish(this.#fleet.set(c.id, 721, '', at));
     this.#fleet.set(c.id, 553, energy, at);
@@ -380,13 +389,31 @@ export class PatternLife {
     this.#sink.publish(this.#fleet.set(t.charger.id, 710, modeOf(t.phase), at));
   }
 
+  /**
+   * The most a charging charger may draw, W: its share of the installation's available current, where that was
+   * set below the installation's MaxCurrent (one value, or the lowest phase), shared by the chargers charging there, over
+   * three phases at 230 V.
+   */
+  #cap(c: SimCharger): number {
+    const inst = c.installationId ? this.#fleet.installations.get(c.installationId) : undefined;
+    if (!inst) return Infinity;
+    const available = Array.isArray(inst.availableCurrent)
+      ? Math.min(...inst.availableCurrent)
+      : inst.availableCurrent;
+    if (available >= inst.maxCurrent) return Infinity;
+    let charging = 1; // this one, about to charge or charging
+    for (const other of this.#fleet.chargers.values())
+      if (other !== c && other.installationId === inst.id && other.state.get(710)?.value === '3') charging++;
+    return (available / charging) * 230 * 3;
+  }
+
   /** Power and energy while charging (a share of the energy silently), a voltage or a pulse otherwise. */
   #telemetry(t: Timeline, now: number): void {
     const r = this.#fleet.random;
     const c = t.charger;
-    if (t.phase === 'charging') {
+    if (t.phase === 'charging' && !stopped(t)) {
       t.telemetryAt = now + between(r(), TELEMETRY_MS);
-      t.power = Math.max(1_000, Math.min(MAX_POWER_W, t.power * (0.95 + r() * 0.1)));
+      t.power = Math.min(this.#cap(c), Math.max(1_000, Math.min(MAX_POWER_W, t.power * (0.95 + r() * 0.1))));
       this.#sink.publish(this.#fleet.set(c.id, 513, t.power.toFixed(0), now));
       const amps = (t.power / 230 / 3).toFixed(3);
       for (const id of [507, 508, 509]) this.#fleet.set(c.id, id, amps, now);
@@ -399,6 +426,11 @@ export class PatternLife {
     else
       this.#sink.publish(this.#fleet.set(c.id, 501 + Math.floor(r() * 3), (228 + r() * 6).toFixed(3), now));
   }
+}
+
+/** Paused by a command: 718 FinalStopActive 1. */
+function stopped(t: Timeline): boolean {
+  return t.charger.state.get(718)?.value === '1';
 }
 
 function modeOf(phase: Phase): string {

@@ -265,9 +265,8 @@ export class CommandRunner {
           ? undefined
           : `the charger is not charging (710 is ${mode})`;
       case 'resume':
-        return stopped && mode !== '1'
-          ? undefined
-          : 'the charger is not paused (718 FinalStopActive is not 1)';
+        if (mode === '1') return 'no car is connected (710 is 1)';
+        return stopped ? undefined : 'the charger is not paused (718 FinalStopActive is not 1)';
       case 'deauthorize':
         return mode === '1' ? 'no car is connected (710 is 1)' : undefined;
       default:

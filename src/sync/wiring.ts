@@ -103,6 +103,7 @@ function buildComponents(deps: WiringDeps): Wired {
       username: config.username ?? '',
       password: config.password ?? '',
       requestsPerMinute: config.requestsPerMinute,
+      commands: config.commands,
       version: deps.version,
       db,
       clock,

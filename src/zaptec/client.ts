@@ -1,5 +1,5 @@
 /** Builds the Zaptec client stack: admission over the database, the HTTP client, the token, the API. */
-import { Admission } from '../http/admission.js';
+import { Admission, PRIORITY_RESERVE } from '../http/admission.js';
 import { HttpClient } from '../http/client.js';
 import type { VendorProfile } from '../http/profile.js';
 import { zaptecProfile } from '../http/profiles.js';
@@ -22,6 +22,8 @@ export interface ZaptecClientOptions {
   durable?: () => Promise<void>;
   /** Defaults to Zaptec's profile at `requestsPerMinute`; tests scale it. */
   profile?: VendorProfile;
+  /** ZAPTEC_COMMANDS=on: a share of the budget is kept for commands (admission's priority reserve). */
+  commands?: boolean;
   random?: () => number;
   /** Defaults: 15 s for the headers, 30 s between body chunks, 60 s for a whole attempt; tests shorten them. */
   timeouts?: { headersMs: number; bodyMs: number; attemptMs: number };
@@ -36,7 +38,9 @@ export interface ZaptecClient {
 }
 
 export function createZaptecClient(o: ZaptecClientOptions): ZaptecClient {
-  const admission = new Admission(o.db, o.clock, o.profile ?? zaptecProfile(o.requestsPerMinute), o.durable);
+  const admission = new Admission(o.db, o.clock, o.profile ?? zaptecProfile(o.requestsPerMinute), o.durable, {
+    priorityReserve: o.commands ? PRIORITY_RESERVE : 0,
+  });
   const http = new HttpClient({
     baseUrl: o.apiUrl,
     admission,

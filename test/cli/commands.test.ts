@@ -9,13 +9,14 @@ import { describe, expect, it } from 'vitest';
 import { freePort, runCli, waitFor } from '../helpers.js';
 import { liveHarness } from '../sync/live-harness.js';
 
-async function setup(env: Record<string, string> = { ZAPTEC_COMMANDS: 'on' }) {
-  const h = await liveHarness({ installations: 2, chargersPerInstallation: 2 }, env);
+async function setup(env: Record<string, string> = { ZAPTEC_COMMANDS: 'on' }, chargersPerInstallation = 2) {
+  const h = await liveHarness({ installations: 2, chargersPerInstallation }, env);
   const run = h.start();
   await h.connected();
-  await waitFor(() => h.one<{ n: number }>('SELECT count(*) AS n FROM chargers').n === 4, {
-    what: 'the inventory',
-  });
+  await waitFor(
+    () => h.one<{ n: number }>('SELECT count(*) AS n FROM chargers').n === 2 * chargersPerInstallation,
+    { what: 'the inventory' },
+  );
   const [a, b] = [...h.sim.fleet.chargers.values()];
   const cli = (...args: string[]) => runCli(args, { env: h.env, cwd: h.dir });
   /** The charger's state as Zaptec has it, pushed on the bus, and stored by the daemon. */
@@ -151,6 +152,36 @@ describe('commands through the daemon', () => {
     };
     expect(status.counts.pending_commands).toBe(1);
     expect(status.commands[0]!.value).toBe('12,12,12');
+    t.run.child.kill('SIGTERM');
+    expect((await t.run.exited).code).toBe(0);
+  });
+
+  it('a command while background work has spent the budget is sent at once, from the share kept for commands, before every waiting read; nothing gets a 429', {
+    timeout: 120_000,
+  }, async () => {
+    // 40 chargers' first state reads at 20 calls a minute: two minutes of reads waiting for the budget.
+    const t = await setup({ ZAPTEC_COMMANDS: 'on', ZAPTEC_REQUESTS_PER_MINUTE: '20' }, 20);
+    const stateReads = () =>
+      t.h.sim.rest.requests.filter((r) => /^\/api\/chargers\/[^/]+\/state$/.test(r.path));
+    await waitFor(
+      () =>
+        t.h.one<{ used: number; limit: number }>(
+          `SELECT used, "limit" FROM api_budget WHERE "group" = 'global' AND kind = 'sliding' AND window_seconds = 60`,
+        ).used >= 19,
+      { timeoutMs: 30_000, what: 'the minute budget spent' },
+    );
+    const readsBefore = stateReads().length;
+    expect(readsBefore).toBeLessThan(40); // reads still waiting
+    await t.charging(t.a.id);
+    const asked = Date.now();
+    const r = await t.cli('command', t.a.deviceId, 'pause', '--wait', '60');
+    expect(r.stdout).toBe('confirmed\n');
+    const sent = t.h.sim.commands.received.find((x) => x.path.endsWith('/sendCommand/506'))!;
+    // 5 % of each window is kept for commands (one call of 20): it goes at once, before any waiting read.
+    expect(sent.at - asked).toBeLessThan(15_000);
+    const readsUntilSent = stateReads().filter((x) => x.at <= sent.at).length;
+    expect(readsUntilSent - readsBefore).toBeLessThanOrEqual(1); // one already admitted may land first
+    expect(t.h.sim.rest.requests.filter((x) => x.status === 429)).toEqual([]);
     t.run.child.kill('SIGTERM');
     expect((await t.run.exited).code).toBe(0);
   });

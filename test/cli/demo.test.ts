@@ -16,7 +16,7 @@ describe('zaptec-sync demo', () => {
     const demo = startCli(['demo', '--rate', '10'], { cwd: dir, env: cleanEnv() });
     const changes = () => {
       const byCharger = new Map<string, Set<string>>();
-      for (const m of demo.output().matchAll(/^\d\d:\d\d:\d\d (\S+) (.+)$/gm)) {
+      for (const m of demo.output().matchAll(/^\d\d:\d\d:\d\d (?!command )(\S+) (.+)$/gm)) {
         byCharger.set(m[1]!, (byCharger.get(m[1]!) ?? new Set()).add(m[2]!));
       }
       return [...byCharger.values()].filter((s) => s.size >= 2).length;
@@ -35,6 +35,11 @@ describe('zaptec-sync demo', () => {
         timeoutMs: 40_000,
         what: 'a completed session in the view',
       },
+    );
+    // A command landing (issue 29 §3): the demo's energy manager pauses a charging charger through the daemon.
+    await waitFor(
+      () => /^\d\d:\d\d:\d\d command #1 pause ZAP\d+ \(asked by demo\): confirmed$/m.test(demo.output()),
+      { timeoutMs: 40_000, what: 'a pause confirmed in the view' },
     );
     demo.child.kill('SIGINT');
     expect(await demo.exited).toEqual({ code: 0, signal: null });

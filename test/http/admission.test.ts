@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Admission } from '../../src/http/admission.js';
+import { Admission, PRIORITY_RESERVE } from '../../src/http/admission.js';
 import { RateLimitedError } from '../../src/http/errors.js';
 import { groupsFor, type VendorProfile } from '../../src/http/profile.js';
 import { zaptecProfile } from '../../src/http/profiles.js';
@@ -179,5 +179,32 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
     d.close();
     expect(order[0]).toBe('command');
     expect(order.slice(1).sort()).toEqual(['read1', 'read2', 'read3']);
+  });
+
+  it('with a reserve, the others spend only what is left of a window: a command finds room at once', async () => {
+    const d = db();
+    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
+    const profile: VendorProfile = {
+      vendor: 'test',
+      guardMs: 0,
+      headers: {},
+      groups: [{ name: 'g', match: { path: '.*' }, windows: [{ kind: 'sliding', limit: 20, seconds: 60 }] }],
+    };
+    const a = new Admission(d, clock, profile, undefined, { priorityReserve: PRIORITY_RESERVE });
+    const groups = groupsFor(profile, 'GET', '/x');
+    const t0 = clock.now();
+    const reads = Array.from({ length: 25 }, (_, i) => a.admit(groups, 'GET', `/read${i}`));
+    await clock.runUntil(t0 + 1_000, 1);
+    expect(admittedTimes(d, 'g')).toHaveLength(19); // 20 a minute, one kept for priority
+    const command = a.admit(groups, 'POST', '/command', { priority: true });
+    await clock.runUntil(t0 + 1_100, 1);
+    await command;
+    expect(admittedTimes(d, 'g')).toHaveLength(20);
+    expect(admittedTimes(d, 'g').at(-1)).toBeLessThan(t0 + 1_100); // at once, not a minute later
+    await clock.runUntil(t0 + 180_000, 1);
+    await Promise.all(reads);
+    // The window never held more than its limit, whatever the lanes.
+    expect(maxInWindow(admittedTimes(d, 'g'), 60_000)).toBeLessThanOrEqual(20);
+    d.close();
   });
 });

@@ -3,7 +3,9 @@
  * manager does — every 5 simulated minutes it asks for each installation's available current, every 20 a
  * charger paused or resumed — and the invariants of CONTRACT §10 checked against the simulator's own log:
  * an installation's current never changed twice within 15 minutes, no command accepted twice, every command
- * answered within a minute of being asked (sent, finished, or waiting with its reason).
+ * answered within a minute of being asked (sent, finished, or waiting with its reason), and sent or finished
+ * within 5 s of the moment the rules allowed it (its request; for a current, also 15 minutes after the last one
+ * sent; for one superseded, the request that superseded it), on the daemon's own timestamps.
  */
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -15,6 +17,18 @@ const MIN = 60_000;
 const CURRENT_SPACING_MS = 15 * MIN;
 /** A command is answered (sent, done, or waiting with its reason) this soon after it was asked. */
 const ANSWERED_WITHIN_MS = MIN;
+/** CONTRACT §10: a row is sent or gets its final outcome within 5 s when the rules allow. */
+const ALLOWED_WITHIN_MS = 5_000;
+
+interface Answered {
+  id: number;
+  target: string;
+  action: string;
+  requested_at: string;
+  sent_at: string | null;
+  finished_at: string | null;
+  outcome: string | null;
+}
 
 export class LoadManager {
   readonly #sim: Simulation;
@@ -22,6 +36,19 @@ export class LoadManager {
   #db: Database.Database | undefined;
   #n = 0;
   asked = 0;
+  /** Rows up to this id were checked against the 5-second rule. */
+  #checkedUpTo = 0;
+  /** When each installation's current was last sent. */
+  readonly #lastSent = new Map<string, number>();
+  /** Until when something other than the daemon held commands up (a 429 storm: Retry-After is honoured). */
+  #heldUntil = 0;
+  /** Commands checked against the 5-second rule, and the slowest answer among them (ms after allowed). */
+  timely = { checked: 0, slowestMs: 0 };
+
+  /** The API answered 429 to everything until `until`: commands wait for it as any request does. */
+  held(until: number): void {
+    this.#heldUntil = Math.max(this.#heldUntil, until);
+  }
 
   constructor(sim: Simulation, dbPath: string) {
     this.#sim = sim;
@@ -94,6 +121,39 @@ export class LoadManager {
       )
       .get(isoMs(now - ANSWERED_WITHIN_MS), isoMs(disturbedUntil));
     if (late) return `command ${late.id}, asked at ${late.requested_at}, was not answered within a minute`;
+    return this.#timely(db, Math.max(disturbedUntil, this.#heldUntil));
+  }
+
+  /**
+   * Each row answered since the last check, in id order up to the first one still open: sent or finished
+   * within 5 s of when the rules allowed it. Rows asked before a disturbance ended are not judged.
+   */
+  #timely(db: Database.Database, disturbedUntil: number): string | undefined {
+    const rows = db
+      .prepare<[number], Answered>(
+        'SELECT id, target, action, requested_at, sent_at, finished_at, outcome FROM commands WHERE id > ? ORDER BY id',
+      )
+      .all(this.#checkedUpTo);
+    for (const r of rows) {
+      const answered = r.sent_at ?? r.finished_at;
+      if (!answered) break;
+      this.#checkedUpTo = r.id;
+      const asked = Date.parse(r.requested_at);
+      let allowed = asked;
+      if (r.action === 'available_current' && r.sent_at) {
+        allowed = Math.max(asked, (this.#lastSent.get(r.target) ?? -Infinity) + CURRENT_SPACING_MS);
+        this.#lastSent.set(r.target, Date.parse(r.sent_at));
+      } else if (r.outcome === 'superseded') {
+        const by = rows.find((n) => n.id > r.id && n.target === r.target && n.action === r.action);
+        allowed = by ? Date.parse(by.requested_at) : Date.parse(answered);
+      }
+      if (asked <= disturbedUntil) continue;
+      const late = Date.parse(answered) - allowed;
+      this.timely.checked++;
+      this.timely.slowestMs = Math.max(this.timely.slowestMs, late);
+      if (late > ALLOWED_WITHIN_MS)
+        return `command ${r.id} (${r.action} ${r.target}), allowed at ${isoMs(allowed)}, was answered at ${answered}: ${Math.round(late / 1000)} s later`;
+    }
     return undefined;
   }
 

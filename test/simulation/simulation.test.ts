@@ -26,6 +26,8 @@ describe('the simulated month', () => {
         expect(r.commands.confirmed).toBeGreaterThan(DAYS * 24);
         expect(r.commands.superseded).toBeGreaterThan(DAYS * 24);
         expect(r.commands.failed ?? 0).toBe(0);
+        // Most of them judged by the 5-second rule (the rest asked during a disturbance).
+        expect(r.commandsTimely.checked).toBeGreaterThan(r.commands.confirmed! / 2);
       }
       // The run did what it says: the fleet lived, faults came, the invariants were looked at.
       expect(r.published).toBeGreaterThan(1000 * DAYS);

@@ -75,6 +75,8 @@ export interface SimulationReport {
   checked: Invariants['checked'];
   /** The load manager's commands by outcome (`open` while not done). */
   commands: Record<string, number>;
+  /** Commands judged against the 5-second rule, and the slowest answer after the rules allowed it (ms). */
+  commandsTimely: { checked: number; slowestMs: number };
   /** Values changed without a push: how many were found stored, and their delay (s) until then. */
   unpushed: { n: number; p50: number; p95: number; max: number };
   timers: number;
@@ -307,6 +309,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
           sim.rest.users[0]!.password = password;
         });
       case 'rate-limit-storm':
+        manager?.held(f.at + f.waitMs + MIN);
         sim.rest.faults.push({
           path: /^\/api\//,
           status: 429,
@@ -379,6 +382,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       checked: { ...invariants.checked },
       unpushed: distribution(invariants.unpushedDelays),
       commands: manager?.outcomes() ?? {},
+      commandsTimely: { ...(manager?.timely ?? { checked: 0, slowestMs: 0 }) },
       timers: clock.fired,
       stalls: Object.fromEntries(clock.stalls),
       warnings,

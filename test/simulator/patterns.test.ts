@@ -1,5 +1,6 @@
 /** issue 18 §2: the named session patterns do what their names promise, on simulated time. */
 import { describe, expect, it } from 'vitest';
+import { SimCommands } from '../../src/simulator/commands.js';
 import { Fleet, type SimObservation } from '../../src/simulator/fleet.js';
 import { PatternLife, type SessionPattern } from '../../src/simulator/patterns.js';
 
@@ -97,5 +98,67 @@ describe('session patterns', () => {
     const share = unpushed723 / r.life.ended.length;
     expect(share).toBeGreaterThan(0.03);
     expect(share).toBeLessThan(0.2);
+  });
+});
+
+describe('commands in the simulated fleet (issue 29 §3)', () => {
+  /** A fleet living its sessions, with the write endpoints acting on it as Zaptec's would. */
+  function acted(chargers = 20) {
+    const fleet = new Fleet({ seed: 29, installations: 1, chargersPerInstallation: chargers, now: T0 });
+    const seen: SimObservation[] = [];
+    const sink = { publish: (o: SimObservation) => seen.push(o), publishNullCharger: () => {} };
+    const life = new PatternLife(fleet, sink, 'realistic', T0);
+    const commands = new SimCommands(fleet, { publish: sink.publish, later: () => {} });
+    let now = T0;
+    const run = (ms: number) => {
+      for (const end = now + ms; now < end; ) {
+        now += 5_000;
+        life.tick(now, 5_000);
+      }
+    };
+    return { fleet, seen, commands, run, now: () => now };
+  }
+
+  it('a paused charger stays paused (no 710 3, no power) until it is resumed or unplugged', () => {
+    const w = acted();
+    w.run(HOUR);
+    const charger = w.fleet.activeChargers().find((c) => c.state.get(710)?.value === '3')!;
+    expect(w.commands.handle(`/api/chargers/${charger.id}/sendCommand/506`, '', w.now())!.status).toBe(200);
+    const from = w.seen.length;
+    w.run(20 * 60_000);
+    const after = w.seen.slice(from).filter((o) => o.chargerId === charger.id);
+    const unplugged = after.findIndex((o) => o.stateId === 710 && o.value === '1');
+    const whilePaused = unplugged === -1 ? after : after.slice(0, unplugged);
+    expect(whilePaused.some((o) => o.stateId === 710 && o.value === '3')).toBe(false);
+    expect(whilePaused.some((o) => o.stateId === 513 && o.value !== '0')).toBe(false);
+    if (unplugged !== -1)
+      expect(after.slice(unplugged).some((o) => o.stateId === 718 && o.value === '0')).toBe(true);
+    else {
+      expect(w.commands.handle(`/api/chargers/${charger.id}/sendCommand/507`, '', w.now())!.status).toBe(200);
+      expect(charger.state.get(718)?.value).toBe('0');
+    }
+  });
+
+  it("the installation's available current caps what its charging chargers draw", () => {
+    const w = acted(20);
+    const inst = [...w.fleet.installations.values()][0]!;
+    w.run(2 * HOUR);
+    const limited = 6;
+    const body = JSON.stringify({ availableCurrent: limited });
+    expect(w.commands.handle(`/api/installation/${inst.id}/update`, body, w.now())!.status).toBe(200);
+    w.run(5 * 60_000); // each charging charger's next power report comes within 90 s
+    const from = w.seen.length;
+    w.run(HOUR);
+    // Every power report an hour on: the charging chargers' total current stays within the available current.
+    const byTime = new Map<number, number>();
+    for (const o of w.seen.slice(from).filter((x) => x.stateId === 513)) {
+      expect(Number(o.value) / 230 / 3).toBeLessThanOrEqual(limited + 1e-9);
+      byTime.set(o.at, Number(o.value));
+    }
+    expect(byTime.size).toBeGreaterThan(0);
+    const amps = (id: string) => Number(w.fleet.chargers.get(id)!.state.get(507)?.value ?? 0);
+    const charging = w.fleet.activeChargers().filter((c) => c.state.get(710)?.value === '3');
+    const total = charging.reduce((sum, c) => sum + amps(c.id), 0);
+    expect(total).toBeLessThanOrEqual(limited * 1.25); // shares are recomputed at each report, not at once
   });
 });
