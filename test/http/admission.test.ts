@@ -155,16 +155,21 @@ describe('admission across restarts at Zaptec’s real windows (virtual clock)',
   });
 });
 
+/** One group `g` with one sliding window. */
+function oneWindow(limit: number, seconds: number): VendorProfile {
+  return {
+    vendor: 'test',
+    guardMs: 0,
+    headers: {},
+    groups: [{ name: 'g', match: { path: '.*' }, windows: [{ kind: 'sliding', limit, seconds }] }],
+  };
+}
+
 describe('the priority lane (commands go first, CONTRACT §10)', () => {
   it('while a priority request waits for room, the requests that were waiting before it go after it', async () => {
     const d = db();
     const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
-    const profile: VendorProfile = {
-      vendor: 'test',
-      guardMs: 0,
-      headers: {},
-      groups: [{ name: 'g', match: { path: '.*' }, windows: [{ kind: 'sliding', limit: 1, seconds: 10 }] }],
-    };
+    const profile = oneWindow(1, 10);
     const a = new Admission(d, clock, profile);
     const groups = groupsFor(profile, 'GET', '/x');
     await a.admit(groups, 'GET', '/x'); // the window is full for 10 s
@@ -184,12 +189,7 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
   it('with a reserve, the others spend only what is left of a window: a command finds room at once', async () => {
     const d = db();
     const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
-    const profile: VendorProfile = {
-      vendor: 'test',
-      guardMs: 0,
-      headers: {},
-      groups: [{ name: 'g', match: { path: '.*' }, windows: [{ kind: 'sliding', limit: 20, seconds: 60 }] }],
-    };
+    const profile = oneWindow(20, 60);
     const a = new Admission(d, clock, profile, undefined, { priorityReserve: PRIORITY_RESERVE });
     const groups = groupsFor(profile, 'GET', '/x');
     const t0 = clock.now();
