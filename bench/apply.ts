@@ -1,6 +1,8 @@
 /**
  * Observations applied per second through ObservationStore.apply, in batches of 100 and of 1, on a
- * database with 10,000 chargers (issue 2; target ≥ 100,000/s in batches of 100).
+ * database with 10,000 chargers (issue 2; target ≥ 100,000/s in batches of 100); and the same through
+ * PgObservationStore against a PostgreSQL on this host, in the same run (issue 27), each batch committed with
+ * synchronous_commit on.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +12,9 @@ import { openDatabase } from '../src/store/database.js';
 import { WalSync } from '../src/store/durability.js';
 import { InventoryStore } from '../src/store/inventory.js';
 import { ObservationStore } from '../src/store/observations.js';
+import { PgObservationStore } from '../src/store/postgres/observations.js';
 import { record } from './machine.js';
+import { benchPostgres } from './postgres.js';
 
 const CHARGERS = 10_000;
 const STATES = [-2, 501, 502, 503, 507, 508, 509, 513, 553, 710];
@@ -25,6 +29,25 @@ function chargerId(i: number): string {
  * every commit, the obvious way; `none`: no sync at all (what a process crash survives, not a power cut).
  */
 type Durability = 'group' | 'full' | 'none';
+
+/** 10,000 chargers' states in turn, each observation newer than the last. */
+function makeBatches(batchSize: number, total: number, t0: number): Observation[][] {
+  const batches: Observation[][] = [];
+  for (let n = 0; n < total; n += batchSize) {
+    const batch: Observation[] = [];
+    for (let k = n; k < Math.min(total, n + batchSize); k++) {
+      batch.push({
+        chargerId: chargerId(k % CHARGERS),
+        stateId: STATES[Math.floor(k / CHARGERS) % STATES.length]!,
+        value: String(k % 7400),
+        observedAt: t0 + k,
+        source: 'event',
+      });
+    }
+    batches.push(batch);
+  }
+  return batches;
+}
 
 async function run(batchSize: number, total: number, durability: Durability): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
@@ -51,20 +74,7 @@ async function run(batchSize: number, total: number, durability: Durability): Pr
     t0,
   );
   const store = new ObservationStore(db, { historyDays: 7, now: () => t0 + 3_600_000 });
-  const batches: Observation[][] = [];
-  for (let n = 0; n < total; n += batchSize) {
-    const batch: Observation[] = [];
-    for (let k = n; k < Math.min(total, n + batchSize); k++) {
-      batch.push({
-        chargerId: chargerId(k % CHARGERS),
-        stateId: STATES[Math.floor(k / CHARGERS) % STATES.length]!,
-        value: String(k % 7400),
-        observedAt: t0 + k,
-        source: 'event',
-      });
-    }
-    batches.push(batch);
-  }
+  const batches = makeBatches(batchSize, total, t0);
   const start = process.hrtime.bigint();
   const synced: Promise<void>[] = [];
   for (const b of batches) {
@@ -82,15 +92,49 @@ async function run(batchSize: number, total: number, durability: Durability): Pr
   return total / seconds;
 }
 
+/** The same batches through PostgreSQL: each apply is one transaction, committed (and so durable) before the next. */
+async function runPostgres(sizes: { batchSize: number; total: number }[]): Promise<number[] | undefined> {
+  const pg = await benchPostgres();
+  if (!pg) return undefined;
+  try {
+    const t0 = Date.parse('2024-01-01T00:00:00Z');
+    await pg.pool.query(
+      `INSERT INTO bench.chargers (id, installation_id, device_id, name, device_type, data, first_seen_at, last_seen_at)
+       SELECT id, 'inst', 'ZAP' || lpad(n::text, 6, '0'), 'c' || n, 4, '{}', now(), now()
+       FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n)`,
+      [Array.from({ length: CHARGERS }, (_, i) => chargerId(i))],
+    );
+    const rates: number[] = [];
+    for (const { batchSize, total } of sizes) {
+      await pg.pool.query('TRUNCATE bench.charger_state, bench.charger_state_history');
+      const store = new PgObservationStore(pg.pool, 'bench', { historyDays: 7, now: () => t0 + 3_600_000 });
+      const batches = makeBatches(batchSize, total, t0);
+      const start = process.hrtime.bigint();
+      for (const b of batches) await store.apply(b);
+      rates.push(total / (Number(process.hrtime.bigint() - start) / 1e9));
+    }
+    return rates;
+  } finally {
+    await pg.stop();
+  }
+}
+
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 const by100 = await run(100, 200_000, 'group');
 const by1 = await run(1, 20_000, 'group');
 const full100 = await run(100, 50_000, 'full');
 const full1 = await run(1, 5_000, 'full');
 const none100 = await run(100, 200_000, 'none');
+const pg = await runPostgres([
+  { batchSize: 100, total: 100_000 },
+  { batchSize: 1, total: 5_000 },
+]);
 const line =
   `durable (group commit): batches of 100: ${fmt(by100)} obs/s; batches of 1: ${fmt(by1)} obs/s ` +
   `(10,000 chargers, history on, target ≥ 100,000/s in batches of 100: ${by100 >= 100_000 ? 'met' : 'MISSED'}); ` +
-  `synchronous=FULL instead: ${fmt(full100)} and ${fmt(full1)} obs/s; no sync at all: ${fmt(none100)} obs/s in batches of 100`;
+  `synchronous=FULL instead: ${fmt(full100)} and ${fmt(full1)} obs/s; no sync at all: ${fmt(none100)} obs/s in batches of 100; ` +
+  (pg
+    ? `PostgreSQL on this host (PgObservationStore, synchronous_commit on): ${fmt(pg[0]!)} obs/s in batches of 100, ${fmt(pg[1]!)} in batches of 1`
+    : 'PostgreSQL: not measured (no server here)');
 console.log(line);
 record('apply', 'npm run bench:apply', line);
