@@ -17,10 +17,10 @@ import { CredentialsError, HttpStatusError, NetworkError, RateLimitedError } fro
 import { createLogger, describeError, registerSecret } from '../log.js';
 import { type Db, latestSchemaVersion, openDatabase, schemaVersion } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
-import { serviceBusClient } from '../sync/live-events.js';
 import { systemClock } from '../time.js';
 import { createZaptecClient } from '../zaptec/client.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
+import { serviceBusClient } from '../zaptec/servicebus.js';
 import { parseCommandArgs } from './args.js';
 
 /** How long the Service Bus check may take per subscription; no retries (doctor says what it found). */
