@@ -227,6 +227,16 @@ export class InventoryStore {
     return row ? JSON.parse(row.data) : undefined;
   }
 
+  /**
+   * Settings of one installation that Zaptec has since accepted (an available current the daemon set), merged
+   * into its stored model so that the next command is judged against them, not the last inventory pass.
+   */
+  mergeInstallationData(id: string, fields: Record<string, number>): void {
+    this.#db
+      .prepare('UPDATE installations SET data = json_patch(data, ?) WHERE id = ?')
+      .run(JSON.stringify(fields), id);
+  }
+
   /** Each active charger with the time its state was last received (null: never). */
   stateAges(): { id: string; installation_id: string | null; received_at: string | null }[] {
     return this.#db

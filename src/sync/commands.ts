@@ -312,6 +312,16 @@ export class CommandRunner {
     return this.#d.api.updateInstallation(w.installationId!, body, o);
   }
 
+  /** The installation's model as Zaptec now has it (the stored one is from the last inventory pass). */
+  #remember(installationId: string, values: readonly unknown[]): void {
+    if (!values.every((v) => typeof v === 'number')) return;
+    const fields: Record<string, number> =
+      values.length === 1
+        ? { AvailableCurrent: values[0] as number }
+        : Object.fromEntries(values.map((v, i) => [`AvailableCurrentPhase${i + 1}`, v as number]));
+    this.#d.inventory.mergeInstallationData(installationId, fields);
+  }
+
   #answered(w: InFlight, a: WriteAnswer): void {
     const now = this.#d.clock.now();
     if (a.status >= 200 && a.status < 300) return this.#sent(w, now, null);
@@ -379,6 +389,7 @@ export class CommandRunner {
   #sent(w: InFlight, now: number, detail: string | null): void {
     w.sentAt = now;
     this.#d.store.sent(w.row.id, now, detail);
+    if (w.installationId) this.#remember(w.installationId, w.value!);
     this.#d.log.info(
       {
         command: w.row.id,
@@ -434,6 +445,7 @@ export class CommandRunner {
         const v = w.value!;
         const got =
           v.length === 1 ? [inst.AvailableCurrent] : [1, 2, 3].map((p) => inst[`AvailableCurrentPhase${p}`]);
+        this.#remember(w.installationId!, got);
         return got.every((x, i) => x === v[i]);
       }
     }

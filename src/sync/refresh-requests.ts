@@ -15,6 +15,11 @@ import { Problems } from './problems.js';
 /** How often the database's change counter is looked at (the contract promises an answer within 5 s). */
 const WATCH_INTERVAL_MS = 2_000;
 
+/** A request is answered within this long, `deferred` while the work it asked for is still running. */
+const PASS_ANSWER_MS = 2_500;
+/** The retry time a `deferred` answer names while its work runs (its final answer comes when the work ends). */
+const PASS_LOOK_AGAIN_MS = 15_000;
+
 export interface RefreshRequestDeps {
   store: RefreshRequestStore;
   lookup: ChargerLookup;
@@ -84,9 +89,7 @@ export class RefreshRequests {
     if (retryAt !== undefined && retryAt > now) return;
     this.#handling.add(row.id);
     this.#track(
-      this.#handle(row)
-        .catch((err): LookupResult => ({ outcome: 'failed', detail: describeError(err) }))
-        .then((r) => this.#answer(row, r))
+      this.#settle(row)
         // Unanswered (the database refused for minutes): the row is still open and is considered again.
         .catch((err) =>
           this.#problems.fail(
@@ -97,6 +100,28 @@ export class RefreshRequests {
         )
         .finally(() => this.#handling.delete(row.id)),
     );
+  }
+
+  /**
+   * Handles one row and answers it. Work that outlasts PASS_ANSWER_MS (a lookup or a request waiting for an
+   * inventory pass, whose pages wait for the lists' budget) is answered `deferred` first, so that every row
+   * has an answer within 5 s, and answered again when the work is done.
+   */
+  async #settle(row: RefreshRequestRow): Promise<void> {
+    const work = this.#handle(row).catch(
+      (err): LookupResult => ({ outcome: 'failed', detail: describeError(err) }),
+    );
+    const early = await Promise.race([work, this.#d.clock.sleep(PASS_ANSWER_MS).then(() => undefined)]);
+    if (!early) {
+      await this.#answer(row, {
+        outcome: 'deferred',
+        detail: row.charger?.trim()
+          ? 'being looked up (an inventory pass is under way); answered again once it completes'
+          : 'an inventory pass is under way; answered again once it completes',
+        retryAt: this.#d.clock.now() + PASS_LOOK_AGAIN_MS,
+      });
+    }
+    await this.#answer(row, early ?? (await work));
   }
 
   #track(p: Promise<void>): void {

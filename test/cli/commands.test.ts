@@ -119,8 +119,13 @@ describe('commands through the daemon', () => {
     const set = await t.cli('current', first!, '16', '--wait', '40');
     expect(set.stdout.trim()).toBe('confirmed');
     expect(t.h.sim.fleet.installations.get(first!)!.availableCurrent).toBe(16);
-    // Two more within 15 minutes: the first waits and is superseded by the second, which waits (not sent).
-    const older = await t.cli('current', first!, '10');
+    // Judged against what Zaptec took, not the inventory pass before it (32 A): 16 again is a no-op.
+    const same = await t.cli('current', first!, '16', '--wait', '5');
+    expect(same.code).toBe(3);
+    expect(same.stdout).toMatch(/^unnecessary: the installation's available current is 16 A already/);
+    // Two more within 15 minutes (32 A is a change now): the first waits and is superseded by the second,
+    // which waits (not sent).
+    const older = await t.cli('current', first!, '32');
     expect(older.code).toBe(0);
     const newer = await t.cli('current', first!, '12,12,12', '--wait', '3');
     expect(newer.code).toBe(5); // still waiting for the 15-minute rule
@@ -131,9 +136,9 @@ describe('commands through the daemon', () => {
       )
       .all() as { value: string; status: string; outcome: string | null; detail: string | null }[];
     c.close();
-    expect(rows[1]).toMatchObject({ value: '10', status: 'done', outcome: 'superseded' });
-    expect(rows[2]).toMatchObject({ value: '12,12,12', status: 'pending', outcome: null });
-    expect(rows[2]!.detail).toMatch(/^waits until \d{4}-.*15 minutes/);
+    expect(rows[2]).toMatchObject({ value: '32', status: 'done', outcome: 'superseded' });
+    expect(rows[3]).toMatchObject({ value: '12,12,12', status: 'pending', outcome: null });
+    expect(rows[3]!.detail).toMatch(/^waits until \d{4}-.*15 minutes/);
     expect(t.posts(/\/update$/)).toBe(1);
     // Under APM (Zaptec Sense) Zaptec refuses with 527: rejected, never retried.
     t.h.sim.fleet.installations.get(second!)!.apm = true;

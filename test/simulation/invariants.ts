@@ -34,6 +34,9 @@ const HEAP_LIMIT_MB = 1024;
  */
 const RECONCILED_WITHIN_MS = 7 * HOUR;
 const RECONCILE_SETTLE_MS = 3 * HOUR;
+/** CONTRACT §8: a completed session is stored within 5 s of its live 723, and within 25 h otherwise. */
+const SESSION_PUSHED_WITHIN_MS = 5_000;
+const SESSION_WITHIN_MS = 25 * HOUR;
 
 const STATE_PATH = /^\/api\/chargers\/([0-9a-f-]{36})\/state$/i;
 const LIST_PATH = /^\/api\/(chargers|installation)\/?$/;
@@ -91,7 +94,13 @@ export class Invariants {
   stateReads = 0;
   checks = 0;
   /** How many times each kind of invariant was looked at: a run must show each one did work. */
-  readonly checked = { request: 0, stored: 0, reconciled: 0, history: 0, heap: 0, unpushed: 0 };
+  readonly checked = { request: 0, stored: 0, reconciled: 0, history: 0, heap: 0, unpushed: 0, sessions: 0 };
+  /** Sessions the fleet completed, not yet found in charging_sessions; with the time their 723 was pushed. */
+  readonly #sessions = new Map<string, { chargerId: string; endedAt: number; pushedAt?: number }>();
+  /** The first of the fleet's sessions not yet taken into #sessions. */
+  #sessionsFrom = -1;
+  /** 723s pushed on the bus, by session id, until their session is taken into #sessions. */
+  readonly #pushedSessions = new Map<string, number>();
   /** For each value changed without a push and found stored: how long after the change it was stored (ms). */
   readonly unpushedDelays: number[] = [];
   /** The first of `silent` not yet found stored. */
@@ -104,6 +113,10 @@ export class Invariants {
   }
 
   published(o: SimObservation): void {
+    if (o.stateId === 723 && o.value) {
+      const id = (JSON.parse(o.value) as { SessionId?: string }).SessionId?.toLowerCase();
+      if (id) this.#pushedSessions.set(id, Math.floor(o.at));
+    }
     const key = `${o.chargerId}:${o.stateId}`;
     this.#pushed.delete(key); // to the end: the map stays in push order
     this.#pushed.set(key, { chargerId: o.chargerId, stateId: o.stateId, at: Math.floor(o.at) });
@@ -155,6 +168,7 @@ export class Invariants {
     for (let i = this.#waits.length - 1; i >= 0; i--)
       if (this.#waits[i]!.until <= now - MIN) this.#waits.splice(i, 1);
     this.#storedCheck(now, now - STORED_WITHIN_MS);
+    this.#sessionsCheck(now);
     if ((now - this.#d.start) % HOUR === 0) {
       this.#reconcileCheck(now);
       this.#unpushedCheck(now);
@@ -241,6 +255,53 @@ export class Invariants {
         );
         return;
       }
+    }
+  }
+
+  /**
+   * CONTRACT §8: each session the fleet completed during the run is in `charging_sessions` within 5 s of its
+   * 723 where that was pushed (first_seen_at, on the daemon's clock), and within 25 h where it was not (the
+   * daily charge-history pass), counted from the end of the last disturbance that could hold it up.
+   */
+  #sessionsCheck(now: number): void {
+    const fleet = this.#d.world.sim.fleet.sessions;
+    // Sessions already there when the run began (past days) are the backfill's, not this check's.
+    if (this.#sessionsFrom < 0) this.#sessionsFrom = fleet.length;
+    for (; this.#sessionsFrom < fleet.length; this.#sessionsFrom++) {
+      const s = fleet[this.#sessionsFrom]!;
+      this.#sessions.set(s.id.toLowerCase(), { chargerId: s.chargerId, endedAt: s.endedAt });
+    }
+    const db = this.#db();
+    if (!db || this.#sessions.size === 0) return;
+    const row = db.prepare<[string], { first_seen_at: string }>(
+      'SELECT first_seen_at FROM charging_sessions WHERE id = ?',
+    );
+    for (const [id, s] of this.#sessions) {
+      const pushedAt = this.#pushedSessions.get(id);
+      if (pushedAt !== undefined) {
+        s.pushedAt = pushedAt;
+        this.#pushedSessions.delete(id);
+      }
+      const stored = row.get(id);
+      const due =
+        s.pushedAt !== undefined ? s.pushedAt + SESSION_PUSHED_WITHIN_MS : s.endedAt + SESSION_WITHIN_MS;
+      if (stored) {
+        this.#count('sessions');
+        this.#sessions.delete(id);
+        if (Date.parse(stored.first_seen_at) > due && (s.pushedAt ?? s.endedAt) > this.#disturbedUntil)
+          return this.#d.fail(
+            `session ${id} of charger ${s.chargerId} (723 ${s.pushedAt !== undefined ? `pushed at ${iso(s.pushedAt)}` : 'never pushed'}) was stored at ${stored.first_seen_at}, after ${iso(due)}`,
+          );
+        continue;
+      }
+      if (now <= Math.max(due, this.#disturbedUntil + SESSION_WITHIN_MS)) continue;
+      if (!this.#d.world.sim.fleet.chargers.get(s.chargerId)?.active) {
+        this.#sessions.delete(id);
+        continue;
+      }
+      return this.#d.fail(
+        `session ${id} of charger ${s.chargerId}, ended at ${iso(s.endedAt)} (723 ${s.pushedAt !== undefined ? `pushed at ${iso(s.pushedAt)}` : 'never pushed'}), is not in charging_sessions`,
+      );
     }
   }
 

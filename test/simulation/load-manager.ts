@@ -7,10 +7,10 @@
  * within 5 s of the moment the rules allowed it (its request; for a current, also 15 minutes after the last one
  * sent; for one superseded, the request that superseded it), on the daemon's own timestamps.
  */
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Simulation } from '../../src/simulator/simulation.js';
 import { isoMs } from '../../src/time.js';
+import { controlDatabase } from './refresh-consumer.js';
 
 const MIN = 60_000;
 /** Zaptec's rule the daemon keeps (CONTRACT §10). */
@@ -32,7 +32,7 @@ interface Answered {
 
 export class LoadManager {
   readonly #sim: Simulation;
-  readonly #path: string;
+  readonly #dbPath: string;
   #db: Database.Database | undefined;
   #n = 0;
   asked = 0;
@@ -40,29 +40,23 @@ export class LoadManager {
   #checkedUpTo = 0;
   /** When each installation's current was last sent. */
   readonly #lastSent = new Map<string, number>();
-  /** Until when something other than the daemon held commands up (a 429 storm: Retry-After is honoured). */
-  #heldUntil = 0;
+  /** When something other than the daemon held commands up (a 429 storm: Retry-After is honoured). */
+  readonly #held: { from: number; until: number }[] = [];
   /** Commands checked against the 5-second rule, and the slowest answer among them (ms after allowed). */
   timely = { checked: 0, slowestMs: 0 };
 
-  /** The API answered 429 to everything until `until`: commands wait for it as any request does. */
-  held(until: number): void {
-    this.#heldUntil = Math.max(this.#heldUntil, until);
+  /** The API answered 429 at `from`, asking for a pause until `until`: commands wait for it as any request does. */
+  held(from: number, until: number): void {
+    this.#held.push({ from, until });
   }
 
   constructor(sim: Simulation, dbPath: string) {
     this.#sim = sim;
-    this.#path = join(dbPath, '..', 'control.db');
+    this.#dbPath = dbPath;
   }
 
   #control(): Database.Database | undefined {
-    if (this.#db) return this.#db;
-    try {
-      this.#db = new Database(this.#path, { fileMustExist: true });
-      this.#db.pragma('busy_timeout = 5000');
-    } catch {
-      return undefined; // the daemon has not created it yet
-    }
+    this.#db ??= controlDatabase(this.#dbPath);
     return this.#db;
   }
 
@@ -121,12 +115,13 @@ export class LoadManager {
       )
       .get(isoMs(now - ANSWERED_WITHIN_MS), isoMs(disturbedUntil));
     if (late) return `command ${late.id}, asked at ${late.requested_at}, was not answered within a minute`;
-    return this.#timely(db, Math.max(disturbedUntil, this.#heldUntil));
+    return this.#timely(db, disturbedUntil);
   }
 
   /**
    * Each row answered since the last check, in id order up to the first one still open: sent or finished
-   * within 5 s of when the rules allowed it. Rows asked before a disturbance ended are not judged.
+   * within 5 s of when the rules allowed it. Rows asked before a disturbance ended, and rows that a 429's pause
+   * held up between when they were allowed and when they were answered, are not judged.
    */
   #timely(db: Database.Database, disturbedUntil: number): string | undefined {
     const rows = db
@@ -148,6 +143,7 @@ export class LoadManager {
         allowed = by ? Date.parse(by.requested_at) : Date.parse(answered);
       }
       if (asked <= disturbedUntil) continue;
+      if (this.#held.some((h) => h.from <= Date.parse(answered) && h.until >= allowed)) continue;
       const late = Date.parse(answered) - allowed;
       this.timely.checked++;
       this.timely.slowestMs = Math.max(this.timely.slowestMs, late);

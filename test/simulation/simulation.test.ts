@@ -42,6 +42,10 @@ describe('the simulated month', () => {
       // Values that changed without a push (a portal setting, a firmware update) were found by reconciliation.
       expect(r.checked.unpushed).toBeGreaterThanOrEqual(DAYS * 24 - 1);
       expect(r.unpushed.n).toBeGreaterThanOrEqual(5);
+      // Sessions completed during the run were found in charging_sessions (within 5 s of a pushed 723, else
+      // 25 h), and refresh requests were answered within 5 s, most of them judged (the rest asked in a fault).
+      expect(r.checked.sessions).toBeGreaterThan(DAYS * r.chargers);
+      expect(r.refreshesTimely.checked).toBeGreaterThan((DAYS * 24 * 60) / 45 / 2);
       expect(r.callsPerChargerHour).toBeLessThan(6);
       // The group did carry its installation (its own subscription closed), not only stand by.
       expect(r.carried).toBe(userGroup ? 1 : 0);

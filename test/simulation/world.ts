@@ -23,6 +23,7 @@ import { SimClock } from './clock.js';
 import { type FaultKind, faultSchedule, type ScheduledFault } from './faults.js';
 import { Invariants } from './invariants.js';
 import { LoadManager } from './load-manager.js';
+import { RefreshConsumer } from './refresh-consumer.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -77,6 +78,8 @@ export interface SimulationReport {
   commands: Record<string, number>;
   /** Commands judged against the 5-second rule, and the slowest answer after the rules allowed it (ms). */
   commandsTimely: { checked: number; slowestMs: number };
+  /** Refresh requests judged against the 5-second rule, and how many of them were answered deferred. */
+  refreshesTimely: { checked: number; deferred: number };
   /** Values changed without a push: how many were found stored, and their delay (s) until then. */
   unpushed: { n: number; p50: number; p95: number; max: number };
   timers: number;
@@ -230,6 +233,13 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const kept: SimRequest[] = [];
   let life: PatternLife | undefined;
   const manager = o.loadManager ? new LoadManager(sim, dbPath) : undefined;
+  const refreshes = new RefreshConsumer({
+    sim,
+    dbPath,
+    at: (at, run) => events.push({ at, run }),
+    fail: (what) => fail(what),
+    disturbedUntil: () => invariants.disturbedUntil,
+  });
   const managerRandom = seededRandom(o.seed + 29);
   const invariants = new Invariants({
     world,
@@ -309,12 +319,14 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
           sim.rest.users[0]!.password = password;
         });
       case 'rate-limit-storm':
-        manager?.held(f.at + f.waitMs + MIN);
         sim.rest.faults.push({
           path: /^\/api\//,
           status: 429,
           times: 1 + (f.n % 4),
-          headers: (at, path) => invariants.serverWait(at, path, f.wait, f.waitMs),
+          headers: (at, path) => {
+            manager?.held(at, at + f.waitMs + MIN);
+            return invariants.serverWait(at, path, f.wait, f.waitMs);
+          },
         });
         return;
       case 'broker-blip':
@@ -383,6 +395,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       unpushed: distribution(invariants.unpushedDelays),
       commands: manager?.outcomes() ?? {},
       commandsTimely: { ...(manager?.timely ?? { checked: 0, slowestMs: 0 }) },
+      refreshesTimely: { ...refreshes.timely },
       timers: clock.fired,
       stalls: Object.fromEntries(clock.stalls),
       warnings,
@@ -421,6 +434,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         await clock.runUntil(minute);
       }
       invariants.minute(minute);
+      refreshes.minute(minute);
       manager?.minute(minute, managerRandom);
       if (manager && (minute - START) % HOUR === 0) {
         const broken = manager.check(minute, invariants.disturbedUntil);
@@ -436,6 +450,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   } finally {
     sim.onPublish = undefined;
     manager?.close();
+    refreshes.close();
     lock?.close();
     if (current) await stopDaemon().catch(() => {});
     await sim.stop();

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../src/simulator/random.js';
+import { runCli } from '../helpers.js';
 import { harness, waitFor } from './harness.js';
 
 const count = (h: Awaited<ReturnType<typeof harness>>, sql: string) => h.one<{ n: number }>(sql).n;
@@ -183,6 +184,44 @@ describe('SIGHUP', () => {
       what: 'the deferral',
     });
     expect(h.sim.requests.filter((r) => r.path === '/api/installation')).toHaveLength(1);
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+  });
+
+  it('answers a whole-inventory request within 5 s while its pass is slow: deferred, then refreshed when the pass is done', {
+    timeout: 60_000,
+  }, async () => {
+    const h = await harness({ installations: 1, chargersPerInstallation: 2 });
+    let run = h.start();
+    await waitFor(() => run.output().includes('inventory pass completed'));
+    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+    // Two hours later, as far as the spacing knows: the next start runs a pass, and the lists answer slowly.
+    const db = new Database(h.dbPath);
+    db.prepare('UPDATE daemon SET inventory_refreshed_at = ?').run(
+      new Date(Date.now() - 2 * 3_600_000).toISOString(),
+    );
+    db.close();
+    h.sim.faults.push({ path: /^\/api\/installation$/, status: 503, times: 1, delayMs: 8_000 });
+    run = h.start();
+    await waitFor(() => h.sim.requests.filter((r) => r.path === '/api/installation').length === 2, {
+      what: 'the slow pass under way',
+    });
+    const asked = Date.now();
+    const answer = await runCli(['refresh', '--wait', '30'], { env: h.env, cwd: h.dir });
+    expect(answer.stdout).toMatch(
+      /^deferred: an inventory pass is under way; answered again once it completes\n$/,
+    );
+    expect(Date.now() - asked).toBeLessThan(5_000 + 1_000); // the CLI's own start on top
+    const reader = new Database(join(h.dir, 'control.db'), { readonly: true });
+    await waitFor(
+      () =>
+        (
+          reader.prepare('SELECT outcome FROM refresh_requests ORDER BY id DESC LIMIT 1').get() as {
+            outcome: string;
+          }
+        ).outcome === 'refreshed',
+      { timeoutMs: 40_000, what: 'refreshed once the pass completed' },
+    );
+    reader.close();
     expect(await h.stop(run)).toEqual({ code: 0, signal: null });
   });
 });
