@@ -17,6 +17,7 @@ import { CredentialsError, HttpStatusError, NetworkError, RateLimitedError } fro
 import { createLogger, describeError, registerSecret } from '../log.js';
 import { type Db, latestSchemaVersion, openDatabase, schemaVersion } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
+import { SqliteBudgetLedger } from '../store/sqlite/budget-ledger.js';
 import { systemClock } from '../time.js';
 import { createZaptecClient } from '../zaptec/client.js';
 import type { ConnectionDetails } from '../zaptec/schemas.js';
@@ -151,7 +152,7 @@ export async function doctorCommand(args: string[], envFile: string | undefined)
     password: config.password!,
     requestsPerMinute: config.requestsPerMinute,
     version: packageVersion(),
-    db,
+    ledger: new SqliteBudgetLedger(db),
     clock: systemClock,
     log: createLogger({ level: 'silent' }),
   });

@@ -1,10 +1,11 @@
 /**
  * Admission: a request may go out only when every window of every group it belongs to has room, and
- * no group is blocked. Each admission is written to SQLite before the request is sent, in the same
- * `BEGIN IMMEDIATE` transaction that checked the windows, so the budget holds across restarts,
- * crashes and processes (doctor alongside run).
+ * no group is blocked. Each admission is written to the budget's ledger before the request is sent, in the
+ * same exclusive transaction that checked the windows, so the budget holds across restarts, crashes and
+ * processes (doctor alongside run).
  */
-import { type Db, isBusy, whenWritable } from '../store/database.js';
+import { type BudgetLedger, windowStart } from '../store/budget-ledger.js';
+import { whenWritable } from '../store/writable.js';
 import type { Clock } from '../time.js';
 import { RateLimitedError } from './errors.js';
 import type { GroupDef, VendorProfile, WindowDef } from './profile.js';
@@ -47,16 +48,9 @@ interface Blocking {
 }
 
 export class Admission {
-  readonly #db: Db;
+  readonly #ledger: BudgetLedger;
   readonly #clock: Clock;
   readonly #profile: VendorProfile;
-  readonly #insert;
-  readonly #count;
-  readonly #nth;
-  readonly #recent;
-  readonly #block;
-  readonly #settle;
-  readonly #refund;
   #admissions = 0;
   /** Priority requests waiting for room: the others yield to them. */
   #priorityWaiting = 0;
@@ -77,52 +71,30 @@ export class Admission {
   readonly #reserve: number;
 
   constructor(
-    db: Db,
+    ledger: BudgetLedger,
     clock: Clock,
     profile: VendorProfile,
     durable?: () => Promise<void>,
     options: { priorityReserve?: number } = {},
   ) {
-    this.#db = db;
+    this.#ledger = ledger;
     this.#reserve = options.priorityReserve ?? 0;
     this.#durable = durable;
     this.#clock = clock;
     this.#profile = profile;
-    this.#insert = db.prepare('INSERT INTO api_requests (grp, at_ms, method, path) VALUES (?, ?, ?, ?)');
-    this.#count = db.prepare<[string, number], { n: number }>(
-      'SELECT count(*) AS n FROM api_requests WHERE grp = ? AND at_ms > ?',
+    ledger.describe(
+      profile.groups.flatMap((g) =>
+        g.windows.map((w) =>
+          w.kind === 'sliding'
+            ? { group: g.name, seconds: w.seconds, kind: 'sliding' as const, limit: w.limit }
+            : { group: g.name, seconds: w.burst / w.ratePerSecond, kind: 'bucket' as const, limit: w.burst },
+        ),
+      ),
     );
-    this.#nth = db.prepare<[string, number, number], { at_ms: number }>(
-      'SELECT at_ms FROM api_requests WHERE grp = ? AND at_ms > ? ORDER BY at_ms LIMIT 1 OFFSET ?',
-    );
-    this.#recent = db.prepare<[string, number], { at_ms: number }>(
-      'SELECT at_ms FROM api_requests WHERE grp = ? AND at_ms > ? ORDER BY at_ms',
-    );
-    this.#block = db.prepare<[string], { blocked_until_ms: number; source: string }>(
-      'SELECT blocked_until_ms, source FROM api_blocks WHERE grp = ?',
-    );
-    this.#settle = db.prepare('UPDATE api_requests SET status = ?, outcome = ? WHERE id = ?');
-    this.#refund = db.prepare('DELETE FROM api_requests WHERE id = ?');
-    this.#writeWindows();
   }
 
   get profile(): VendorProfile {
     return this.#profile;
-  }
-
-  #writeWindows(): void {
-    this.#db.transaction(() => {
-      this.#db.prepare('DELETE FROM api_windows').run();
-      const ins = this.#db.prepare(
-        'INSERT OR REPLACE INTO api_windows (grp, window_seconds, kind, "limit") VALUES (?, ?, ?, ?)',
-      );
-      for (const g of this.#profile.groups) {
-        for (const w of g.windows) {
-          if (w.kind === 'sliding') ins.run(g.name, w.seconds, 'sliding', w.limit);
-          else ins.run(g.name, w.burst / w.ratePerSecond, 'bucket', w.burst);
-        }
-      }
-    })();
   }
 
   /** The earliest time this window admits one more request (a priority one may use the reserve too). */
@@ -131,9 +103,9 @@ export class Admission {
       const windowMs = w.seconds * 1000;
       const from = now - windowMs - this.#profile.guardMs;
       const limit = priority ? w.limit : w.limit - Math.floor(w.limit * this.#reserve);
-      const n = this.#count.get(group, from)!.n;
+      const n = this.#ledger.used(group, from);
       if (n < limit) return now;
-      const oldest = this.#nth.get(group, from, n - limit)!.at_ms;
+      const oldest = this.#ledger.nthAfter(group, from, n - limit)!;
       return oldest + windowMs + this.#profile.guardMs;
     }
     // GCRA: emission interval T, tolerance τ = (burst − 1)·T. The log rebuilds the theoretical arrival
@@ -142,7 +114,7 @@ export class Admission {
     const tau = (w.burst - 1) * T;
     const from = now - BUCKET_LOOKBACK_MS;
     let tat = from + tau + T;
-    for (const r of this.#recent.all(group, from)) tat = Math.max(tat, r.at_ms) + T;
+    for (const at of this.#ledger.timesAfter(group, from)) tat = Math.max(tat, at) + T;
     return Math.max(now, tat - tau);
   }
 
@@ -168,14 +140,13 @@ export class Admission {
 
   /** The group's pause: the stored one, or the one in memory that could not be written yet if it is later. */
   #blockOf(group: string): { until: number; source: string } | undefined {
-    const stored = this.#block.get(group);
+    const stored = this.#ledger.pause(group);
     const memory = this.#memoryBlocks.get(group);
-    if (memory && memory.until > (stored?.blocked_until_ms ?? 0)) return memory;
-    return stored && { until: stored.blocked_until_ms, source: stored.source };
+    return memory && memory.until > (stored?.until ?? 0) ? memory : stored;
   }
 
   /**
-   * One atomic check-and-record; returns the ticket, or when to try again. Throws SQLITE_BUSY while
+   * One atomic check-and-record; returns the ticket, or when to try again. Throws (the ledger's `busy`) while
    * another connection holds the write lock: nothing is recorded and nothing may be sent.
    */
   tryAdmit(
@@ -186,16 +157,14 @@ export class Admission {
     priority = false,
   ): Ticket | Blocking {
     const now = this.#clock.now();
-    return this.#db
-      .transaction((): Ticket | Blocking => {
-        this.#writeUnwritten();
-        const blocking = this.#earliest(groups, now, priority);
-        if (blocking.at > now) return blocking;
-        const ids = groups.map((g) => Number(this.#insert.run(g.name, now, method, path).lastInsertRowid));
-        record?.(now);
-        return { ids, groups: groups.map((g) => g.name), at: now };
-      })
-      .immediate();
+    return this.#ledger.exclusive((): Ticket | Blocking => {
+      this.#writeUnwritten();
+      const blocking = this.#earliest(groups, now, priority);
+      if (blocking.at > now) return blocking;
+      const ids = groups.map((g) => this.#ledger.record(g.name, now, method, path));
+      record?.(now);
+      return { ids, groups: groups.map((g) => g.name), at: now };
+    });
   }
 
   #writeUnwritten(): void {
@@ -208,7 +177,7 @@ export class Admission {
     try {
       write();
     } catch (err) {
-      if (!isBusy(err)) throw err;
+      if (!this.#ledger.busy(err)) throw err;
       this.#unwritten.push(write);
     }
   }
@@ -240,7 +209,7 @@ export class Admission {
         r = await whenWritable(
           (ms, signal) => this.#clock.sleep(ms, signal),
           () => this.tryAdmit(groups, method, path, options.record, options.priority),
-          { signal: options.signal, maxWaitMs: Infinity },
+          { signal: options.signal, maxWaitMs: Infinity, busy: (err) => this.#ledger.busy(err) },
         );
       } catch (err) {
         options.signal?.throwIfAborted(); // stopped while waiting for the lock: the stop's error, as before
@@ -265,21 +234,13 @@ export class Admission {
   }
 
   settle(ticket: Ticket, status: number | null, outcome: string): void {
-    this.#afterSend(
-      this.#db.transaction(() => {
-        for (const id of ticket.ids) this.#settle.run(status, outcome, id);
-      }),
-    );
+    this.#afterSend(() => this.#ledger.settle(ticket.ids, status, outcome));
     this.onSettle?.(ticket.groups, outcome);
   }
 
   /** Takes back a request that provably never reached the server (connection refused). */
   refund(ticket: Ticket): void {
-    this.#afterSend(
-      this.#db.transaction(() => {
-        for (const id of ticket.ids) this.#refund.run(id);
-      }),
-    );
+    this.#afterSend(() => this.#ledger.forget(ticket.ids));
   }
 
   /** Persists a pause for a group; an earlier one never shortens a later one. */
@@ -287,33 +248,17 @@ export class Admission {
     const at = Math.ceil(until);
     const memory = this.#memoryBlocks.get(group);
     if (!memory || memory.until < at) this.#memoryBlocks.set(group, { until: at, source });
-    this.#afterSend(() =>
-      this.#db
-        .prepare(
-          `INSERT INTO api_blocks (grp, blocked_until_ms, source, detail) VALUES (?, ?, ?, ?)
-         ON CONFLICT (grp) DO UPDATE SET blocked_until_ms = excluded.blocked_until_ms, source = excluded.source,
-           detail = excluded.detail WHERE excluded.blocked_until_ms > api_blocks.blocked_until_ms`,
-        )
-        .run(group, at, source, detail),
-    );
+    this.#afterSend(() => this.#ledger.extendPause(group, at, source, detail));
   }
 
   /** The status of the request before the newest settled one in this group (for "429 twice in a row"). */
   previousStatus(group: string, beforeId: number): number | null | undefined {
-    return this.#db
-      .prepare<[string, number], { status: number | null }>(
-        'SELECT status FROM api_requests WHERE grp = ? AND id < ? AND status IS NOT NULL ORDER BY id DESC LIMIT 1',
-      )
-      .get(group, beforeId)?.status;
+    return this.#ledger.previousStatus(group, beforeId);
   }
 
   /** How many of the group's newest settled requests, up to `max`, failed in a row (5xx, timeout, network). */
   failuresInARow(group: string, max: number): number {
-    const rows = this.#db
-      .prepare<[string, number], { status: number | null; outcome: string }>(
-        'SELECT status, outcome FROM api_requests WHERE grp = ? AND outcome IS NOT NULL ORDER BY id DESC LIMIT ?',
-      )
-      .all(group, max);
+    const rows = this.#ledger.newestOutcomes(group, max);
     const failed = (r: { status: number | null; outcome: string }) =>
       (r.status ?? 0) >= 500 || r.outcome === 'timeout' || r.outcome === 'network_error';
     const n = rows.findIndex((r) => !failed(r));
@@ -329,8 +274,8 @@ export class Admission {
     const longest = sliding.sort((a, b) => b.seconds - a.seconds)[0];
     if (!longest) return now;
     const from = now - longest.seconds * 1000;
-    const n = this.#count.get(group.name, from)!.n;
-    const oldest = this.#nth.get(group.name, from, Math.max(0, n - longest.limit))?.at_ms ?? now;
+    const n = this.#ledger.used(group.name, from);
+    const oldest = this.#ledger.nthAfter(group.name, from, Math.max(0, n - longest.limit)) ?? now;
     return oldest + longest.seconds * 1000 + this.#profile.guardMs;
   }
 
@@ -344,7 +289,7 @@ export class Admission {
         return {
           group: g.name,
           window: w,
-          used: this.#count.get(g.name, now - seconds * 1000)!.n,
+          used: this.#ledger.used(g.name, windowStart(now, seconds)),
           blockedUntil: until !== undefined && until > now ? until : undefined,
         };
       }),
@@ -360,7 +305,6 @@ export class Admission {
       ),
     );
     const now = this.#clock.now();
-    this.#db.prepare('DELETE FROM api_requests WHERE at_ms < ?').run(now - longest - 60_000);
-    this.#db.prepare('DELETE FROM api_blocks WHERE blocked_until_ms < ?').run(now);
+    this.#ledger.prune(now - longest - 60_000, now);
   }
 }

@@ -4,8 +4,10 @@
  * credentials, a failing background pass) makes it degraded. A daemon that runs but cannot write the
  * database cannot record that: its heartbeat goes stale while its process lives, and that is said instead.
  */
+
 import { readFileSync } from 'node:fs';
 import { isoMs } from '../time.js';
+import { WINDOW_USED_SQL, windowStart } from './budget-ledger.js';
 import type { DaemonRow } from './daemon-row.js';
 import { LAST_HEARD_SQL } from './inventory.js';
 import type { Reader, Sql } from './reader.js';
@@ -224,11 +226,7 @@ async function budgetLines(db: Sql, now: number): Promise<BudgetLine[]> {
         now,
       )
     )?.blocked_until_ms;
-    const used = (await db.get<{ n: number }>(
-      'SELECT count(*) AS n FROM api_requests WHERE grp = ? AND at_ms > ?',
-      w.grp,
-      Math.floor(now - w.window_seconds * 1000), // a bucket's refill time has fractions of a millisecond
-    ))!.n;
+    const used = (await db.get<{ n: number }>(WINDOW_USED_SQL, w.grp, windowStart(now, w.window_seconds)))!.n;
     lines.push({
       group: w.grp,
       window_seconds: w.window_seconds,

@@ -60,6 +60,13 @@ export interface InventoryChange {
  */
 export const LAST_HEARD_SQL = '(SELECT max(received_at) FROM charger_state s WHERE s.charger_id = c.id)';
 
+/** An active charger and when its state was last received (ISO 8601; null: never). */
+export interface ChargerAge {
+  id: string;
+  installation_id: string | null;
+  received_at: string | null;
+}
+
 export class InventoryStore {
   readonly #db: Db;
   readonly #upsertInstallation;
@@ -237,14 +244,27 @@ export class InventoryStore {
       .run(JSON.stringify(fields), id);
   }
 
-  /** Each active charger with the time its state was last received (null: never). */
-  stateAges(): { id: string; installation_id: string | null; received_at: string | null }[] {
+  /** When the stalest active charger was last heard from (ISO 8601); null when none ever was. */
+  oldestHeard(): string | null {
     return this.#db
-      .prepare<[], { id: string; installation_id: string | null; received_at: string | null }>(
-        `SELECT c.id, c.installation_id, ${LAST_HEARD_SQL} AS received_at
-         FROM chargers c WHERE c.active = 1 ORDER BY c.id`,
+      .prepare<[], string | null>(
+        `SELECT min(last) FROM (SELECT ${LAST_HEARD_SQL} AS last FROM chargers c WHERE c.active = 1)`,
       )
-      .all();
+      .pluck()
+      .get()!;
+  }
+
+  /**
+   * Each active charger with the time its state was last received (null: never), in id order: all of them,
+   * or a page of at most `limit` after the id `after`.
+   */
+  stateAges(after?: string, limit = -1): ChargerAge[] {
+    return this.#db
+      .prepare<[string, number], ChargerAge>(
+        `SELECT c.id, c.installation_id, ${LAST_HEARD_SQL} AS received_at
+         FROM chargers c WHERE c.active = 1 AND c.id > ? ORDER BY c.id LIMIT ?`,
+      )
+      .all(after ?? '', limit);
   }
 
   /** Replaces what state values mean (from /api/constants), unless it has none to give. */

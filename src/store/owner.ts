@@ -8,7 +8,8 @@
 import { realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { DatabaseSetupError, isBusy, isSetupFault, needDirectory, StoreError } from './database.js';
+import { DatabaseSetupError, isSetupFault, needDirectory, StoreError } from './database.js';
+import { isBusy } from './writable.js';
 
 /**
  * How long a starting `run` waits for the owner to let go: a restart (systemd's, or a person's) may start the

@@ -15,8 +15,8 @@
 import { HttpStatusError } from '../http/errors.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
-import { whenWritable } from '../store/database.js';
 import type { HistoryItem, SessionStore } from '../store/sessions.js';
+import { whenWritable } from '../store/writable.js';
 import { type Clock, quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';
 import type { Problems } from './problems.js';

@@ -1,8 +1,8 @@
 /** Deletes history older than ZAPTEC_HISTORY_DAYS, at start and hourly, a chunk at a time. */
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
-import { whenWritable } from '../store/database.js';
 import type { ObservationStore } from '../store/observations.js';
+import { whenWritable } from '../store/writable.js';
 import { type Clock, quietAbortController } from '../time.js';
 import type { Problems } from './problems.js';
 

@@ -7,7 +7,6 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { DaemonRecord } from '../store/daemon-row.js';
-import { whenWritable } from '../store/database.js';
 import type {
   ChargerRecord,
   CircuitRecord,
@@ -17,6 +16,7 @@ import type {
 } from '../store/inventory.js';
 import type { ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
+import { whenWritable } from '../store/writable.js';
 import type { Clock } from '../time.js';
 import { quietAbortController } from '../time.js';
 import type { ZaptecApi } from '../zaptec/api.js';

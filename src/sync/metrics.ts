@@ -7,14 +7,17 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import { ConfigError } from '../config.js';
 import type { Admission } from '../http/admission.js';
 import type { Logger } from '../log.js';
-import type { Db } from '../store/database.js';
 import { HEARTBEAT_STALE_MS } from '../store/health.js';
-import { LAST_HEARD_SQL } from '../store/inventory.js';
 import type { Clock } from '../time.js';
 import type { Problems } from './problems.js';
 
 export interface MetricsSources {
-  db: Db;
+  /** Each followed installation's live-event state (`sync_status`). */
+  eventStates(): readonly { installation_id: string; events: string }[];
+  /** When the stalest active charger was last heard from (ISO 8601); null when none ever was. */
+  oldestHeard(): string | null;
+  /** The heartbeat the daemon last wrote (ISO 8601); null when none was written. */
+  heartbeatAt(): string | null;
   admission: Admission;
   clock: Clock;
   /** What the daemon finds wrong now: /healthz answers 503 with them. */
@@ -38,7 +41,7 @@ export class Metrics {
   constructor(sources: MetricsSources) {
     this.#sources = sources;
     const r = this.registry;
-    const { db, admission, clock } = sources;
+    const { admission, clock } = sources;
     // The process's own: resident memory, V8 heap, event-loop lag, GC (prom-client's standard set).
     collectDefaultMetrics({ register: r });
     this.apiRequests = new Counter({
@@ -126,10 +129,7 @@ export class Metrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const s of db.prepare('SELECT installation_id, events FROM sync_status').all() as {
-          installation_id: string;
-          events: string;
-        }[]) {
+        for (const s of sources.eventStates()) {
           this.set({ installation: s.installation_id }, s.events === 'connected' ? 1 : 0);
         }
       },
@@ -139,13 +139,8 @@ export class Metrics {
       help: 'Age of the stalest charger state (since it was last received)',
       registers: [r],
       collect() {
-        const row = db
-          .prepare(
-            `SELECT min(last) AS oldest FROM (SELECT ${LAST_HEARD_SQL} AS last
-             FROM chargers c WHERE c.active = 1)`,
-          )
-          .get() as { oldest: string | null };
-        this.set(row.oldest ? (clock.now() - Date.parse(row.oldest)) / 1000 : 0);
+        const oldest = sources.oldestHeard();
+        this.set(oldest ? (clock.now() - Date.parse(oldest)) / 1000 : 0);
       },
     });
     new Counter({
@@ -164,11 +159,9 @@ export class Metrics {
    * the heartbeat finds within seconds), and a heartbeat that stopped being written.
    */
   healthy(): { ok: boolean; reason: string } {
-    const { db, clock, problems } = this.#sources;
+    const { clock, problems } = this.#sources;
     const reasons = problems?.list().map((p) => p.sentence) ?? [];
-    const hb = (
-      db.prepare('SELECT heartbeat_at FROM daemon').get() as { heartbeat_at: string | null } | undefined
-    )?.heartbeat_at;
+    const hb = this.#sources.heartbeatAt();
     if (!hb || clock.now() - Date.parse(hb) > HEARTBEAT_STALE_MS)
       reasons.push(`heartbeat is stale (${hb ?? 'never'})`);
     return reasons.length === 0 ? { ok: true, reason: 'ok' } : { ok: false, reason: reasons.join('\n') };

@@ -5,8 +5,8 @@
  */
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
-import { whenWritable } from '../store/database.js';
 import type { RefreshRequestRow, RefreshRequestStore } from '../store/refresh-requests.js';
+import { whenWritable } from '../store/writable.js';
 import { type Clock, every, quietAbortController } from '../time.js';
 import type { InventorySync } from './inventory.js';
 import type { ChargerLookup, LookupResult } from './lookup.js';

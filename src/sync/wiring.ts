@@ -14,6 +14,7 @@ import { ObservationStore } from '../store/observations.js';
 import { ReconcileSpacingStore } from '../store/reconcile-spacing.js';
 import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SessionStore } from '../store/sessions.js';
+import { SqliteBudgetLedger } from '../store/sqlite/budget-ledger.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import { UserGroupStore } from '../store/user-groups.js';
 import type { Clock } from '../time.js';
@@ -105,7 +106,7 @@ function buildComponents(deps: WiringDeps): Wired {
       requestsPerMinute: config.requestsPerMinute,
       commands: config.commands,
       version: deps.version,
-      db,
+      ledger: new SqliteBudgetLedger(db),
       clock,
       log: log.child({ component: 'api' }),
       durable,
@@ -219,7 +220,9 @@ function buildComponents(deps: WiringDeps): Wired {
 
   if (config.metrics) {
     metrics = new Metrics({
-      db,
+      eventStates: () => syncStatus.all(),
+      oldestHeard: () => inventoryStore.oldestHeard(),
+      heartbeatAt: () => readDaemonRow(db)?.heartbeat_at ?? null,
       admission: client.admission,
       clock,
       problems,

@@ -7,7 +7,7 @@ import type { z } from 'zod';
 import type { HttpClient, HttpResponse } from '../http/client.js';
 import { HttpStatusError, RateLimitedError } from '../http/errors.js';
 import type { Logger } from '../log.js';
-import { type Db, isBusy } from '../store/database.js';
+import type { BudgetLedger } from '../store/budget-ledger.js';
 import type { Clock } from '../time.js';
 import type { TokenSource } from './auth.js';
 import {
@@ -59,21 +59,15 @@ export class ZaptecApi {
   readonly #log: Logger;
   readonly #stateCache = new Map<string, { at: number; data: ApiObservation[] }>();
   readonly #stateInflight = new Map<string, Promise<ApiObservation[]>>();
-  readonly #lastRead;
-  readonly #markRead;
+  readonly #ledger: BudgetLedger;
   readonly #reported = new Set<string>();
 
-  constructor(http: HttpClient, tokens: TokenSource, db: Db, clock: Clock, log: Logger) {
+  constructor(http: HttpClient, tokens: TokenSource, ledger: BudgetLedger, clock: Clock, log: Logger) {
     this.#http = http;
     this.#tokens = tokens;
+    this.#ledger = ledger;
     this.#clock = clock;
     this.#log = log;
-    this.#lastRead = db.prepare<[string], { read_at_ms: number }>(
-      'SELECT read_at_ms FROM state_reads WHERE charger_id = ?',
-    );
-    this.#markRead = db.prepare(
-      'INSERT INTO state_reads (charger_id, read_at_ms) VALUES (?, ?) ON CONFLICT (charger_id) DO UPDATE SET read_at_ms = excluded.read_at_ms',
-    );
   }
 
   /** An authenticated GET; one new token and one more try on 401. Returns undefined for 204. */
@@ -333,7 +327,7 @@ export class ZaptecApi {
 
   /** When this charger's state may next be read (epoch ms), whichever process read it last. */
   stateReadableAt(chargerId: string): number {
-    const last = this.#lastRead.get(chargerId)?.read_at_ms;
+    const last = this.#ledger.lastStateRead(chargerId);
     return last === undefined ? 0 : last + STATE_READ_SPACING_MS;
   }
 
@@ -347,15 +341,15 @@ export class ZaptecApi {
     // Marked as each attempt is admitted, before it is sent: a crash right after cannot let a restarted
     // daemon read this charger again within 15 s.
     const body = await this.#get(`/api/chargers/${encodeURIComponent(chargerId)}/state`, undefined, o, (at) =>
-      this.#markRead.run(chargerId, at),
+      this.#ledger.markStateRead(chargerId, at),
     );
     // Counted from the answer too: admission may have held the request, and the next read must come
     // 15 s after the server served this one.
     try {
-      this.#markRead.run(chargerId, this.#clock.now());
+      this.#ledger.markStateRead(chargerId, this.#clock.now());
     } catch (err) {
       // A held lock: the mark written with the admission stands (the next read counts from the admission).
-      if (!isBusy(err)) throw err;
+      if (!this.#ledger.busy(err)) throw err;
     }
     if (!Array.isArray(body)) throw new PayloadError('/api/chargers/{id}/state: not an array');
     const data = this.#items(observationSchema, body, 'state observation');

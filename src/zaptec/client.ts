@@ -1,10 +1,10 @@
-/** Builds the Zaptec client stack: admission over the database, the HTTP client, the token, the API. */
+/** Builds the Zaptec client stack: admission over the budget's ledger, the HTTP client, the token, the API. */
 import { Admission, PRIORITY_RESERVE } from '../http/admission.js';
 import { HttpClient } from '../http/client.js';
 import type { VendorProfile } from '../http/profile.js';
 import { zaptecProfile } from '../http/profiles.js';
 import type { Logger } from '../log.js';
-import type { Db } from '../store/database.js';
+import type { BudgetLedger } from '../store/budget-ledger.js';
 import type { Clock } from '../time.js';
 import { ZaptecApi } from './api.js';
 import { TokenSource } from './auth.js';
@@ -15,7 +15,8 @@ export interface ZaptecClientOptions {
   password: string;
   requestsPerMinute: number;
   version: string;
-  db: Db;
+  /** The budget's ledger (admission's record, the 15-second rule's reads). */
+  ledger: BudgetLedger;
   clock: Clock;
   log: Logger;
   /** Resolves once the database's commits are on disk (the daemon's group commit); none in tools. */
@@ -38,9 +39,15 @@ export interface ZaptecClient {
 }
 
 export function createZaptecClient(o: ZaptecClientOptions): ZaptecClient {
-  const admission = new Admission(o.db, o.clock, o.profile ?? zaptecProfile(o.requestsPerMinute), o.durable, {
-    priorityReserve: o.commands ? PRIORITY_RESERVE : 0,
-  });
+  const admission = new Admission(
+    o.ledger,
+    o.clock,
+    o.profile ?? zaptecProfile(o.requestsPerMinute),
+    o.durable,
+    {
+      priorityReserve: o.commands ? PRIORITY_RESERVE : 0,
+    },
+  );
   const http = new HttpClient({
     baseUrl: o.apiUrl,
     admission,
@@ -57,6 +64,6 @@ export function createZaptecClient(o: ZaptecClientOptions): ZaptecClient {
       : {}),
   });
   const tokens = new TokenSource(http, o.clock, o.username, o.password);
-  const api = new ZaptecApi(http, tokens, o.db, o.clock, o.log);
+  const api = new ZaptecApi(http, tokens, o.ledger, o.clock, o.log);
   return { admission, http, tokens, api, close: () => http.close() };
 }

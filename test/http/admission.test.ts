@@ -6,6 +6,7 @@ import { RateLimitedError } from '../../src/http/errors.js';
 import { groupsFor, type VendorProfile } from '../../src/http/profile.js';
 import { zaptecProfile } from '../../src/http/profiles.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
+import { SqliteBudgetLedger } from '../../src/store/sqlite/budget-ledger.js';
 import { SteppedClock, VirtualClock } from '../clock.js';
 import { maxInWindow, tempDir } from '../helpers.js';
 
@@ -44,7 +45,7 @@ describe('admission', () => {
               },
             ],
           };
-          const a = new Admission(d, clock, profile);
+          const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
           const groups = groupsFor(profile, 'GET', '/x');
           for (const gap of gaps) {
             clock.advance(gap);
@@ -71,7 +72,7 @@ describe('admission', () => {
     const d = db();
     const clock = new VirtualClock();
     const profile = zaptecProfile(600);
-    const a = new Admission(d, clock, profile);
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
     const lists = groupsFor(profile, 'GET', '/api/chargers');
     expect(lists.map((g) => g.name)).toEqual(['global', 'lists']);
     for (let i = 0; i < 25; i++) {
@@ -94,7 +95,7 @@ describe('admission', () => {
     const d = db();
     const clock = new VirtualClock();
     const profile = zaptecProfile(1000);
-    const a = new Admission(d, clock, profile);
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
     const lists = groupsFor(profile, 'GET', '/api/installation');
     for (let i = 0; i < 600; i++) await a.admit(lists, 'GET', '/api/installation');
     const times = admittedTimes(d, 'lists');
@@ -110,7 +111,7 @@ describe('admission', () => {
     const d = db();
     const clock = new VirtualClock();
     const profile = zaptecProfile(600);
-    const a = new Admission(d, clock, profile);
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
     const groups = groupsFor(profile, 'GET', '/api/chargers/x/state');
     a.block('global', clock.now() + 30_000, 'server:retry-after', '429');
     const err = await a.admit(groups, 'GET', '/s', { deadline: clock.now() + 1000 }).catch((e) => e);
@@ -118,7 +119,7 @@ describe('admission', () => {
     expect(err.retryAt).toBe(clock.now() + 30_000);
     expect(err.source).toBe('server');
     // A new Admission over the same file (a restart) still sees the block.
-    const again = new Admission(d, clock, profile);
+    const again = new Admission(new SqliteBudgetLedger(d), clock, profile);
     const t = await again.admit(groups, 'GET', '/s');
     expect(t.at).toBe(Date.parse('2024-10-10T08:57:30Z'));
   });
@@ -128,11 +129,11 @@ describe('admission', () => {
     const clock = new VirtualClock();
     const profile = zaptecProfile(1000);
     const groups = groupsFor(profile, 'GET', '/api/chargers/x/state');
-    let a = new Admission(d, clock, profile);
+    let a = new Admission(new SqliteBudgetLedger(d), clock, profile);
     let n = 0;
     while ('ids' in a.tryAdmit(groups, 'GET', '/s')) n++;
     expect(n).toBe(12); // the profile keeps 3 of Zaptec’s 15 for arrival jitter
-    a = new Admission(d, clock, profile);
+    a = new Admission(new SqliteBudgetLedger(d), clock, profile);
     expect('ids' in a.tryAdmit(groups, 'GET', '/s')).toBe(false);
   });
 });
@@ -144,7 +145,7 @@ describe('admission across restarts at Zaptec’s real windows (virtual clock)',
     const profile = zaptecProfile(600);
     const groups = groupsFor(profile, 'GET', '/api/chargers');
     for (let start = 0; start < 20; start++) {
-      const a = new Admission(d, clock, profile); // a new process: nothing in memory
+      const a = new Admission(new SqliteBudgetLedger(d), clock, profile); // a new process: nothing in memory
       for (let i = 0; i < 12; i++) await a.admit(groups, 'GET', '/api/chargers');
       clock.advance(30_000);
     }
@@ -170,7 +171,7 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
     const d = db();
     const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
     const profile = oneWindow(1, 10);
-    const a = new Admission(d, clock, profile);
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
     const groups = groupsFor(profile, 'GET', '/x');
     await a.admit(groups, 'GET', '/x'); // the window is full for 10 s
     const order: string[] = [];
@@ -190,7 +191,9 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
     const d = db();
     const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
     const profile = oneWindow(20, 60);
-    const a = new Admission(d, clock, profile, undefined, { priorityReserve: PRIORITY_RESERVE });
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile, undefined, {
+      priorityReserve: PRIORITY_RESERVE,
+    });
     const groups = groupsFor(profile, 'GET', '/x');
     const t0 = clock.now();
     const reads = Array.from({ length: 25 }, (_, i) => a.admit(groups, 'GET', `/read${i}`));

@@ -17,6 +17,7 @@ import {
 } from '../../src/http/profiles.js';
 import { createLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
+import { SqliteBudgetLedger } from '../../src/store/sqlite/budget-ledger.js';
 import { systemClock } from '../../src/time.js';
 import { tempDir } from '../helpers.js';
 import { type Contract, ContractServer } from './contract-server.js';
@@ -160,7 +161,7 @@ async function client(c: Case) {
   servers.push(server);
   const url = await server.start();
   const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
-  const admission = new Admission(db, systemClock, scaleProfile(c.profile, SCALE));
+  const admission = new Admission(new SqliteBudgetLedger(db), systemClock, scaleProfile(c.profile, SCALE));
   const http = new HttpClient({
     baseUrl: url,
     admission,
@@ -224,7 +225,7 @@ describe('Zaptec’s lists after two 429s in a row (vector 33)', () => {
     const url = await server.start();
     const clock = new VirtualClock(Date.now());
     const db = openDatabase(join(tempDir(), 'z.db'), { create: true });
-    const admission = new Admission(db, clock, zaptecProfile(600));
+    const admission = new Admission(new SqliteBudgetLedger(db), clock, zaptecProfile(600));
     const http = new HttpClient({
       baseUrl: url,
       admission,
@@ -243,7 +244,7 @@ describe('Zaptec’s lists after two 429s in a row (vector 33)', () => {
     expect(err.retryAt).toBeGreaterThanOrEqual(first + 1_800_000);
     expect(err.retryAt).toBeLessThan(first + 1_800_000 + 10_000);
     // Persisted: a restarted client is just as blocked, and sends nothing.
-    const again = new Admission(db, clock, zaptecProfile(600));
+    const again = new Admission(new SqliteBudgetLedger(db), clock, zaptecProfile(600));
     expect(again.nextFree(admission.profile.groups.filter((g) => g.name === 'lists'))).toBe(err.retryAt);
   });
 });

@@ -172,7 +172,12 @@ describe('the daemon on the injected clock', () => {
 });
 
 describe('reconciliation (virtual clock)', () => {
-  function makeReader(chargers: number, reconcileMinutes: number, reconcileMaxMinutes = reconcileMinutes) {
+  function makeReader(
+    chargers: number,
+    reconcileMinutes: number,
+    reconcileMaxMinutes = reconcileMinutes,
+    agesPage?: number,
+  ) {
     const clock = new VirtualClock();
     const s = stores(clock);
     const snapshot = (n: number) => ({
@@ -244,6 +249,7 @@ describe('reconciliation (virtual clock)', () => {
         reconcileMaxMs: reconcileMaxMinutes * 60_000,
         spacings: new ReconcileSpacingStore(s.db),
         requestsPerMinute: 600,
+        ...(agesPage ? { agesPage } : {}),
       });
     return {
       clock,
@@ -270,6 +276,34 @@ describe('reconciliation (virtual clock)', () => {
     const end = clock.now() + ms;
     while (clock.now() < end) await clock.sleep(250);
   }
+
+  it('a fleet larger than one page of stored ages is scheduled as one; a resync asked for while pages are read runs after them', async () => {
+    const { clock, reader, reads, s, snapshot } = makeReader(60, 60, 60, 7);
+    reader.start();
+    try {
+      await reader.settled();
+      await runFor(clock, 5_000);
+      expect(new Set(reads.map((r) => r.id)).size).toBe(60); // every stale charger read once at start
+      // Two inventory passes while the pages are read: the second one's fleet is the one scheduled.
+      s.inventory.replace(snapshot(50), clock.now());
+      reader.resync();
+      s.inventory.replace(snapshot(40), clock.now());
+      reader.resync();
+      await reader.settled();
+      const t0 = clock.now();
+      await runFor(clock, 3 * HOUR);
+      const later = reads.filter((r) => r.at >= t0);
+      expect(new Set(later.map((r) => r.id)).size).toBe(40);
+      expect(later.every((r) => Number(r.id.slice(-4)) < 40)).toBe(true);
+      // Spread as the one-page schedule is: about one read every 90 s, never a burst.
+      const perMinute = new Map<number, number>();
+      for (const r of later.filter((r) => r.at >= t0 + HOUR))
+        perMinute.set(Math.floor(r.at / 60_000), (perMinute.get(Math.floor(r.at / 60_000)) ?? 0) + 1);
+      expect(Math.max(...perMinute.values())).toBeLessThanOrEqual(2);
+    } finally {
+      await reader.stop();
+    }
+  });
 
   it('reads stale chargers at start, then spreads each charger’s reconcile read evenly over the interval', async () => {
     const { clock, reader, reads } = makeReader(60, 60);

@@ -8,9 +8,12 @@ import { CredentialsError } from '../../src/http/errors.js';
 import { createLogger } from '../../src/log.js';
 import { Fleet } from '../../src/simulator/fleet.js';
 import { RestSimulator } from '../../src/simulator/rest.js';
+import { readDaemonRow } from '../../src/store/daemon-row.js';
 import { openDatabase } from '../../src/store/database.js';
+import { InventoryStore } from '../../src/store/inventory.js';
 import type { ObservationStore } from '../../src/store/observations.js';
 import type { RefreshRequestStore } from '../../src/store/refresh-requests.js';
+import { SqliteBudgetLedger } from '../../src/store/sqlite/budget-ledger.js';
 import { SyncStatusStore } from '../../src/store/sync-status.js';
 import { CredentialRetry } from '../../src/sync/credentials.js';
 import { EventStream, installationOwner, type LiveEventsDeps } from '../../src/sync/event-stream.js';
@@ -44,7 +47,7 @@ describe('refused credentials', () => {
       password: user.password,
       requestsPerMinute: 600,
       version: 'test',
-      db,
+      ledger: new SqliteBudgetLedger(db),
       clock,
       log: quiet,
     });
@@ -228,12 +231,14 @@ describe('background passes own their errors', () => {
       password: 'p',
       requestsPerMinute: 600,
       version: 't',
-      db,
+      ledger: new SqliteBudgetLedger(db),
       clock,
       log: quiet,
     });
     const metrics = new Metrics({
-      db,
+      eventStates: () => new SyncStatusStore(db).all(),
+      oldestHeard: () => new InventoryStore(db).oldestHeard(),
+      heartbeatAt: () => readDaemonRow(db)?.heartbeat_at ?? null,
       admission: client.admission,
       clock,
       problems,

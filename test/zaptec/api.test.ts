@@ -7,6 +7,7 @@ import { createLogger } from '../../src/log.js';
 import { Fleet } from '../../src/simulator/fleet.js';
 import { RestSimulator } from '../../src/simulator/rest.js';
 import { openDatabase } from '../../src/store/database.js';
+import { SqliteBudgetLedger } from '../../src/store/sqlite/budget-ledger.js';
 import { systemClock } from '../../src/time.js';
 import { createZaptecClient, type ZaptecClient } from '../../src/zaptec/client.js';
 import { tempDir } from '../helpers.js';
@@ -55,7 +56,7 @@ function clientOn(
     password: 'demo-password',
     requestsPerMinute: 600,
     version: '9.9.9',
-    db,
+    ledger: new SqliteBudgetLedger(db),
     clock: systemClock,
     log,
     ...extra,
