@@ -107,6 +107,8 @@ export class Invariants {
   #silentFrom = 0;
   #silentPending: SilentChange[] = [];
   peakHeapMb = 0;
+  /** The process's resident memory at its highest hourly look (the simulator's share included). */
+  peakRssMb = 0;
 
   constructor(deps: InvariantDeps) {
     this.#d = deps;
@@ -369,8 +371,10 @@ export class Invariants {
 
   #heapCheck(): void {
     this.#count('heap');
-    const mb = process.memoryUsage().heapUsed / 2 ** 20;
+    const { heapUsed, rss } = process.memoryUsage();
+    const mb = heapUsed / 2 ** 20;
     this.peakHeapMb = Math.max(this.peakHeapMb, Math.round(mb));
+    this.peakRssMb = Math.max(this.peakRssMb, Math.round(rss / 2 ** 20));
     if (mb > HEAP_LIMIT_MB) this.#d.fail(`the heap holds ${Math.round(mb)} MB (limit ${HEAP_LIMIT_MB} MB)`);
   }
 

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
@@ -86,6 +87,9 @@ export interface SimulationReport {
   stalls: Record<string, number>;
   warnings: number;
   peakHeapMb: number;
+  /** The process's highest RSS at the hourly looks, and the event loop's longest delay (simulator included). */
+  peakRssMb: number;
+  loopDelayMaxMs: number;
   /** The most installations a user group carried at once (with `userGroup`). */
   carried: number;
   realMs: number;
@@ -112,6 +116,8 @@ const START = Date.parse('2026-03-02T00:00:00Z');
 
 export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const realStart = performance.now();
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   const installations = o.installations ?? 10;
   const perInstallation = o.chargersPerInstallation ?? 20;
   const historyDays = o.historyDays ?? 2;
@@ -400,6 +406,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       stalls: Object.fromEntries(clock.stalls),
       warnings,
       peakHeapMb: invariants.peakHeapMb,
+      peakRssMb: invariants.peakRssMb,
+      loopDelayMaxMs: Math.round(loop.max / 1e6),
       carried,
       realMs: Math.round(performance.now() - realStart),
     };
@@ -454,6 +462,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     lock?.close();
     if (current) await stopDaemon().catch(() => {});
     await sim.stop();
+    loop.disable();
     process.off('unhandledRejection', onRejection);
     process.off('uncaughtException', onException);
     Socket.prototype.connect = connect;
