@@ -278,6 +278,13 @@ export class Invariants {
     const row = db.prepare<[string], { first_seen_at: string }>(
       'SELECT first_seen_at FROM charging_sessions WHERE id = ?',
     );
+    // CONTRACT §8 counts the 5 s from the commit of the 723 observation (a cold start's queue comes late).
+    const committed = db
+      .prepare<[string, string], string | null>(
+        `SELECT min(received_at) FROM charger_state_history
+         WHERE charger_id = ? AND state_id = 723 AND instr(lower(value), ?) > 0`,
+      )
+      .pluck();
     for (const [id, s] of this.#sessions) {
       const pushedAt = this.#pushedSessions.get(id);
       if (pushedAt !== undefined) {
@@ -285,8 +292,15 @@ export class Invariants {
         this.#pushedSessions.delete(id);
       }
       const stored = row.get(id);
-      const due =
-        s.pushedAt !== undefined ? s.pushedAt + SESSION_PUSHED_WITHIN_MS : s.endedAt + SESSION_WITHIN_MS;
+      const late =
+        (stored ? Date.parse(stored.first_seen_at) : now) >
+        (s.pushedAt ?? Infinity) + SESSION_PUSHED_WITHIN_MS;
+      const at = late ? committed.get(s.chargerId.toLowerCase(), id) : undefined;
+      const due = at
+        ? Date.parse(at) + SESSION_PUSHED_WITHIN_MS
+        : s.pushedAt !== undefined && !late
+          ? s.pushedAt + SESSION_PUSHED_WITHIN_MS
+          : s.endedAt + SESSION_WITHIN_MS;
       if (stored) {
         this.#count('sessions');
         this.#sessions.delete(id);
