@@ -3,14 +3,23 @@
  * copied into a PostgreSQL schema, reads the same through the built CLI — byte for byte where nothing depends
  * on the moment of reading. And consumers ask through PostgreSQL: `refresh` and `command` rows, `--wait`.
  */
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgObservationStore } from '../../src/store/postgres/observations.js';
+import { openPool } from '../../src/store/postgres/pool.js';
+import { consumerBlocks } from '../docs/blocks.js';
 import { cleanEnv, runCli, waitFor } from '../helpers.js';
-import { freshSchema, pgAdmin, pgEnv, pgUrl } from '../pg.js';
+import { freshSchema, pgAdmin, pgEnv, pgUrl, urlAs } from '../pg.js';
 import { copyToPostgres } from '../pg-copy.js';
 import { harness } from '../sync/harness.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
 describe.runIf(pgUrl)('the commands that read, against PostgreSQL', () => {
   const schema = freshSchema();
@@ -126,6 +135,80 @@ describe.runIf(pgUrl)('the commands that read, against PostgreSQL', () => {
       counts: { pending_commands: number; open_refresh_requests: number };
     };
     expect(report.counts).toMatchObject({ pending_commands: 1, open_refresh_requests: 1 });
+  });
+
+  describe("docs/CONSUMERS.md's PostgreSQL examples, as a consumer of the control role", () => {
+    let url = '';
+    /** An example with this file's schema in place of the documented `zaptec`. */
+    const example = (lang: string) =>
+      consumerBlocks(lang)[0]!
+        .replaceAll('TO zaptec', `TO ${schema}`)
+        .replaceAll('zaptec_state', `${schema}_state`);
+    beforeAll(async () => {
+      const password = randomBytes(9).toString('hex');
+      await pgAdmin().query(
+        `CREATE ROLE ${schema}_consumer LOGIN PASSWORD '${password}' IN ROLE ${schema}_control`,
+      );
+      url = urlAs(`${schema}_consumer`, password);
+    });
+
+    it('one of each: psql, Node with LISTEN, Python', () => {
+      expect(
+        [consumerBlocks('bash'), consumerBlocks('javascript'), consumerBlocks('py')].map((b) => b.length),
+      ).toEqual([1, 1, 1]);
+    });
+
+    it.runIf(has('psql'))('psql: every charger’s state and when it was last heard from', () => {
+      const out = execFileSync('sh', ['-c', example('bash')], {
+        env: { ...process.env, ZAPTEC_PG_URL: url },
+        encoding: 'utf8',
+      });
+      expect(out).toContain(serial);
+      expect(out).toMatch(/last_heard/);
+      expect(out).toMatch(/\(6 rows\)/); // six chargers, one line each
+    });
+
+    it('Node: a LISTENing consumer is told of a charger the daemon changed, and reads it', async () => {
+      mkdirSync(join(ROOT, 'build'), { recursive: true }); // `pg` resolves from the project's node_modules
+      const file = join(ROOT, 'build', 'consumer-listen.mjs');
+      writeFileSync(file, example('javascript'));
+      const child = spawn(process.execPath, [file], { env: { ...process.env, ZAPTEC_PG_URL: url } });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      await waitFor(() => out.includes('listening'), { what: 'the example listening' });
+      // The daemon's own path: a batch applied through the store, its NOTIFY after the commit.
+      const pool = openPool({ url: pgUrl!, password: undefined, schema });
+      try {
+        const charger = (
+          await pgAdmin().query(`SELECT id FROM ${schema}.chargers WHERE device_id = $1`, [serial])
+        ).rows[0].id as string;
+        const store = new PgObservationStore(pool, schema, { historyDays: 7, now: () => Date.now() });
+        await store.apply([
+          { chargerId: charger, stateId: 513, value: '7360', observedAt: Date.now(), source: 'event' },
+        ]);
+      } finally {
+        await pool.end();
+      }
+      expect(await exited).toBe(0);
+      expect(out).toMatch(new RegExp(`^${serial} 513 7360 `, 'm'));
+    });
+
+    const python = ['python3', '/usr/bin/python3'].find(
+      (p) => spawnSync(p, ['-c', 'import psycopg']).status === 0,
+    );
+    if (!python)
+      console.warn('the psycopg example is skipped: no python3 here has psycopg (Debian: python3-psycopg)');
+    it.runIf(python)('Python (psycopg): the last sessions, and a lookup asked for', () => {
+      const out = execFileSync(python!, ['-c', example('py')], {
+        env: { ...process.env, ZAPTEC_PG_URL: url },
+        encoding: 'utf8',
+      });
+      expect(out).toMatch(/^Z(AP|PR)\d{6} \d{4}-\d\d-\d\dT[\d:.+-]+ [\d.]+$/m);
+      expect(out).toMatch(/refresh request \d+/);
+    });
   });
 
   it('a schema migrate has not made: exit 2 and one line, as for a missing SQLite file', async () => {

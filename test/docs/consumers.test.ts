@@ -8,10 +8,9 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.js';
 import { liveHarness } from '../sync/live-harness.js';
+import { consumerBlocks } from './blocks.js';
 
-const doc = readFileSync(new URL('../../docs/CONSUMERS.md', import.meta.url), 'utf8');
-const blocks = (lang: string) =>
-  [...doc.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
+const blocks = consumerBlocks;
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
