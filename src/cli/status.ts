@@ -49,6 +49,19 @@ function formatReport(r: HealthReport, now: number): string {
       ...(r.progress ? [['under way', r.progress]] : []),
     ]),
   );
+  if (r.instances.length > 0) {
+    lines.push('', 'instances');
+    lines.push(
+      table(
+        r.instances.map((i) => [
+          `  ${i.host} pid ${i.pid}`,
+          i.alive ? i.role : `${i.role} (not alive)`,
+          `heartbeat ${ago(i.heartbeat_at, now)}`,
+          `started ${ago(i.started_at, now)}`,
+        ]),
+      ),
+    );
+  }
   if (r.installations.length > 0) {
     lines.push('', 'installations');
     lines.push(

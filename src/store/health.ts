@@ -25,6 +25,16 @@ export interface BudgetLine {
   blocked_until: string | null;
 }
 
+export interface DaemonInstance {
+  instance: string;
+  host: string;
+  pid: number;
+  role: 'active' | 'standby' | 'stopped';
+  started_at: string;
+  heartbeat_at: string;
+  alive: boolean;
+}
+
 export interface HealthReport {
   healthy: boolean;
   /** One plain-word sentence per reason for being degraded; empty when healthy. */
@@ -42,6 +52,11 @@ export interface HealthReport {
   /** Long work under way ("state reads of stale chargers: 1200 of 10000 chargers, about 3 minutes left"). */
   progress: string | null;
   installations: (SyncStatusRow & { id: string; name: string | null })[];
+  /**
+   * PostgreSQL (CONTRACT §9): every instance serving the account, its role and heartbeat; `alive` when its
+   * heartbeat is fresh. Empty with SQLite (one daemon per file, the `daemon` row above).
+   */
+  instances: DaemonInstance[];
   /** ZAPTEC_USER_GROUPS: each group's subscription and the installations it carries (CONTRACT §5). */
   user_groups: { id: string; events: string; detail: string | null; installations: string[] }[];
   budget: BudgetLine[];
@@ -89,6 +104,13 @@ export async function healthReport(
     ))
       reasons.push(p.sentence);
   }
+  const instances = await readInstances(db, now);
+  if (instances.length > 0 && !instances.some((i) => i.alive && i.role === 'active')) {
+    const standing = instances.filter((i) => i.alive && i.role === 'standby').length;
+    reasons.push(
+      `no active daemon${standing > 0 ? `: ${standing} standby instance${standing === 1 ? '' : 's'} waiting for the lease` : ''}`,
+    );
+  }
   const installations = await db.all<SyncStatusRow & { id: string; name: string | null }>(
     `SELECT s.installation_id AS id, s.installation_id, i.name, s.events, s.last_event_at, s.last_poll_at, s.detail
      FROM sync_status s LEFT JOIN installations i ON i.id = s.installation_id ORDER BY s.installation_id`,
@@ -130,6 +152,7 @@ export async function healthReport(
     next_inventory_at: daemon.next_inventory_at,
     schema_version: daemon.schema_version,
     progress: (daemon.stopped_at ? null : daemon.progress) ?? null,
+    instances,
     installations,
     user_groups: userGroups,
     budget,
@@ -162,6 +185,19 @@ async function readControl(control: Sql): Promise<Asked> {
     "SELECT count(*) AS n FROM commands WHERE status = 'pending'",
   ))!.n;
   return { refresh, commands, pending };
+}
+
+/** The instances serving the account (PostgreSQL's `daemons`; none in SQLite), the active one first. */
+async function readInstances(db: Sql, now: number): Promise<DaemonInstance[]> {
+  if (!(await db.has('daemons'))) return [];
+  const rows = await db.all<Omit<DaemonInstance, 'alive'>>(
+    `SELECT instance, host, pid, role, started_at, heartbeat_at FROM daemons
+     ORDER BY CASE role WHEN 'active' THEN 0 WHEN 'standby' THEN 1 ELSE 2 END, instance`,
+  );
+  return rows.map((r) => ({
+    ...r,
+    alive: r.role !== 'stopped' && now - Date.parse(r.heartbeat_at) <= HEARTBEAT_STALE_MS,
+  }));
 }
 
 /** The user groups the daemon last followed (none before schema 5). */

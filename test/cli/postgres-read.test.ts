@@ -137,6 +137,37 @@ describe.runIf(pgUrl)('the commands that read, against PostgreSQL', () => {
     expect(report.counts).toMatchObject({ pending_commands: 1, open_refresh_requests: 1 });
   });
 
+  it('status shows every instance serving the account with its role; none alive and active is "no active daemon"', async () => {
+    const row = `INSERT INTO ${schema}.daemons (instance, host, pid, role, started_at, heartbeat_at)
+                 VALUES ($1, $2, $3, $4, now() - interval '1 hour', now() - $5 * interval '1 second')`;
+    await pgAdmin().query(row, ['a:100:1', 'host-a', 100, 'active', 2]);
+    await pgAdmin().query(row, ['b:200:1', 'host-b', 200, 'standby', 3]);
+    try {
+      const json = await runCli(['status', '--json'], { env: postgres, cwd: dir });
+      const report = JSON.parse(json.stdout) as {
+        problems: string[];
+        instances: { host: string; role: string; alive: boolean }[];
+      };
+      expect(report.instances.map((i) => [i.host, i.role, i.alive])).toEqual([
+        ['host-a', 'active', true],
+        ['host-b', 'standby', true],
+      ]);
+      expect(report.problems.join('\n')).not.toMatch(/no active daemon/);
+      const text = await runCli(['status'], { env: postgres, cwd: dir });
+      expect(text.stdout).toMatch(/^instances\n {2}host-a pid 100 +active +heartbeat \d+ s ago/m);
+      // The active one's heartbeat stops: the standby is alone, and that is a problem.
+      await pgAdmin().query(
+        `UPDATE ${schema}.daemons SET heartbeat_at = now() - interval '5 minutes' WHERE host = 'host-a'`,
+      );
+      const alone = JSON.parse((await runCli(['status', '--json'], { env: postgres, cwd: dir })).stdout) as {
+        problems: string[];
+      };
+      expect(alone.problems).toContain('no active daemon: 1 standby instance waiting for the lease');
+    } finally {
+      await pgAdmin().query(`DELETE FROM ${schema}.daemons`);
+    }
+  });
+
   describe("docs/CONSUMERS.md's PostgreSQL examples, as a consumer of the control role", () => {
     let url = '';
     /** An example with this file's schema in place of the documented `zaptec`. */
