@@ -1,7 +1,8 @@
 /**
- * How the daemon's parts react to each other, in named methods (issue 14): `wiring.ts` only builds the parts
- * and hands each the coordinator's method for what it reports. A harness can drive the whole daemon through
- * these methods, and every reaction is in one place:
+ * How the daemon's parts react to each other, in named methods (issue 14): `wiring.ts` only builds the parts,
+ * inside the coordinator's constructor, and hands each the coordinator's method for what it reports (no part
+ * holds a closure of its own over another). A harness can drive the whole daemon through these methods, and
+ * every reaction is in one place:
  * - the inventory was refreshed → follow its installations (live events, or polling), resync the reads, a
  *   first charge-history pass for new installations;
  * - an inventory pass saw chargers → name their observations, read the new ones;
@@ -9,23 +10,29 @@
  *   pushed live → a follow-up read;
  * - an installation's live events connected or dropped → polling off or on;
  * - live events had a gap → re-read its chargers and its charge history;
- * - a lookup found an unknown charger → read it, and give it its reconciliation slot.
+ * - a lookup found an unknown charger → read it, and give it its reconciliation slot;
+ * - a request settled, a live observation's lag, a command's outcome → the metrics;
+ * - a user group's message → the installation of its charger, unless a lookup found it outside the followed;
+ * - charge history asks whether state reads are overdue (it yields to them);
+ * - a command was carried out → a follow-up read of its charger.
  */
 import { describeError } from '../log.js';
 import type { ObservationSource } from '../observation.js';
-import type { ChargerRecord } from '../store/inventory.js';
+import type { ChargerRecord, InventoryStore } from '../store/inventory.js';
 import type { ApplyResult, ObservationStore } from '../store/observations.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import type { ChargeHistorySync } from './charge-history.js';
 import type { CommandRunner } from './commands.js';
 import type { LiveEvents } from './live-events.js';
 import type { ChargerLookup } from './lookup.js';
+import type { Metrics } from './metrics.js';
 import type { Problems } from './problems.js';
 import type { StateReader } from './state-reader.js';
 
-/** The parts the coordinator moves; built after it, so attached once they exist. */
+/** The parts the coordinator moves; built by the function its constructor is given, which gets the reactions. */
 export interface CoordinatedParts {
   observations: ObservationStore;
+  inventory: Pick<InventoryStore, 'findCharger'>;
   syncStatus: SyncStatusStore;
   stateReader: StateReader;
   lookup: ChargerLookup;
@@ -34,6 +41,8 @@ export interface CoordinatedParts {
   problems: Problems;
   /** Commands through the daemon (CONTRACT §10): a sent one waits for its change to be observed. */
   commands?: CommandRunner;
+  /** ZAPTEC_METRICS: what the reactions count. */
+  metrics?: Metrics;
 }
 
 export class Coordinator {
@@ -41,17 +50,18 @@ export class Coordinator {
   #parts: CoordinatedParts | undefined;
   #stopping = false;
 
-  /** `events`: ZAPTEC_EVENTS is on. */
-  constructor(events: boolean) {
+  /**
+   * `events`: ZAPTEC_EVENTS is on. `build` makes the parts, handing each the reactions it reports to; a part
+   * may store them, not call them, while it is built.
+   */
+  constructor(events: boolean, build: (reactions: Coordinator) => CoordinatedParts) {
     this.#events = events;
-  }
-
-  attach(parts: CoordinatedParts): void {
-    this.#parts = parts;
+    this.#parts = build(this);
   }
 
   get #p(): CoordinatedParts {
-    if (!this.#parts) throw new Error('the coordinator was used before its parts were attached');
+    if (!this.#parts)
+      throw new Error('a reaction of the coordinator was called while its parts were being built');
     return this.#parts;
   }
 
@@ -113,6 +123,44 @@ export class Coordinator {
   chargerFound(chargerId: string): void {
     this.#p.stateReader.resync();
     this.#p.stateReader.readSoon(chargerId, 'newly found charger');
+  }
+
+  /** An API request settled (CONTRACT §7 metrics: requests by group and outcome, 429s). */
+  requestSettled(groups: readonly string[], outcome: string): void {
+    const metrics = this.#p.metrics;
+    if (!metrics) return;
+    for (const group of groups) metrics.apiRequests.inc({ group, outcome });
+    if (outcome === 'rate_limited') metrics.api429.inc();
+  }
+
+  /** A live observation was committed this long after Zaptec observed it. */
+  eventCommitted(lagSeconds: number): void {
+    this.#p.metrics?.eventLag.observe(lagSeconds);
+  }
+
+  /** A command got its final outcome (CONTRACT §10). */
+  commandFinished(action: string, outcome: string): void {
+    this.#p.metrics?.commands.inc({ action, outcome });
+  }
+
+  /** A command was carried out: one read of its charger soon, within its follow-up bucket. */
+  commandCarriedOut(chargerId: string): void {
+    this.#p.stateReader.afterChange(chargerId);
+  }
+
+  /** A user group's message: the installation its charger belongs to, as the inventory knows it. */
+  installationOf(chargerId: string): string | undefined {
+    return this.#p.inventory.findCharger(chargerId)?.installation_id ?? undefined;
+  }
+
+  /** A user group's message of a charger a lookup found under an installation this daemon does not follow. */
+  notFollowed(chargerId: string): boolean {
+    return this.#p.lookup.notFollowed(chargerId);
+  }
+
+  /** Charge history yields while reads of stale chargers are due (the first start's pass above all). */
+  stateReadsOverdue(): boolean {
+    return this.#p.stateReader.overdue() > 0;
   }
 
   /** The daemon stops: no new subscriptions from here on. */

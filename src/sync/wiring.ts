@@ -4,36 +4,26 @@
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { CommandStore } from '../store/commands.js';
 import { attachControl } from '../store/control.js';
-import { DaemonRecord, readDaemonRow } from '../store/daemon-row.js';
+import { DaemonRecord } from '../store/daemon-row.js';
 import { type Db, WalWatch } from '../store/database.js';
 import { WalSync } from '../store/durability.js';
 import { InventoryStore } from '../store/inventory.js';
 import { ObservationStore } from '../store/observations.js';
-import { ReconcileSpacingStore } from '../store/reconcile-spacing.js';
-import { RefreshRequestStore } from '../store/refresh-requests.js';
 import { SessionStore } from '../store/sessions.js';
 import { SqliteBudgetLedger } from '../store/sqlite/budget-ledger.js';
 import { SyncStatusStore } from '../store/sync-status.js';
 import { UserGroupStore } from '../store/user-groups.js';
 import type { Clock } from '../time.js';
 import { createZaptecClient, type ZaptecClient } from '../zaptec/client.js';
-import { ChargeHistorySync } from './charge-history.js';
-import { CommandRunner } from './commands.js';
 import { Coordinator } from './coordinator.js';
 import { CredentialRetry } from './credentials.js';
 import { type Component, Daemon } from './daemon.js';
-import { EventBatcher } from './event-batcher.js';
-import { HistoryPruner } from './history-pruner.js';
-import { InventorySync } from './inventory.js';
-import { LiveEvents } from './live-events.js';
-import { ChargerLookup } from './lookup.js';
-import { Metrics } from './metrics.js';
+import type { LiveEvents } from './live-events.js';
+import { buildParts, type Parts, type Stores } from './parts.js';
 import { Problems } from './problems.js';
 import { Progress } from './progress.js';
-import { RefreshRequests } from './refresh-requests.js';
-import { StateReader } from './state-reader.js';
+import type { StateReader } from './state-reader.js';
 
 export interface WiringDeps {
   config: Config;
@@ -137,147 +127,36 @@ function buildComponents(deps: WiringDeps): Wired {
   });
 
   const followed = (): string[] => config.installations ?? inventoryStore.activeInstallationIds();
-  /** ZAPTEC_INSTALLATIONS as the inventory and the lookup compare it. */
-  const onlyInstallations = config.installations?.map((i) => i.toLowerCase());
-  const coordinator = new Coordinator(config.events);
-  const inventorySync: InventorySync = new InventorySync({
-    api: client.api,
-    store: inventoryStore,
+  const stores: Stores = {
+    client,
+    inventoryStore,
+    sessions,
     observations,
+    syncStatus,
+    userGroups,
     daemon,
-    syncStatus,
-    clock,
-    log: log.child({ component: 'inventory' }),
-    problems,
-    cronExpression: config.inventoryCron,
-    followed: onlyInstallations,
-    onRefreshed: (ids) => coordinator.inventoryRefreshed(ids),
-    onChargersSeen: (chargers) => coordinator.chargersSeen(chargers),
-  });
-  let metrics: Metrics | undefined;
-  const batcher = new EventBatcher({
-    observations,
-    syncStatus,
-    clock,
-    log: log.child({ component: 'events' }),
-    onApplied: (r) => coordinator.applied(r, 'event'),
-    durable,
-    lag: (s) => metrics?.eventLag.observe(s),
-  });
-  const live: LiveEvents | undefined = config.events
-    ? new LiveEvents({
-        api: client.api,
-        batcher,
-        syncStatus,
-        clock,
-        log: log.child({ component: 'events' }),
-        endpoint: config.servicebusEndpoint,
-        problems,
-        onConnected: (id, connected) => coordinator.eventsConnected(id, connected),
-        onGap: (id) => coordinator.eventsGap(id),
-        ...(config.userGroups?.length
-          ? {
-              userGroups: { ids: config.userGroups.map((g) => g.toLowerCase()), store: userGroups },
-              installationOf: (id: string) => inventoryStore.findCharger(id)?.installation_id ?? undefined,
-              notFollowed: (id: string) => lookup.notFollowed(id),
-            }
-          : {}),
-      })
-    : undefined;
-  const stateReader: StateReader = new StateReader({
-    api: client.api,
-    observations,
-    inventory: inventoryStore,
-    syncStatus,
-    clock,
-    log: log.child({ component: 'state' }),
-    reconcileMs: config.reconcileMinutes * 60_000,
-    reconcileMaxMs: config.reconcileMaxMinutes * 60_000,
-    spacings: new ReconcileSpacingStore(db),
-    requestsPerMinute: config.requestsPerMinute,
     problems,
     progress,
-    onApplied: (r) => coordinator.applied(r, 'poll'),
+    durable,
+    followed,
+  };
+  let parts!: Parts;
+  const coordinator = new Coordinator(config.events, (reactions) => {
+    parts = buildParts(deps, stores, reactions);
+    return parts;
   });
-  const lookup: ChargerLookup = new ChargerLookup({
-    api: client.api,
-    inventory: inventoryStore,
+  const {
     inventorySync,
-    observations,
-    clock,
-    log: log.child({ component: 'lookup' }),
-    onFound: (id) => coordinator.chargerFound(id),
-    followed: onlyInstallations,
-  });
-  const refresh = new RefreshRequests({
-    store: new RefreshRequestStore(db),
-    lookup,
-    inventorySync,
-    clock,
-    log: log.child({ component: 'refresh' }),
-    problems,
-  });
-
-  if (config.metrics) {
-    metrics = new Metrics({
-      eventStates: () => syncStatus.all(),
-      oldestHeard: () => inventoryStore.oldestHeard(),
-      heartbeatAt: () => readDaemonRow(db)?.heartbeat_at ?? null,
-      admission: client.admission,
-      clock,
-      problems,
-      events: () => ({
-        applied: batcher.applied,
-        ...(live?.counts() ?? { received: 0, deadLettered: 0, reconnects: 0 }),
-      }),
-      stateReads: () => stateReader.reads,
-    });
-    const counter = metrics.apiRequests;
-    const tooMany = metrics.api429;
-    client.admission.onSettle = (groups, outcome) => {
-      for (const group of groups) counter.inc({ group, outcome });
-      if (outcome === 'rate_limited') tooMany.inc();
-    };
-  }
-
-  const pruner = new HistoryPruner(observations, clock, problems, log);
-  const lastAlive = readDaemonRow(db)?.heartbeat_at;
-  const chargeHistory: ChargeHistorySync | undefined = sessions
-    ? new ChargeHistorySync({
-        api: client.api,
-        sessions,
-        followed,
-        clock,
-        log: log.child({ component: 'sessions' }),
-        problems,
-        days: config.sessions.days,
-        lastAlive: lastAlive ? Date.parse(lastAlive) : undefined,
-        busy: () => stateReader.overdue() > 0,
-        progress,
-      })
-    : undefined;
-  const commands = new CommandRunner({
-    store: new CommandStore(db),
-    api: client.api,
-    inventory: inventoryStore,
-    db,
-    readSoon: (id) => stateReader.afterChange(id),
-    enabled: config.commands,
-    clock,
-    log: log.child({ component: 'commands' }),
-    problems,
-    onOutcome: (action, outcome) => metrics?.commands.inc({ action, outcome }),
-  });
-  coordinator.attach({
-    observations,
-    syncStatus,
+    batcher,
+    live,
     stateReader,
     lookup,
-    live,
+    refresh,
+    metrics,
+    pruner,
     chargeHistory,
-    problems,
     commands,
-  });
+  } = parts;
   const components: Component[] = [
     // First: a port that is taken stops the start (exit 78) before any API call.
     {

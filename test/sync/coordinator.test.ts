@@ -39,8 +39,7 @@ const change = { chargerId: 'c1', stateId: 710, value: '1', previous: '3' };
 describe('the coordinator', () => {
   it('looks up unknown chargers from events and polls alike; only a pushed session boundary gets a follow-up read', () => {
     const { calls, parts: p } = parts();
-    const c = new Coordinator(true);
-    c.attach(p);
+    const c = new Coordinator(true, () => p);
     c.applied(
       {
         applied: 1,
@@ -70,8 +69,7 @@ describe('the coordinator', () => {
 
   it('after an inventory pass: status rows, polling until connected, subscriptions, a resync and charge history; none after stopping', async () => {
     const { calls, parts: p } = parts();
-    const c = new Coordinator(true);
-    c.attach(p);
+    const c = new Coordinator(true, () => p);
     c.inventoryRefreshed(['i1']);
     await Promise.resolve();
     expect(calls).toEqual([
@@ -94,13 +92,20 @@ describe('the coordinator', () => {
 
   it('a charger found by a lookup is read now and gets its reconciliation slot without waiting for an inventory pass', () => {
     const { calls, parts: p } = parts();
-    const c = new Coordinator(true);
-    c.attach(p);
+    const c = new Coordinator(true, () => p);
     c.chargerFound('n1');
     expect(calls).toEqual(['resync ', 'readSoon n1 newly found charger']);
   });
 
-  it('refuses to be used before its parts are attached', () => {
-    expect(() => new Coordinator(false).eventsGap('i1')).toThrow(/before its parts were attached/);
+  it('its parts are built with its reactions, which refuse to run while the parts are being built', () => {
+    const { parts: p } = parts();
+    let handed: Coordinator | undefined;
+    const c = new Coordinator(false, (reactions) => {
+      handed = reactions;
+      expect(() => reactions.eventsGap('i1')).toThrow(/while its parts were being built/);
+      return p;
+    });
+    expect(handed).toBe(c);
+    expect(() => c.eventsGap('i1')).not.toThrow();
   });
 });
