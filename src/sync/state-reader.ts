@@ -19,7 +19,7 @@ import type { ReconcileSpacingStore } from '../store/reconcile-spacing.js';
 import type { SyncStatusStore } from '../store/sync-status.js';
 import { whenWritable } from '../store/writable.js';
 import { type Clock, quietAbortController } from '../time.js';
-import { STATE_READ_SPACING_MS, type ZaptecApi } from '../zaptec/api.js';
+import type { ZaptecApi } from '../zaptec/api.js';
 import { toObservations } from '../zaptec/message.js';
 import { Problems } from './problems.js';
 import type { Progress } from './progress.js';
@@ -62,7 +62,7 @@ const WORKER_PAUSE_AFTER_ERROR_MS = 5_000;
 const revealing = (stateId: number) => !MEASUREMENTS.has(stateId);
 
 /** What the reader needs of the API (tests give a stand-in). */
-export type StateApi = Pick<ZaptecApi, 'state' | 'stateReadableAt'>;
+export type StateApi = Pick<ZaptecApi, 'state' | 'stateReadableAt' | 'lastStateRead'>;
 
 export interface StateReaderDeps {
   api: StateApi;
@@ -335,7 +335,7 @@ export class StateReader {
    */
   prefetch(chargerIds: readonly string[]): void {
     for (const id of chargerIds) {
-      if (!this.#slots.has(id) && this.#d.api.stateReadableAt(id) === 0)
+      if (!this.#slots.has(id) && this.#d.api.lastStateRead(id) === undefined)
         this.#readStale(id, 'start: charger seen by the inventory pass', this.#d.clock.now());
     }
   }
@@ -546,7 +546,7 @@ export class StateReader {
   }
 
   #lastRead(id: string): number {
-    return this.#d.api.stateReadableAt(id) - STATE_READ_SPACING_MS;
+    return this.#d.api.lastStateRead(id) ?? Number.NEGATIVE_INFINITY;
   }
 
   #postpone(id: string, at: number): void {

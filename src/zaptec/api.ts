@@ -325,6 +325,11 @@ export class ZaptecApi {
     }
   }
 
+  /** When this charger's state was last read (epoch ms), by whichever process; undefined when never. */
+  lastStateRead(chargerId: string): number | undefined {
+    return this.#ledger.lastStateRead(chargerId);
+  }
+
   /** When this charger's state may next be read (epoch ms), whichever process read it last. */
   stateReadableAt(chargerId: string): number {
     const last = this.#ledger.lastStateRead(chargerId);

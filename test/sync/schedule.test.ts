@@ -236,6 +236,7 @@ describe('reconciliation (virtual clock)', () => {
         ];
       },
       stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + STATE_READ_SPACING_MS,
+      lastStateRead: (chargerId) => lastRead.get(chargerId),
     };
     /** A reader over the same database and API: the daemon started again. */
     const another = () =>
