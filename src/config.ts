@@ -64,13 +64,14 @@ const intIn = (min: number, max: number) =>
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Comma-separated GUIDs (spaces and empty items ignored). */
+/** Comma-separated GUIDs, lower case as every id is inside the daemon (normalised here, where they enter). */
 function guidList(what: string) {
   return z
     .string()
     .transform((s) =>
       s
         .split(',')
-        .map((x) => x.trim())
+        .map((x) => x.trim().toLowerCase())
         .filter(Boolean),
     )
     .pipe(z.array(z.string().regex(GUID, `must be comma-separated ${what} ids (GUIDs)`)));

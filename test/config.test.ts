@@ -30,7 +30,7 @@ describe('configuration', () => {
       ...creds,
       ZAPTEC_API_URL: 'http://127.0.0.1:8080/',
       ZAPTEC_DB: '/tmp/x.db',
-      ZAPTEC_INSTALLATIONS: '2bbec6f9-c3ce-4edf-a72f-b1b2a663c6ba, 93d603a7-ff53-4ed8-8dd6-f79c94819458',
+      ZAPTEC_INSTALLATIONS: '2BBEC6F9-C3CE-4EDF-A72F-B1B2A663C6BA, 93d603a7-ff53-4ed8-8dd6-f79c94819458',
       ZAPTEC_EVENTS: 'off',
       ZAPTEC_SERVICEBUS_ENDPOINT: 'amqp://127.0.0.1:5672',
       ZAPTEC_RECONCILE_MINUTES: '15',
@@ -41,7 +41,11 @@ describe('configuration', () => {
       LOG_LEVEL: 'debug',
     });
     expect(c.apiUrl).toBe('http://127.0.0.1:8080');
-    expect(c.installations).toHaveLength(2);
+    // Ids are lower case inside the daemon, as Zaptec's payloads are stored: normalised where they enter.
+    expect(c.installations).toEqual([
+      '2bbec6f9-c3ce-4edf-a72f-b1b2a663c6ba',
+      '93d603a7-ff53-4ed8-8dd6-f79c94819458',
+    ]);
     expect(c.events).toBe(false);
     expect(c.servicebusEndpoint?.port).toBe('5672');
     expect(c.reconcileMinutes).toBe(15);

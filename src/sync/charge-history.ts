@@ -40,6 +40,7 @@ export const GAP_PASS_SPACING_MS = 15 * MINUTE;
 export interface ChargeHistoryDeps {
   api: Pick<ZaptecApi, 'chargeHistory'>;
   sessions: SessionStore;
+  /** The installations followed now (lower case, as every id inside the daemon). */
   followed: () => string[];
   clock: Clock;
   log: Logger;
@@ -91,8 +92,7 @@ export class ChargeHistorySync {
    */
   start(): void {
     if (this.#d.lastAlive !== undefined)
-      for (const raw of this.#d.followed()) {
-        const id = raw.toLowerCase();
+      for (const id of this.#d.followed()) {
         this.#gaps.set(id, 'downtime');
         const last = this.#d.sessions.pass(id)?.gapReadAt;
         if (last !== undefined) this.#lastGapPass.set(id, last);
@@ -113,7 +113,7 @@ export class ChargeHistorySync {
 
   /** Live events of an installation had a gap: its history is read from its last session end. */
   afterGap(installationId: string): void {
-    this.#gaps.set(installationId.toLowerCase(), 'live-event gap');
+    this.#gaps.set(installationId, 'live-event gap');
     this.#wake?.();
   }
 
@@ -146,22 +146,18 @@ export class ChargeHistorySync {
     if (this.#problemsOpen()) return CHECK_MS;
     if ([...this.#gaps.keys()].some((id) => this.#gapAllowedAt(id) <= now)) return 1;
     let next = now + CHECK_MS;
-    for (const id of this.#d.followed()) next = Math.min(next, this.#dailyDue(id.toLowerCase()));
+    for (const id of this.#d.followed()) next = Math.min(next, this.#dailyDue(id));
     for (const id of this.#gaps.keys()) next = Math.min(next, this.#gapAllowedAt(id));
     return Math.max(1, next - now);
   }
 
   /** Every installation whose pass is due, one after the other. */
   async #due(signal: AbortSignal): Promise<void> {
-    const waiting = this.#d.followed().filter((raw) => {
-      const id = raw.toLowerCase();
-      return !this.#backfill.has(id) && !this.#d.sessions.pass(id);
-    });
-    for (const raw of waiting) this.#backfill.add(raw.toLowerCase());
+    const waiting = this.#d.followed().filter((id) => !this.#backfill.has(id) && !this.#d.sessions.pass(id));
+    for (const id of waiting) this.#backfill.add(id);
     this.#d.progress?.add(BACKFILL, 'charge-history backfill', 'installations', waiting.length);
-    for (const raw of this.#d.followed()) {
+    for (const id of this.#d.followed()) {
       if (signal.aborted) return;
-      const id = raw.toLowerCase();
       const now = this.#d.clock.now();
       if ((this.#refusedUntil.get(id) ?? 0) > now) {
         this.#gaps.delete(id);

@@ -68,6 +68,14 @@ export interface CommandRunnerDeps {
   onOutcome?: (action: string, outcome: CommandOutcome) => void;
 }
 
+/**
+ * What a newer request replaces an older one by: the action and the target as the consumer wrote it (a serial or
+ * an id, in any case: consumer input, normalised here where it enters).
+ */
+function requestKey(row: CommandRow): string {
+  return `${row.action}:${row.target.trim().toLowerCase()}`;
+}
+
 /** A command being carried out: its target resolved, its retries, its confirmation. */
 interface InFlight {
   row: CommandRow;
@@ -151,18 +159,13 @@ export class CommandRunner {
   #admit(rows: CommandRow[]): void {
     const now = this.#d.clock.now();
     const newest = new Map<string, number>();
-    for (const r of rows)
-      if (r.status === 'pending') newest.set(`${r.action}:${r.target.toLowerCase()}`, r.id);
+    for (const r of rows) if (r.status === 'pending') newest.set(requestKey(r), r.id);
     for (const row of rows) {
       const known = this.#work.get(row.id);
       if (known) {
         known.row = row;
-        if (row.status === 'pending' && newest.get(`${row.action}:${row.target.toLowerCase()}`) !== row.id)
-          this.#finish(
-            known,
-            'superseded',
-            `replaced by command ${newest.get(`${row.action}:${row.target.toLowerCase()}`)}`,
-          );
+        if (row.status === 'pending' && newest.get(requestKey(row)) !== row.id)
+          this.#finish(known, 'superseded', `replaced by command ${newest.get(requestKey(row))}`);
         continue;
       }
       if (row.status === 'sent') {
@@ -184,12 +187,8 @@ export class CommandRunner {
         this.#finish(w, 'refused', 'commands are off (ZAPTEC_COMMANDS=off)');
         continue;
       }
-      if (newest.get(`${row.action}:${row.target.toLowerCase()}`) !== row.id) {
-        this.#finish(
-          w,
-          'superseded',
-          `replaced by command ${newest.get(`${row.action}:${row.target.toLowerCase()}`)}`,
-        );
+      if (newest.get(requestKey(row)) !== row.id) {
+        this.#finish(w, 'superseded', `replaced by command ${newest.get(requestKey(row))}`);
         continue;
       }
       if (!(COMMAND_ACTIONS as readonly string[]).includes(row.action)) {

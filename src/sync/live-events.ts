@@ -94,8 +94,7 @@ export class LiveEvents {
     };
   }
 
-  #installation(chargerId: string): string | undefined {
-    const key = chargerId.toLowerCase();
+  #installation(key: string): string | undefined {
     const known = this.#installationOf.get(key);
     if (known) return known;
     const inst = this.#d.installationOf?.(key);

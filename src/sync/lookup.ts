@@ -64,7 +64,7 @@ export class ChargerLookup {
 
   /** A charger a lookup found under an installation this daemon does not follow (its events are not kept). */
   notFollowed(chargerId: string): boolean {
-    return this.#notFollowed.has(chargerId.toLowerCase());
+    return this.#notFollowed.has(chargerId);
   }
 
   stop(): void {
@@ -73,8 +73,7 @@ export class ChargerLookup {
   }
 
   /** A charger id seen in an event or in state data that the inventory lacks: look it up, quietly. */
-  unknownSeen(chargerId: string): void {
-    const id = chargerId.toLowerCase();
+  unknownSeen(id: string): void {
     if (id === NULL_CHARGER_ID || this.#stopped) return;
     if (this.#notFound.has(id) || this.notFollowed(id) || this.#d.inventory.findCharger(id)) return;
     void this.lookup(id, 'seen in state data');

@@ -58,8 +58,7 @@ export interface Parts extends CoordinatedParts {
 export function buildParts(deps: WiringDeps, s: Stores, reactions: Coordinator): Parts {
   const { config, db, log, clock } = deps;
   const { client, inventoryStore, observations, syncStatus, problems, progress } = s;
-  /** ZAPTEC_INSTALLATIONS as the inventory and the lookup compare it. */
-  const onlyInstallations = config.installations?.map((i) => i.toLowerCase());
+  const onlyInstallations = config.installations;
   const inventorySync = new InventorySync({
     api: client.api,
     store: inventoryStore,
@@ -96,7 +95,7 @@ export function buildParts(deps: WiringDeps, s: Stores, reactions: Coordinator):
         onGap: (id) => reactions.eventsGap(id),
         ...(config.userGroups?.length
           ? {
-              userGroups: { ids: config.userGroups.map((g) => g.toLowerCase()), store: s.userGroups },
+              userGroups: { ids: config.userGroups, store: s.userGroups },
               installationOf: (id: string) => reactions.installationOf(id),
               notFollowed: (id: string) => reactions.notFollowed(id),
             }

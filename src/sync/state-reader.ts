@@ -354,8 +354,7 @@ export class StateReader {
   }
 
   /** A read as soon as the budget and the 15 s rule allow (or at `at`). */
-  readSoon(chargerId: string, reason: string, at = this.#d.clock.now()): void {
-    const id = chargerId.toLowerCase();
+  readSoon(id: string, reason: string, at = this.#d.clock.now()): void {
     const existing = this.#urgent.get(id);
     if (!existing || existing.due > at) this.#urgent.set(id, { due: at, reason });
     this.#wakeAll();
@@ -371,7 +370,7 @@ export class StateReader {
     previous: string | null | undefined;
   }): void {
     if (!isSessionBoundary(change)) return;
-    const id = change.chargerId.toLowerCase();
+    const id = change.chargerId;
     this.#lastBoundary.set(id, this.#d.clock.now());
     this.#followUp(id);
   }
@@ -389,8 +388,7 @@ export class StateReader {
    * 20 s later, from its follow-up bucket, so that whatever else happens the charger stays within CONTRACT §4's
    * 6 calls an hour.
    */
-  afterChange(chargerId: string): void {
-    const id = chargerId.toLowerCase();
+  afterChange(id: string): void {
     this.#lastBoundary.set(id, this.#d.clock.now());
     this.#followUp(id);
   }
