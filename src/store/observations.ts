@@ -78,8 +78,8 @@ export class ObservationStore {
     this.#history = db.prepare(`
       INSERT OR IGNORE INTO charger_state_history (charger_id, state_id, value, observed_at, received_at, source)
       VALUES (?, ?, ?, ?, ?, ?)`);
-    this.#currentValue = db.prepare<[string, number], { value: string | null }>(
-      'SELECT value FROM charger_state WHERE charger_id = ? AND state_id = ?',
+    this.#currentValue = db.prepare<[string, number], { value: string | null; observed_at: string }>(
+      'SELECT value, observed_at FROM charger_state WHERE charger_id = ? AND state_id = ?',
     );
     this.#chargerType = db.prepare<[string], { device_type: number | null }>(
       'SELECT device_type FROM chargers WHERE id = ?',
@@ -202,6 +202,11 @@ export class ObservationStore {
     })();
     result.unknownChargers = [...unknown];
     return result;
+  }
+
+  /** A charger's stored value of one state and when Zaptec observed it; undefined when none is stored. */
+  current(chargerId: string, stateId: number): { value: string | null; observed_at: string } | undefined {
+    return this.#currentValue.get(chargerId, stateId);
   }
 
   /** Deletes history older than the retention; returns the rows removed. */

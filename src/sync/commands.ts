@@ -23,8 +23,8 @@ import {
   type CommandRow,
   type CommandStore,
 } from '../store/commands.js';
-import type { Db } from '../store/database.js';
 import type { InventoryStore } from '../store/inventory.js';
+import type { ObservationStore } from '../store/observations.js';
 import { type Clock, isoMs, quietAbortController } from '../time.js';
 import type { WriteAnswer, ZaptecApi } from '../zaptec/api.js';
 import type { Problems } from './problems.js';
@@ -56,8 +56,8 @@ export interface CommandRunnerDeps {
   store: CommandStore;
   api: Pick<ZaptecApi, 'sendCommand' | 'updateInstallation' | 'installation'>;
   inventory: InventoryStore;
-  /** The daemon's connection: the stored state that says whether a command is a no-op, and confirms it. */
-  db: Db;
+  /** The stored state that says whether a command is a no-op, and confirms it. */
+  observations: Pick<ObservationStore, 'current'>;
   /** One state read of a charger soon, within its follow-up bucket (the confirmation's read). */
   readSoon: (chargerId: string) => void;
   enabled: boolean;
@@ -95,16 +95,12 @@ export class CommandRunner {
   readonly #d: CommandRunnerDeps;
   readonly #abort = quietAbortController();
   readonly #work = new Map<number, InFlight>();
-  readonly #stateAt;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #dataVersion = -1;
 
   constructor(deps: CommandRunnerDeps) {
     this.#d = deps;
-    this.#stateAt = deps.db.prepare<[string, number], { value: string | null; observed_at: string }>(
-      'SELECT value, observed_at FROM charger_state WHERE charger_id = ? AND state_id = ?',
-    );
   }
 
   start(): void {
@@ -255,8 +251,8 @@ export class CommandRunner {
         ? `the installation's available current is ${w.row.value} A already`
         : undefined;
     }
-    const mode = this.#stateAt.get(w.chargerId!, 710)?.value;
-    const stopped = this.#stateAt.get(w.chargerId!, 718)?.value === '1';
+    const mode = this.#d.observations.current(w.chargerId!, 710)?.value;
+    const stopped = this.#d.observations.current(w.chargerId!, 718)?.value === '1';
     if (mode === undefined || mode === null) return undefined; // nothing stored: Zaptec will say
     switch (w.row.action) {
       case 'pause':
@@ -421,7 +417,7 @@ export class CommandRunner {
   async #changed(w: InFlight): Promise<boolean> {
     const since = w.sentAt!;
     const after = (stateId: number, ok: (v: string | null) => boolean) => {
-      const s = this.#stateAt.get(w.chargerId!, stateId);
+      const s = this.#d.observations.current(w.chargerId!, stateId);
       return s !== undefined && Date.parse(s.observed_at) >= since - 1_000 && ok(s.value);
     };
     switch (w.row.action) {

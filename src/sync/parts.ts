@@ -170,7 +170,7 @@ export function buildParts(deps: WiringDeps, s: Stores, reactions: Coordinator):
     store: new CommandStore(db),
     api: client.api,
     inventory: inventoryStore,
-    db,
+    observations,
     readSoon: (id) => reactions.commandCarriedOut(id),
     enabled: config.commands,
     clock,

@@ -77,7 +77,7 @@ function setup(answers: Answer[]) {
       installation: async () => ({ Id: INSTALLATION, AvailableCurrent: 32 }) as never,
     },
     inventory,
-    db,
+    observations,
     readSoon: () => void followUps.push(clock.now()),
     enabled: true,
     clock,
