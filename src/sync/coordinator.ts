@@ -6,6 +6,7 @@
  * - the inventory was refreshed → follow its installations (live events, or polling), resync the reads, a
  *   first charge-history pass for new installations;
  * - an inventory pass saw chargers → name their observations, read the new ones;
+ * - the first inventory pass knows its installations → follow them now (its charger pages may take an hour);
  * - observations were applied (events and polls alike) → look up unknown chargers; a session's start or end
  *   pushed live → a follow-up read;
  * - an installation's live events connected or dropped → polling off or on;
@@ -49,6 +50,8 @@ export class Coordinator {
   readonly #events: boolean;
   #parts: CoordinatedParts | undefined;
   #stopping = false;
+  /** The installations followed now (none before a first inventory pass has named any). */
+  #following: readonly string[] = [];
 
   /**
    * `events`: ZAPTEC_EVENTS is on. `build` makes the parts, handing each the reactions it reports to; a part
@@ -72,8 +75,18 @@ export class Coordinator {
     this.#p.chargeHistory?.wake();
   }
 
+  /**
+   * The first inventory pass knows its installations and their chargers (the hierarchies are read; the charger
+   * pages may take over an hour at 30,000 chargers): their live events connect now, not after the pass. A daemon
+   * that has run before follows its stored installations from the start, and waits for the pass as before.
+   */
+  installationsKnown(ids: string[]): void {
+    if (this.#following.length === 0 && ids.length > 0) this.followInstallations(ids);
+  }
+
   /** At start and after each inventory pass: status rows, polling until live events connect, subscriptions. */
   followInstallations(ids: string[]): void {
+    this.#following = ids;
     const { syncStatus, stateReader, live, problems } = this.#p;
     syncStatus.retain(ids);
     for (const id of ids) {

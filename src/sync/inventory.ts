@@ -54,6 +54,11 @@ export interface InventoryDeps {
    * lists budget may spread over minutes) and the commit: their state can be read meanwhile.
    */
   onChargersSeen?: (chargers: ChargerRecord[]) => void;
+  /**
+   * A pass in flight knows every installation it will follow and, from their hierarchies, their chargers; its
+   * charger pages may still take long (over an hour at 30,000 chargers, by the lists' 150 per 30 minutes).
+   */
+  onInstallationsKnown?: (installationIds: string[]) => void;
 }
 
 export class InventorySync {
@@ -196,6 +201,7 @@ export class InventorySync {
         for (const c of parseHierarchy(id, h, circuits)) fromHierarchy.set(c.id, c);
       }
       this.#d.onChargersSeen?.([...fromHierarchy.values()]);
+      this.#d.onInstallationsKnown?.([...followedIds]);
       const chargers = await api.chargers({ signal });
       const records = mergeChargers(chargers, fromHierarchy, followedIds, this.#d.followed !== undefined);
       const snapshot: InventorySnapshot = {

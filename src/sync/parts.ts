@@ -72,6 +72,7 @@ export function buildParts(deps: WiringDeps, s: Stores, reactions: Coordinator):
     followed: onlyInstallations,
     onRefreshed: (ids) => reactions.inventoryRefreshed(ids),
     onChargersSeen: (chargers) => reactions.chargersSeen(chargers),
+    onInstallationsKnown: (ids) => reactions.installationsKnown(ids),
   });
   const batcher = new EventBatcher({
     observations,

@@ -97,6 +97,22 @@ describe('the coordinator', () => {
     expect(calls).toEqual(['resync ', 'readSoon n1 newly found charger']);
   });
 
+  it('a first start follows the installations once its inventory pass knows them; a daemon that follows stored ones waits for the pass', () => {
+    const first = parts();
+    const c = new Coordinator(true, () => first.parts);
+    c.followInstallations([]); // the start, with nothing stored
+    first.calls.length = 0;
+    c.installationsKnown(['i1', 'i2']);
+    expect(first.calls).toContain('follow ["i1","i2"]');
+    expect(first.calls).toContain('setPolling i1 true');
+    const again = parts();
+    const d = new Coordinator(true, () => again.parts);
+    d.followInstallations(['i1']); // the stored inventory's
+    again.calls.length = 0;
+    d.installationsKnown(['i1', 'i3']);
+    expect(again.calls).toEqual([]);
+  });
+
   it('its parts are built with its reactions, which refuse to run while the parts are being built', () => {
     const { parts: p } = parts();
     let handed: Coordinator | undefined;

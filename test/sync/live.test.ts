@@ -95,6 +95,20 @@ describe('live events into SQLite', () => {
     expect(await run.exited).toEqual({ code: 0, signal: null });
   });
 
+  it('a first start connects the live events once the hierarchies are read, without waiting for the charger pages', async () => {
+    const h = await liveHarness({ installations: 2, chargersPerInstallation: 2 });
+    // The charger list answers slowly (at 30,000 chargers its pages take over an hour by the lists' limit).
+    h.sim.rest.faults.push({ path: /^\/api\/chargers$/, status: 503, times: 1, delayMs: 25_000 });
+    const run = h.start();
+    await waitFor(
+      () => h.one<{ n: number }>("SELECT count(*) AS n FROM sync_status WHERE events = 'connected'").n === 2,
+      { timeoutMs: 20_000, what: 'live events connected while the charger list is still being read' },
+    );
+    expect(run.output()).not.toMatch(/inventory pass (completed|failed)/);
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+  });
+
   it('keeps the newer of two observations delivered newest-first', async () => {
     const h = await liveHarness({ installations: 1, chargersPerInstallation: 1 });
     const run = h.start();
