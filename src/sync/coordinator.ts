@@ -92,8 +92,12 @@ export class Coordinator {
     for (const id of ids) {
       if (!this.#events) syncStatus.setEvents(id, 'off', null);
       else syncStatus.ensure(id, 'connecting', null);
-      if (!live?.connected(id)) stateReader.setPolling(id, true); // until live events say they are connected
     }
+    // Polled until their live events say they are connected; all in one step.
+    stateReader.setPolling(
+      ids.filter((id) => !live?.connected(id)),
+      true,
+    );
     if (live && !this.#stopping)
       live
         .follow(ids)

@@ -75,7 +75,7 @@ describe('the coordinator', () => {
     expect(calls).toEqual([
       'retain ["i1"]',
       'ensure i1 connecting null',
-      'setPolling i1 true',
+      'setPolling ["i1"] true',
       'follow ["i1"]',
       'resync ',
       'wake ',
@@ -104,7 +104,7 @@ describe('the coordinator', () => {
     first.calls.length = 0;
     c.installationsKnown(['i1', 'i2']);
     expect(first.calls).toContain('follow ["i1","i2"]');
-    expect(first.calls).toContain('setPolling i1 true');
+    expect(first.calls).toContain('setPolling ["i1","i2"] true');
     const again = parts();
     const d = new Coordinator(true, () => again.parts);
     d.followInstallations(['i1']); // the stored inventory's
