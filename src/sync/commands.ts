@@ -76,6 +76,11 @@ function requestKey(row: CommandRow): string {
   return `${row.action}:${row.target.trim().toLowerCase()}`;
 }
 
+/** The fields of an installation's model that hold its available current: one value, or one per phase. */
+function currentFields(values: number): string[] {
+  return values === 1 ? ['AvailableCurrent'] : [1, 2, 3].map((p) => `AvailableCurrentPhase${p}`);
+}
+
 /** A command being carried out: its target resolved, its retries, its confirmation. */
 interface InFlight {
   row: CommandRow;
@@ -160,8 +165,9 @@ export class CommandRunner {
       const known = this.#work.get(row.id);
       if (known) {
         known.row = row;
-        if (row.status === 'pending' && newest.get(requestKey(row)) !== row.id)
-          this.#finish(known, 'superseded', `replaced by command ${newest.get(requestKey(row))}`);
+        const newer = newest.get(requestKey(row));
+        if (row.status === 'pending' && newer !== row.id)
+          this.#finish(known, 'superseded', `replaced by command ${newer}`);
         continue;
       }
       if (row.status === 'sent') {
@@ -183,8 +189,9 @@ export class CommandRunner {
         this.#finish(w, 'refused', 'commands are off (ZAPTEC_COMMANDS=off)');
         continue;
       }
-      if (newest.get(requestKey(row)) !== row.id) {
-        this.#finish(w, 'superseded', `replaced by command ${newest.get(requestKey(row))}`);
+      const newer = newest.get(requestKey(row));
+      if (newer !== row.id) {
+        this.#finish(w, 'superseded', `replaced by command ${newer}`);
         continue;
       }
       if (!(COMMAND_ACTIONS as readonly string[]).includes(row.action)) {
@@ -243,10 +250,7 @@ export class CommandRunner {
   #noOp(w: InFlight): string | undefined {
     if (w.installationId) {
       const data = this.#d.inventory.installationData(w.installationId) as Record<string, unknown>;
-      const now =
-        w.value!.length === 1
-          ? [data.AvailableCurrent]
-          : [1, 2, 3].map((p) => data[`AvailableCurrentPhase${p}`]);
+      const now = currentFields(w.value!.length).map((f) => data[f]);
       return now.every((v, i) => typeof v === 'number' && v === w.value![i])
         ? `the installation's available current is ${w.row.value} A already`
         : undefined;
@@ -310,11 +314,8 @@ export class CommandRunner {
   /** The installation's model as Zaptec now has it (the stored one is from the last inventory pass). */
   #remember(installationId: string, values: readonly unknown[]): void {
     if (!values.every((v) => typeof v === 'number')) return;
-    const fields: Record<string, number> =
-      values.length === 1
-        ? { AvailableCurrent: values[0] as number }
-        : Object.fromEntries(values.map((v, i) => [`AvailableCurrentPhase${i + 1}`, v as number]));
-    this.#d.inventory.mergeInstallationData(installationId, fields);
+    const fields = currentFields(values.length).map((f, i) => [f, values[i] as number]);
+    this.#d.inventory.mergeInstallationData(installationId, Object.fromEntries(fields));
   }
 
   #answered(w: InFlight, a: WriteAnswer): void {
@@ -438,8 +439,7 @@ export class CommandRunner {
           .catch(() => undefined);
         if (!inst) return false;
         const v = w.value!;
-        const got =
-          v.length === 1 ? [inst.AvailableCurrent] : [1, 2, 3].map((p) => inst[`AvailableCurrentPhase${p}`]);
+        const got = currentFields(v.length).map((f) => inst[f]);
         this.#remember(w.installationId!, got);
         return got.every((x, i) => x === v[i]);
       }

@@ -134,9 +134,10 @@ const SPREAD_SHARE = 0.9;
 
 /**
  * Each slot's time: at the earliest it may come (a cadence after its last read), moved later only as far as
- * needed to be `SPREAD_SHARE` × cadence / n after the one before; of slots as early, the first given first. A start pass that read the whole fleet in a
- * minute would otherwise bring it all back in that minute a cadence later, and every cadence after; a fleet
- * spread already (after a restart: the reads of the last cadence) keeps its times.
+ * needed to be `SPREAD_SHARE` × cadence / n after the one before; of slots as early, the first given first.
+ * A start pass that read the whole fleet in a minute would otherwise bring it all back in that minute a cadence
+ * later, and every cadence after; a fleet spread already (after a restart: the reads of the last cadence) keeps
+ * its times.
  */
 export function spreadDues(
   slots: readonly { id: string; earliest: number }[],
@@ -292,21 +293,14 @@ export class StateReader {
       const cadence = this.#cadence(a.installationId, slot.spacingMs, pollMs);
       const isStale = now - a.at >= this.#d.reconcileMs;
       // A read in flight (started before the inventory pass committed) is the start read already.
-      if (isStale && !this.#inflight.has(a.id)) {
-        // #readStale's work, its progress counted once for all of them.
-        if (!this.#stale.has(a.id)) {
-          this.#stale.add(a.id);
-          stale++;
-        }
-        const u = this.#urgent.get(a.id);
-        if (!u || u.due > now) this.#urgent.set(a.id, { due: now, reason: 'start: stored state is stale' });
-      }
+      if (isStale && !this.#inflight.has(a.id) && this.#queueStale(a.id, 'start: stored state is stale', now))
+        stale++;
       slot.cadenceMs = cadence;
       // Never sooner than a cadence after the charger was last heard from or read (or is read now, when stale).
       const basis = Math.max(this.#reconciledAt(a.id, a.at), isStale ? now : 0);
       earliest.push({ id: a.id, earliest: Math.max(now, basis + cadence), cadence });
     });
-    this.#d.progress?.add(STALE_PASS, 'state reads of stale chargers', 'chargers', stale);
+    this.#countStale(stale);
     return earliest;
   }
 
@@ -345,19 +339,28 @@ export class StateReader {
     for (let i = 0; i < chargerIds.length && !this.#stopped; i += this.#agesPage) {
       if (i > 0) await this.#d.clock.sleep(0);
       const now = this.#d.clock.now();
+      let stale = 0;
       for (const id of chargerIds.slice(i, i + this.#agesPage))
         if (!this.#slots.has(id) && this.#d.api.lastStateRead(id) === undefined)
-          this.#readStale(id, 'start: charger seen by the inventory pass', now);
+          if (this.#queueStale(id, 'start: charger seen by the inventory pass', now)) stale++;
+      this.#countStale(stale);
+      this.#wakeAll();
     }
   }
 
-  /** A read of a charger whose stored state is stale, counted in the pass's progress. */
-  #readStale(id: string, reason: string, at: number): void {
-    if (!this.#stale.has(id)) {
-      this.#stale.add(id);
-      this.#d.progress?.add(STALE_PASS, 'state reads of stale chargers', 'chargers', 1);
-    }
-    this.readSoon(id, reason, at);
+  /**
+   * Queues a read of a charger whose stored state is stale; true when the pass's progress has not counted it yet.
+   * The callers count many at once and wake the workers once (30,000 at a start).
+   */
+  #queueStale(id: string, reason: string, at: number): boolean {
+    this.#queue(id, reason, at);
+    if (this.#stale.has(id)) return false;
+    this.#stale.add(id);
+    return true;
+  }
+
+  #countStale(n: number): void {
+    this.#d.progress?.add(STALE_PASS, 'state reads of stale chargers', 'chargers', n);
   }
 
   #staleDone(id: string): void {
@@ -366,9 +369,14 @@ export class StateReader {
 
   /** A read as soon as the budget and the 15 s rule allow (or at `at`). */
   readSoon(id: string, reason: string, at = this.#d.clock.now()): void {
+    this.#queue(id, reason, at);
+    this.#wakeAll();
+  }
+
+  /** The charger's urgent read at `at`, unless one is queued sooner. */
+  #queue(id: string, reason: string, at: number): void {
     const existing = this.#urgent.get(id);
     if (!existing || existing.due > at) this.#urgent.set(id, { due: at, reason });
-    this.#wakeAll();
   }
 
   /**
