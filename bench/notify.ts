@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { Observation } from '../src/observation.js';
 import { PgObservationStore } from '../src/store/postgres/observations.js';
+import { connectionString } from '../src/store/postgres/pool.js';
 import { record } from './machine.js';
 import { benchPostgres } from './postgres.js';
 
@@ -39,9 +40,7 @@ await pool.query(
 const store = new PgObservationStore(pool, location.schema, { historyDays: 7, now: () => Date.now() });
 
 // The consumer: its own connection, as a program elsewhere would have.
-const url = new URL(location.url);
-url.password = encodeURIComponent(location.password ?? '');
-const consumer = new pg.Client({ connectionString: url.toString() });
+const consumer = new pg.Client({ connectionString: connectionString(location) });
 await consumer.connect();
 /** Each charger's pending batches: when the batch started, waiting for the notification that names it. */
 const waiting = new Map<string, number[]>();

@@ -10,8 +10,8 @@
  */
 import pg from 'pg';
 import type { PostgresLocation } from '../../config.js';
-import { registerSecret } from '../../log.js';
 import { delay } from '../../time.js';
+import { connectionString } from './pool.js';
 
 /** The lock's first key: the same for every zaptec-sync (the second is the schema's). */
 const LEASE_KIND = 'zaptec-sync lease';
@@ -101,12 +101,9 @@ export class PgLease {
   async #connect(): Promise<pg.Client> {
     if (this.#client) return this.#client;
     const { location } = this.#o;
-    registerSecret(location.password);
-    const url = new URL(location.url);
-    if (location.password !== undefined) url.password = encodeURIComponent(location.password);
     const idle = this.#o.idleTimeoutMs ?? 10_000;
     const client = new pg.Client({
-      connectionString: url.toString(),
+      connectionString: connectionString(location),
       application_name: 'zaptec-sync lease',
       options: `-c idle_session_timeout=${idle}`,
       // The kernel notices a dead server or network within seconds, not hours.

@@ -33,13 +33,20 @@ export function describeLocation(location: PostgresLocation): string {
   return `${location.url.replace(/\/$/, '')} (schema ${location.schema})`;
 }
 
-export function openPool(location: PostgresLocation, options: { max?: number; name?: string } = {}): PgPool {
+/**
+ * The URL `pg` connects with: pg takes the connection string's fields over its own options, so the password
+ * (kept apart from ZAPTEC_DB, and never logged) goes back into the URL here.
+ */
+export function connectionString(location: PostgresLocation): string {
   registerSecret(location.password);
-  // pg takes the connection string's fields over its own options: the password goes back into the URL here.
   const url = new URL(location.url);
   if (location.password !== undefined) url.password = encodeURIComponent(location.password);
+  return url.toString();
+}
+
+export function openPool(location: PostgresLocation, options: { max?: number; name?: string } = {}): PgPool {
   const pool = new pg.Pool({
-    connectionString: url.toString(),
+    connectionString: connectionString(location),
     options: `-c search_path=${location.schema} -c TimeZone=UTC`,
     application_name: options.name ?? 'zaptec-sync',
     max: options.max ?? 4,
