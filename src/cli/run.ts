@@ -5,7 +5,6 @@
 import {
   type Config,
   ConfigError,
-  databasePath,
   environment,
   packageVersion,
   parseConfig,
@@ -22,6 +21,7 @@ import { buildDaemon } from '../sync/wiring.js';
 import { systemClock } from '../time.js';
 import { parseCommandArgs } from './args.js';
 import { EXIT_CONFIG, EXIT_FAILED, EXIT_OWNED } from './exit-codes.js';
+import { runOnPostgres } from './run-postgres.js';
 
 /** A stop that takes longer than this is cut short: CONTRACT promises exit within 10 s. */
 const STOP_DEADLINE_MS = 8_000;
@@ -32,7 +32,6 @@ export async function runCommand(args: string[], envFile: string | undefined): P
   parseCommandArgs(args, {}, 0);
   const env = environment(envFile);
   const config = parseConfig(env, { requireCredentials: true });
-  if (config.postgres) databasePath(env); // run against PostgreSQL: not in this version (one line, 78)
   registerSecret(config.password);
   const log = createLogger({ level: config.logLevel, journal: stdoutIsJournal(config.journalStream) });
   for (const { name, closest } of unknownVariables(env))
@@ -59,6 +58,16 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
   if (early) onStop(early);
   process.on('SIGHUP', () => hupHandler());
   lastResort(log);
+  if (config.postgres)
+    return runOnPostgres({
+      config,
+      location: config.postgres,
+      log,
+      notifier,
+      stopped,
+      serve: (o) => serve({ ...o, setHup: (h) => (hupHandler = h) }),
+      cannotStart: (err) => cannotStart(err, log),
+    });
 
   const owner = await ownDatabase(config.dbPath, stopped, log);
   if (owner === 'stopped') return 0;
@@ -71,7 +80,40 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     owner.release();
     return cannotStart(err, log);
   }
-  const version = packageVersion();
+  try {
+    await serve({ config, db, log, notifier, until: stopped, setHup: (h) => (hupHandler = h) });
+  } catch (err) {
+    detachControl(db);
+    closeForReaders(db);
+    owner.release();
+    return cannotStart(err, log);
+  }
+  detachControl(db);
+  closeForReaders(db);
+  owner.release();
+  log.info('stopped');
+  return 0;
+}
+
+export interface ServeOptions {
+  config: Config;
+  db: Db;
+  log: Logger;
+  notifier: Notifier;
+  /** The daemon stops when this resolves (a signal; on PostgreSQL also the lease lost). */
+  until: Promise<unknown>;
+  /** Where SIGHUP goes while the daemon runs. */
+  setHup: (handler: () => void) => void;
+  /** PostgreSQL: the working copy's changes committed there (wiring's `durable`). */
+  durable?: () => Promise<void>;
+}
+
+/**
+ * The daemon on an open store, from its start until `until` and its stop (within STOP_DEADLINE_MS). A start
+ * that failed throws, after what had started is stopped.
+ */
+export async function serve(o: ServeOptions): Promise<void> {
+  const { config, log, notifier } = o;
   let daemon: Daemon | undefined;
   try {
     const watchdogMs = config.watchdogUsec === undefined ? undefined : config.watchdogUsec / 1000;
@@ -79,10 +121,11 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     // run. A database that cannot be written is a problem for `status`, not a reason to be killed.
     const made = buildDaemon({
       config,
-      db,
+      db: o.db,
       log,
       clock: systemClock,
-      version,
+      version: packageVersion(),
+      ...(o.durable ? { durable: o.durable } : {}),
       heartbeatMs: Math.max(
         WATCHDOG_MIN_PING_MS,
         Math.min(HEARTBEAT_INTERVAL_MS, (watchdogMs ?? Infinity) / 3),
@@ -94,27 +137,18 @@ async function runDaemon(config: Config, log: Logger): Promise<number> {
     });
     daemon = made.daemon;
     const built = made.built;
-    hupHandler = () => {
+    o.setHup(() => {
       log.info('SIGHUP: inventory refresh requested (and one login at once if the password was refused)');
       built.loginNow();
       built.requestInventory();
-    };
+    });
     const starting = daemon.start().then(() => notifier.ready(built.statusLine()));
-    await Promise.race([starting, stopped]);
-    await Promise.race([stopped, starting.then(() => stopped)]);
-  } catch (err) {
+    await Promise.race([starting, o.until]);
+    await Promise.race([o.until, starting.then(() => o.until)]);
+  } finally {
+    o.setHup(() => {});
     await stopWithin(daemon, log);
-    detachControl(db);
-    closeForReaders(db);
-    owner.release();
-    return cannotStart(err, log);
   }
-  await stopWithin(daemon, log);
-  detachControl(db);
-  closeForReaders(db);
-  owner.release();
-  log.info('stopped');
-  return 0;
 }
 
 /**

@@ -24,6 +24,8 @@ export interface SimRequest {
   /** Which Zaptec limit a 429 enforced. */
   limit?: string;
   userAgent: string | undefined;
+  /** The Host header: which of several daemons asked, when each was given another name for this server. */
+  host: string | undefined;
 }
 
 /** A planned misbehaviour: the next `times` requests matching `path` get this answer. */
@@ -207,6 +209,7 @@ export class RestSimulator {
       query: url.search,
       status: 0,
       userAgent: req.headers['user-agent'],
+      host: req.headers.host,
     };
     this.requests.push(entry);
     const answer = (status: number, payload?: unknown, headers: Record<string, string> = {}) => {

@@ -33,6 +33,11 @@ export interface WiringDeps {
   version: string;
   /** Tests pass a scaled profile. */
   client?: ZaptecClient;
+  /**
+   * What a commit must reach before a message is completed or a request sent: SQLite's WAL on disk unless
+   * given (PostgreSQL: the working copy's changes committed there).
+   */
+  durable?: () => Promise<void>;
 }
 
 export interface Wired {
@@ -85,8 +90,8 @@ function buildComponents(deps: WiringDeps): Wired {
   const { config, db, log, clock } = deps;
   // Where consumers ask (refresh_requests, commands): attached as `control` (CONTRACT §10).
   attachControl(db, config.controlDbPath);
-  const walSync = new WalSync(db);
-  const durable = () => walSync.sync();
+  const walSync = deps.durable ? undefined : new WalSync(db);
+  const durable = deps.durable ?? (() => walSync!.sync());
   const client =
     deps.client ??
     createZaptecClient({
@@ -171,7 +176,7 @@ function buildComponents(deps: WiringDeps): Wired {
       start: () => {},
       stop: async () => {
         await client.close();
-        walSync.close();
+        walSync?.close();
       },
     },
     { name: 'credentials', start: () => credentials.start(), stop: () => credentials.stop() },

@@ -15,6 +15,8 @@ import { connectionString } from './pool.js';
 
 /** The lock's first key: the same for every zaptec-sync (the second is the schema's). */
 const LEASE_KIND = 'zaptec-sync lease';
+/** The fence's first key: every fenced write holds it shared while it runs (see `proveHeld`). */
+const FENCE_KIND = 'zaptec-sync fence';
 
 /** How often the holder touches its session; the server ends it after `idleTimeoutMs` without one. */
 const TOUCH_EVERY_MS = 2_000;
@@ -70,10 +72,18 @@ export class PgLease {
   /**
    * Inside a write transaction on any connection of the store: throws LeaseLostError unless this lease's
    * backend still holds the lock. The transaction then rolls back, and nothing it wrote lands.
+   *
+   * The transaction first takes the fence (a shared transaction lock) and only then looks at the lease: a new
+   * holder's `drain()` waits for the fence, so a write that proved the lease before it changed hands has
+   * committed or rolled back before the new holder reads or writes anything.
    */
   async proveHeld(tx: Pick<pg.ClientBase, 'query'>): Promise<void> {
     const backend = this.#backend;
     if (backend === undefined) throw new LeaseLostError('this instance does not hold the lease');
+    await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1), hashtext($2))', [
+      FENCE_KIND,
+      this.#o.location.schema,
+    ]);
     const r = await tx.query<{ held: boolean }>(
       `SELECT EXISTS (
          SELECT 1 FROM pg_locks
@@ -86,6 +96,19 @@ export class PgLease {
       this.#lose('the database no longer sees this instance holding the lease');
       throw new LeaseLostError('the lease was lost: another instance may be active');
     }
+  }
+
+  /**
+   * After taking the lease: waits until no write of an earlier holder that proved the lease is still under
+   * way (their transactions hold the fence), so everything it wrote is there to be read.
+   */
+  async drain(): Promise<void> {
+    const client = this.#client;
+    if (!client || !this.held) throw new LeaseLostError('this instance does not hold the lease');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [
+      FENCE_KIND,
+      this.#o.location.schema,
+    ]);
   }
 
   /** Gives the lease up at once (a clean stop: a standby takes over without waiting). */

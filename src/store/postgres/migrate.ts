@@ -25,10 +25,12 @@ export function latestPgSchemaVersion(): number {
 
 /** The schema's version: 0 when it (or its version table) does not exist yet. */
 export async function pgSchemaVersion(client: pg.ClientBase | PgPool, schema: string): Promise<number> {
-  const r = await client.query<{ version: number }>(
-    `SELECT CASE WHEN to_regclass($1) IS NULL THEN 0 ELSE (SELECT version FROM ${schema}.schema_version) END AS version`,
-    [`${schema}.schema_version`],
-  );
+  // Two statements: one that names a table which does not exist fails when it is planned, CASE or not.
+  const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [
+    `${schema}.schema_version`,
+  ]);
+  if (!exists.rows[0]?.t) return 0;
+  const r = await client.query<{ version: number }>(`SELECT version FROM ${schema}.schema_version`);
   return Number(r.rows[0]?.version ?? 0);
 }
 

@@ -1,0 +1,218 @@
+/**
+ * `run` against PostgreSQL (CONTRACT §9): one active daemon per schema, any number of standbys.
+ *
+ * Every instance keeps its own row in `daemons` (role, heartbeat) and competes for the schema's lease (a
+ * session advisory lock, store/postgres/lease.ts). A standby does nothing else: no API call, no Service Bus
+ * connection, no other write. The holder drains the writes of an earlier holder, loads a working copy of the
+ * schema (store/postgres/working-copy.ts) and runs the daemon on it, every change carried to PostgreSQL by
+ * the Replicator in transactions that prove the lease. When the lease is lost (the connection cut, the session
+ * ended while the process was frozen) the daemon stops — its writes are already refused — and the instance is
+ * a standby again. A clean stop carries the last changes and gives the lease up at once.
+ */
+import { hostname } from 'node:os';
+import { type Config, ConfigError, type PostgresLocation } from '../config.js';
+import { describeError, type Logger } from '../log.js';
+import { DatabaseSetupError, isSetupFault } from '../store/database.js';
+import { LeaseLostError, PgLease } from '../store/postgres/lease.js';
+import { latestPgSchemaVersion, migratePostgres, pgSchemaVersion } from '../store/postgres/migrate.js';
+import { describeLocation, openPool, type PgPool, storeFault } from '../store/postgres/pool.js';
+import { Replicator } from '../store/postgres/replicator.js';
+import { RequestPuller } from '../store/postgres/request-pull.js';
+import { WorkingCopy } from '../store/postgres/working-copy.js';
+import { HEARTBEAT_INTERVAL_MS } from '../sync/daemon.js';
+import type { Notifier } from '../sync/notify.js';
+import { delay } from '../time.js';
+import type { ServeOptions } from './run.js';
+
+/** How often a standby tries the lease: a clean stop of the active one is taken over within a second. */
+const LEASE_RETRY_MS = 1_000;
+
+export interface PostgresRunOptions {
+  config: Config;
+  location: PostgresLocation;
+  log: Logger;
+  notifier: Notifier;
+  /** Resolves on SIGTERM/SIGINT. */
+  stopped: Promise<void>;
+  serve: (o: Omit<ServeOptions, 'setHup'>) => Promise<void>;
+  cannotStart: (err: unknown) => number;
+}
+
+type Role = 'active' | 'standby' | 'stopped';
+
+/** This instance's row in `daemons`: written at each change of role and every heartbeat. */
+class InstanceRow {
+  readonly instance: string;
+  readonly #pool: PgPool;
+  readonly #startedAt = new Date().toISOString();
+  role: Role = 'standby';
+  #failing = false;
+  readonly #log: Logger;
+
+  constructor(pool: PgPool, log: Logger) {
+    this.#pool = pool;
+    this.#log = log;
+    this.instance = `${hostname()}:${process.pid}:${Date.now()}`;
+  }
+
+  async write(role: Role = this.role): Promise<void> {
+    this.role = role;
+    try {
+      await this.#pool.query(
+        `INSERT INTO daemons (instance, host, pid, role, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
+         ON CONFLICT (instance) DO UPDATE SET role = excluded.role, heartbeat_at = excluded.heartbeat_at`,
+        [this.instance, hostname(), process.pid, role, this.#startedAt],
+      );
+      if (this.#failing) this.#log.info('this instance’s row in daemons is written again');
+      this.#failing = false;
+    } catch (err) {
+      if (!this.#failing)
+        this.#log.warn({ err: describeError(err) }, 'cannot write this instance’s row in daemons');
+      this.#failing = true;
+    }
+  }
+}
+
+export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
+  const { config, location, log } = o;
+  const schema = location.schema;
+  const pool = openPool(location, { max: 4, name: 'zaptec-sync' });
+  try {
+    await prepareSchema(pool, schema);
+  } catch (err) {
+    await pool.end().catch(() => {});
+    return o.cannotStart(storeFault(location, err));
+  }
+  let stopping = false;
+  void o.stopped.then(() => {
+    stopping = true;
+  });
+  const me = new InstanceRow(pool, log);
+  await me.write('standby');
+  const beat = setInterval(() => {
+    void me.write();
+    if (me.role === 'standby') {
+      if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
+      void o.notifier.status(`standby: another instance holds the lease of ${describeLocation(location)}`);
+    }
+  }, HEARTBEAT_INTERVAL_MS);
+  log.info({ instance: me.instance, store: describeLocation(location) }, 'started; competing for the lease');
+  void o.notifier.ready(`standby: waiting for the lease of ${describeLocation(location)}`);
+  let code = 0;
+  let failing = false;
+  try {
+    while (!stopping) {
+      let lost!: (why: string) => void;
+      const lostLease = new Promise<string>((resolve) => {
+        lost = resolve;
+      });
+      const lease = new PgLease({ location, onLost: (why) => lost(why) });
+      try {
+        while (!stopping && !(await lease.tryAcquire())) await delay(LEASE_RETRY_MS);
+        if (failing) log.info('PostgreSQL answers again');
+        failing = false;
+      } catch (err) {
+        await lease.release();
+        if (!failing)
+          log.error({ err: describeError(err) }, 'cannot reach PostgreSQL for the lease; trying again');
+        failing = true;
+        await Promise.race([delay(LEASE_RETRY_MS), o.stopped]);
+        continue;
+      }
+      if (stopping) {
+        await lease.release();
+        break;
+      }
+      const outcome = await activeTerm({ ...o, pool, lease, me, lostLease });
+      if (typeof outcome === 'number') {
+        code = outcome;
+        break;
+      }
+      if (outcome === 'lost') await me.write('standby');
+    }
+  } finally {
+    clearInterval(beat);
+    await me.write('stopped');
+    await pool.end().catch(() => {});
+  }
+  if (code === 0) log.info('stopped');
+  return code;
+}
+
+/**
+ * One term as the active daemon: until a stop ('stopped'), the lease lost ('lost'), or a start that cannot
+ * succeed (an exit status).
+ */
+async function activeTerm(
+  o: PostgresRunOptions & { pool: PgPool; lease: PgLease; me: InstanceRow; lostLease: Promise<string> },
+): Promise<'stopped' | 'lost' | number> {
+  const { config, location, log, pool, lease, me } = o;
+  let copy: WorkingCopy | undefined;
+  let replicator: Replicator | undefined;
+  let puller: RequestPuller | undefined;
+  let lostWhy: string | undefined;
+  void o.lostLease.then((why) => {
+    lostWhy = why;
+    log.error(
+      { why },
+      'lost the lease: this instance stops its work (its writes are refused) and is a standby again',
+    );
+  });
+  try {
+    await lease.drain();
+    await me.write('active');
+    log.info({ instance: me.instance }, 'took the lease: this instance is active');
+    copy = await WorkingCopy.load(pool, location.schema);
+    replicator = new Replicator({
+      copy,
+      pool,
+      lease,
+      schema: location.schema,
+      log: log.child({ component: 'store' }),
+      historyDays: config.historyDays,
+    });
+    replicator.start();
+    puller = new RequestPuller({
+      copy,
+      pool,
+      schema: location.schema,
+      log: log.child({ component: 'store' }),
+    });
+    puller.start();
+    const r = replicator;
+    await o.serve({
+      config: { ...config, dbPath: copy.path, controlDbPath: copy.controlPath },
+      db: copy.db,
+      log,
+      notifier: o.notifier,
+      until: Promise.race([o.stopped, o.lostLease]),
+      durable: () => r.flush(),
+    });
+    await puller.stop();
+    await replicator.stop();
+    if (lostWhy === undefined && lease.held) await replicator.flush();
+    return lostWhy === undefined ? 'stopped' : 'lost';
+  } catch (err) {
+    await puller?.stop().catch(() => {});
+    await replicator?.stop().catch(() => {});
+    if (lostWhy !== undefined || err instanceof LeaseLostError) return 'lost';
+    if (err instanceof ConfigError || isSetupFault(err)) return o.cannotStart(err);
+    log.error({ err: describeError(err) }, 'the active term ended in an error; giving the lease up');
+    await delay(LEASE_RETRY_MS);
+    return 'lost';
+  } finally {
+    copy?.close();
+    await lease.release();
+  }
+}
+
+/** The schema made or brought up to date (`migrate`'s work; concurrent starts wait for each other). */
+async function prepareSchema(pool: PgPool, schema: string): Promise<void> {
+  const version = await pgSchemaVersion(pool, schema);
+  const latest = latestPgSchemaVersion();
+  if (version > latest)
+    throw new DatabaseSetupError(
+      `the schema ${schema} has version ${version}, newer than this zaptec-sync understands (${latest}); upgrade zaptec-sync`,
+    );
+  if (version < latest) await migratePostgres(pool, schema);
+}
