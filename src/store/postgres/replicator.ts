@@ -148,7 +148,10 @@ export class Replicator {
     const keys = new Map<string, Map<string, unknown[]>>();
     for (const c of changes) {
       let m = keys.get(c.tbl);
-      if (!m) keys.set(c.tbl, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        keys.set(c.tbl, m);
+      }
       if (!m.has(c.pk)) m.set(c.pk, JSON.parse(c.pk) as unknown[]);
     }
     const snapshot: Snapshot = {
