@@ -26,6 +26,8 @@ import type { ServeOptions } from './run.js';
 
 /** How often a standby tries the lease: a clean stop of the active one is taken over within a second. */
 const LEASE_RETRY_MS = 1_000;
+/** How long an instance that lost the lease waits before it competes again. */
+const LOST_BACKOFF_MS = 5_000;
 
 export interface PostgresRunOptions {
   config: Config;
@@ -55,28 +57,60 @@ class InstanceRow {
     this.instance = `${hostname()}:${process.pid}:${Date.now()}`;
   }
 
-  async write(role: Role = this.role): Promise<void> {
+  /**
+   * The row with this role and a new heartbeat. `active` is written only while the lease is proved in the same
+   * transaction (a resumed process that lost it must not show itself active again), and it marks the rows of
+   * earlier active instances stopped: they lost the lease, whether or not they know it yet.
+   */
+  async write(role: Role = this.role, lease?: PgLease): Promise<void> {
     this.role = role;
+    const client = await this.#pool.connect().catch((err: unknown) => {
+      this.#report(err);
+      return undefined;
+    });
+    if (!client) return;
     try {
-      await this.#pool.query(
+      await client.query('BEGIN');
+      if (role === 'active') {
+        if (!lease) throw new LeaseLostError('no lease');
+        await lease.proveHeld(client);
+        await client.query(`UPDATE daemons SET role = 'stopped' WHERE role = 'active' AND instance <> $1`, [
+          this.instance,
+        ]);
+      }
+      await client.query(
         `INSERT INTO daemons (instance, host, pid, role, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
          ON CONFLICT (instance) DO UPDATE SET role = excluded.role, heartbeat_at = excluded.heartbeat_at`,
         [this.instance, hostname(), process.pid, role, this.#startedAt],
       );
+      await client.query('COMMIT');
       if (this.#failing) this.#log.info('this instance’s row in daemons is written again');
       this.#failing = false;
     } catch (err) {
-      if (!this.#failing)
-        this.#log.warn({ err: describeError(err) }, 'cannot write this instance’s row in daemons');
-      this.#failing = true;
+      await client.query('ROLLBACK').catch(() => {});
+      if (err instanceof LeaseLostError) {
+        this.role = 'standby';
+        return;
+      }
+      this.#report(err);
+    } finally {
+      client.release();
     }
+  }
+
+  #report(err: unknown): void {
+    if (!this.#failing)
+      this.#log.warn({ err: describeError(err) }, 'cannot write this instance’s row in daemons');
+    this.#failing = true;
   }
 }
 
 export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
   const { config, location, log } = o;
   const schema = location.schema;
-  const pool = openPool(location, { max: 4, name: 'zaptec-sync' });
+  // A process frozen inside a transaction must not hold the fence for long: the server ends such a session
+  // after 5 s, and the next holder's drain goes on.
+  const pool = openPool(location, { max: 4, name: 'zaptec-sync', idleInTransactionMs: 5_000 });
   try {
     await prepareSchema(pool, schema);
   } catch (err) {
@@ -89,8 +123,9 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
   });
   const me = new InstanceRow(pool, log);
   await me.write('standby');
+  let current: PgLease | undefined;
   const beat = setInterval(() => {
-    void me.write();
+    void me.write(me.role, current);
     if (me.role === 'standby') {
       if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
       void o.notifier.status(`standby: another instance holds the lease of ${describeLocation(location)}`);
@@ -107,6 +142,7 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
         lost = resolve;
       });
       const lease = new PgLease({ location, onLost: (why) => lost(why) });
+      current = lease;
       try {
         while (!stopping && !(await lease.tryAcquire())) await delay(LEASE_RETRY_MS);
         if (failing) log.info('PostgreSQL answers again');
@@ -128,7 +164,11 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
         code = outcome;
         break;
       }
-      if (outcome === 'lost') await me.write('standby');
+      if (outcome === 'lost') {
+        await me.write('standby');
+        // An instance that lost the lease lets the others take it first: its connection or its host is suspect.
+        await Promise.race([delay(LOST_BACKOFF_MS), o.stopped]);
+      }
     }
   } finally {
     clearInterval(beat);
@@ -160,7 +200,8 @@ async function activeTerm(
   });
   try {
     await lease.drain();
-    await me.write('active');
+    await me.write('active', lease);
+    if (me.role !== 'active') throw new LeaseLostError('the lease was lost at once');
     log.info({ instance: me.instance }, 'took the lease: this instance is active');
     copy = await WorkingCopy.load(pool, location.schema);
     replicator = new Replicator({

@@ -100,6 +100,42 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     expect(h.sim.rest.rejected.length).toBe(0);
   });
 
+  it('two accounts in one database: two daemons with their own schemas are both active and see only their own', {
+    timeout: 90_000,
+  }, async () => {
+    const [s1, s2] = [freshSchema(), freshSchema()];
+    const one = await liveHarness({ installations: 1, chargersPerInstallation: 2 }, pgEnv(s1));
+    const two = await liveHarness({ installations: 1, chargersPerInstallation: 3, seed: 9 }, pgEnv(s2));
+    const runs = [one.start(), two.start()];
+    for (const [schema, run] of [
+      [s1, runs[0]!],
+      [s2, runs[1]!],
+    ] as const)
+      await waitFor(async () => (await activeInstances(schema)).some((r) => r.pid === run.child.pid), {
+        timeoutMs: 20_000,
+        what: `the daemon of ${schema} active`,
+      });
+    const newest = [publish(one, 20, 1), publish(two, 30, 1)];
+    await waitFor(async () => (await stored(s1, newest[0]!)) && (await stored(s2, newest[1]!)), {
+      timeoutMs: 20_000,
+      what: 'both accounts’ observations',
+    });
+    for (const [schema, h] of [
+      [s1, one],
+      [s2, two],
+    ] as const) {
+      const ids = await rows<{ charger_id: string }>(
+        `SELECT DISTINCT charger_id FROM ${schema}.charger_state`,
+      );
+      expect(new Set(ids.map((r) => r.charger_id))).toEqual(new Set(h.sim.fleet.chargers.keys()));
+      const status = await runCli(['status', '--json'], { env: h.env, cwd: h.dir });
+      const report = JSON.parse(status.stdout) as { instances: { role: string; alive: boolean }[] };
+      expect(report.instances.filter((i) => i.alive).map((i) => i.role)).toEqual(['active']);
+    }
+    for (const run of runs) run.child.kill('SIGTERM');
+    for (const run of runs) expect(await run.exited).toEqual({ code: 0, signal: null });
+  });
+
   it('a standby makes no API call and no connection while another holds the lease, and takes over within a second of its release', {
     timeout: 90_000,
   }, async () => {
@@ -128,5 +164,155 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     expect(await activeInstances(schema)).toEqual([{ pid: run.child.pid, role: 'active' }]);
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
+  });
+});
+
+/**
+ * Two instances on one schema: `a` asks the simulator as 127.0.0.1, `b` as localhost, so that every API call
+ * says which instance made it (the Host header).
+ */
+async function pair(schema: string) {
+  const h = await liveHarness({ installations: 2, chargersPerInstallation: 3 }, pgEnv(schema));
+  const a = h.start();
+  await waitFor(async () => (await activeInstances(schema)).some((r) => r.pid === a.child.pid), {
+    timeoutMs: 20_000,
+    what: 'a active',
+  });
+  await waitFor(
+    async () =>
+      (
+        await rows<{ n: number }>(
+          `SELECT count(*)::int AS n FROM ${schema}.sync_status WHERE events = 'connected'`,
+        )
+      )[0]!.n === 2,
+    { timeoutMs: 30_000, what: 'a’s live events connected' },
+  );
+  const b = h.start({ ZAPTEC_API_URL: h.sim.rest.url.replace('127.0.0.1', 'localhost') });
+  await waitFor(
+    async () => (await rows(`SELECT 1 FROM ${schema}.daemons WHERE role = 'standby'`)).length === 1,
+    {
+      what: 'b standby',
+    },
+  );
+  const host = (run: typeof a) =>
+    run === a ? new URL(h.sim.rest.url).host : new URL(h.sim.rest.url.replace('127.0.0.1', 'localhost')).host;
+  /** API calls of one instance at or after `since` (epoch ms). */
+  const calls = (run: typeof a, since = 0) =>
+    h.sim.rest.requests.filter((r) => r.host === host(run) && r.at >= since);
+  /** Publishes a steady stream (20 changes every 100 ms) until stopped; what must be current at the end. */
+  const stream = () => {
+    const newest = new Map<string, SimObservation>();
+    let i = 0;
+    const timer = setInterval(() => {
+      for (const [id, o] of publish(h, 20, 10_000 + i)) newest.set(id, o);
+      i += 20;
+    }, 100);
+    return { newest, stop: () => clearInterval(timer) };
+  };
+  return { h, a, b, calls, stream };
+}
+
+/** The backend holding the schema's lease. */
+async function leaseBackend(schema: string): Promise<number | undefined> {
+  const r = await rows<{ pid: number }>(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid = hashtext($1)::oid`,
+    schema,
+  );
+  return r[0]?.pid;
+}
+
+describe.runIf(pgUrl)('failover between two instances of one schema', () => {
+  it('SIGKILL of the active: the standby is active and calling the API within 30 s, every observation stored, no 429', {
+    timeout: 120_000,
+  }, async () => {
+    const schema = freshSchema();
+    const { h, a, b, calls, stream } = await pair(schema);
+    const s = stream();
+    await new Promise((r) => setTimeout(r, 1_000));
+    const killed = Date.now();
+    a.child.kill('SIGKILL');
+    await waitFor(() => calls(b).length > 0, { timeoutMs: 30_000, what: 'b’s first API call' });
+    const firstCall = calls(b)[0]!.at - killed;
+    await new Promise((r) => setTimeout(r, 2_000));
+    s.stop();
+    await waitFor(() => stored(schema, s.newest), {
+      timeoutMs: 30_000,
+      what: 'every observation in PostgreSQL',
+    });
+    expect(firstCall).toBeLessThan(30_000);
+    expect((await activeInstances(schema)).map((r) => r.pid)).toEqual([b.child.pid]);
+    expect(h.sim.rest.rejected).toEqual([]);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('the active’s lease connection cut: it stops calling the API within 10 s, and the standby takes over', {
+    timeout: 120_000,
+  }, async () => {
+    const schema = freshSchema();
+    const { h, a, b, calls } = await pair(schema);
+    const backend = await leaseBackend(schema);
+    expect(backend).toBeDefined();
+    const cut = Date.now();
+    await pgAdmin().query('SELECT pg_terminate_backend($1)', [backend]);
+    await waitFor(async () => (await activeInstances(schema)).some((r) => r.pid === b.child.pid), {
+      timeoutMs: 30_000,
+      what: 'b active',
+    });
+    await waitFor(() => calls(b).length > 0, { timeoutMs: 30_000, what: 'b’s first API call' });
+    await new Promise((r) => setTimeout(r, 10_000));
+    expect(calls(a, cut + 10_000)).toEqual([]);
+    expect(a.output()).toContain('lost the lease');
+    expect(h.sim.rest.rejected).toEqual([]);
+    for (const run of [a, b]) run.child.kill('SIGTERM');
+    expect(await a.exited).toEqual({ code: 0, signal: null });
+    expect(await b.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('the active frozen for 60 s: the standby takes over; resumed, the old one calls nothing and writes nothing', {
+    timeout: 200_000,
+  }, async () => {
+    const schema = freshSchema();
+    const { h, a, b, calls, stream } = await pair(schema);
+    a.child.kill('SIGSTOP');
+    const frozen = Date.now();
+    await waitFor(async () => (await activeInstances(schema)).some((r) => r.pid === b.child.pid), {
+      timeoutMs: 30_000,
+      what: 'b active',
+    });
+    const tookOver = Date.now() - frozen;
+    const s = stream();
+    await new Promise((r) => setTimeout(r, Math.max(0, 60_000 - (Date.now() - frozen))));
+    const resumed = Date.now();
+    a.child.kill('SIGCONT');
+    await new Promise((r) => setTimeout(r, 8_000));
+    s.stop();
+    expect(tookOver).toBeLessThan(30_000);
+    expect(calls(a, resumed)).toEqual([]);
+    const [daemon] = await rows<{ pid: number }>(`SELECT pid FROM ${schema}.daemon`);
+    expect(daemon?.pid).toBe(b.child.pid);
+    expect((await activeInstances(schema)).map((r) => r.pid)).toEqual([b.child.pid]);
+    await waitFor(() => stored(schema, s.newest), {
+      timeoutMs: 30_000,
+      what: 'every observation in PostgreSQL',
+    });
+    expect(a.output()).toContain('lost the lease');
+    expect(h.sim.rest.rejected).toEqual([]);
+    for (const run of [a, b]) run.child.kill('SIGTERM');
+    expect(await a.exited).toEqual({ code: 0, signal: null });
+    expect(await b.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('SIGTERM of the active hands over at once', { timeout: 90_000 }, async () => {
+    const schema = freshSchema();
+    const { h, a, b, calls } = await pair(schema);
+    a.child.kill('SIGTERM');
+    const stopping = Date.now();
+    expect(await a.exited).toEqual({ code: 0, signal: null });
+    await waitFor(() => calls(b).length > 0, { timeoutMs: 10_000, what: 'b’s first API call' });
+    expect(calls(b)[0]!.at - stopping).toBeLessThan(5_000);
+    expect(h.sim.rest.rejected).toEqual([]);
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toEqual({ code: 0, signal: null });
   });
 });

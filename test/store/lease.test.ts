@@ -3,6 +3,7 @@
  * holder is gone (its connection cut, or a frozen holder's session ended as idle), and fencing — a write that
  * proves the lease in its transaction fails, and lands nothing, once the lease has gone elsewhere.
  */
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PostgresLocation } from '../../src/config.js';
 import { LeaseLostError, PgLease } from '../../src/store/postgres/lease.js';
@@ -114,6 +115,38 @@ describe.runIf(pgUrl)('the lease (PostgreSQL)', () => {
     expect(lost).toHaveLength(1);
     const rows = await pgAdmin().query(`SELECT count(*)::int AS n FROM ${table}`);
     expect(rows.rows[0].n).toBe(0);
+    await pgAdmin().query(`DROP TABLE ${table}`);
+  });
+
+  it('a new holder drains the writes the old one began while it held the lease; one frozen inside its transaction is ended by the server', async () => {
+    const schema = freshSchema();
+    const table = `${schema}_fence`;
+    await pgAdmin().query(`CREATE TABLE ${table} (n int)`);
+    const a = lease(schema);
+    const b = lease(schema);
+    expect(await a.tryAcquire()).toBe(true);
+    // A write that proved the lease, then went silent inside its transaction (its process frozen): the
+    // daemon's sessions end such a transaction after idle_in_transaction_session_timeout.
+    const frozen = new pg.Client({
+      connectionString: pgUrl,
+      options: '-c idle_in_transaction_session_timeout=1000',
+    });
+    frozen.on('error', () => {});
+    await frozen.connect();
+    await frozen.query('BEGIN');
+    await a.proveHeld(frozen);
+    await frozen.query(`INSERT INTO ${table} VALUES (1)`);
+    await pgAdmin().query('SELECT pg_terminate_backend($1)', [await holderPid(schema)]);
+    expect(await b.tryAcquire()).toBe(true);
+    const started = Date.now();
+    await b.drain();
+    // The drain waited for the old transaction, and that one was ended: its write never lands.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await expect(frozen.query('COMMIT')).rejects.toThrow();
+    const rows = await pgAdmin().query(`SELECT count(*)::int AS n FROM ${table}`);
+    expect(rows.rows[0].n).toBe(0);
+    await frozen.end().catch(() => {});
     await pgAdmin().query(`DROP TABLE ${table}`);
   });
 });

@@ -44,10 +44,16 @@ export function connectionString(location: PostgresLocation): string {
   return url.toString();
 }
 
-export function openPool(location: PostgresLocation, options: { max?: number; name?: string } = {}): PgPool {
+export function openPool(
+  location: PostgresLocation,
+  options: { max?: number; name?: string; idleInTransactionMs?: number } = {},
+): PgPool {
+  const idle = options.idleInTransactionMs
+    ? ` -c idle_in_transaction_session_timeout=${options.idleInTransactionMs}`
+    : '';
   const pool = new pg.Pool({
     connectionString: connectionString(location),
-    options: `-c search_path=${location.schema} -c TimeZone=UTC`,
+    options: `-c search_path=${location.schema} -c TimeZone=UTC${idle}`,
     application_name: options.name ?? 'zaptec-sync',
     max: options.max ?? 4,
     connectionTimeoutMillis: 10_000,
