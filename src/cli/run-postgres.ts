@@ -9,6 +9,7 @@
  * ended while the process was frozen) the daemon stops — its writes are already refused — and the instance is
  * a standby again. A clean stop carries the last changes and gives the lease up at once.
  */
+import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import { type Config, ConfigError, type PostgresLocation } from '../config.js';
 import { describeError, type Logger } from '../log.js';
@@ -50,6 +51,11 @@ class InstanceRow {
   role: Role = 'standby';
   #failing = false;
   readonly #log: Logger;
+
+  /** Whether the last write of the row succeeded. */
+  get written(): boolean {
+    return !this.#failing;
+  }
 
   constructor(pool: PgPool, log: Logger) {
     this.#pool = pool;
@@ -105,6 +111,61 @@ class InstanceRow {
   }
 }
 
+/**
+ * A standby's `/healthz` and `/metrics` on ZAPTEC_METRICS (the active daemon serves its own there): healthy
+ * while its row in `daemons` is written, and `zaptec_active 0`.
+ */
+class StandbyEndpoint {
+  #server: Server | undefined;
+  readonly #me: InstanceRow;
+
+  constructor(me: InstanceRow) {
+    this.#me = me;
+  }
+
+  async start(metrics: { host: string; port: number } | undefined): Promise<void> {
+    if (!metrics || this.#server) return;
+    const server = createServer((req, res) => {
+      if (req.url === '/healthz') {
+        const ok = this.#me.written;
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
+        res.end(ok ? 'standby: healthy, ready to take over\n' : 'standby: cannot write its row in daemons\n');
+      } else if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+        res.end(
+          '# HELP zaptec_active 1 while this instance is the active daemon\n' +
+            '# TYPE zaptec_active gauge\nzaptec_active 0\n',
+        );
+      } else {
+        res.writeHead(404);
+        res.end();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          ['EADDRINUSE', 'EACCES', 'EADDRNOTAVAIL'].includes(err.code ?? '')
+            ? new ConfigError(
+                'ZAPTEC_METRICS',
+                `cannot listen on ${metrics.host}:${metrics.port} (${err.code})`,
+              )
+            : err,
+        ),
+      );
+      server.listen(metrics.port, metrics.host, () => resolve());
+    });
+    this.#server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#server;
+    this.#server = undefined;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
+
 export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
   const { config, location, log } = o;
   const schema = location.schema;
@@ -123,6 +184,14 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
   });
   const me = new InstanceRow(pool, log);
   await me.write('standby');
+  const endpoint = new StandbyEndpoint(me);
+  try {
+    await endpoint.start(config.metrics);
+  } catch (err) {
+    await me.write('stopped');
+    await pool.end().catch(() => {});
+    return o.cannotStart(err);
+  }
   let current: PgLease | undefined;
   const beat = setInterval(() => {
     void me.write(me.role, current);
@@ -159,11 +228,15 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
         await lease.release();
         break;
       }
+      await endpoint.stop(); // the active daemon serves ZAPTEC_METRICS itself
       const outcome = await activeTerm({ ...o, pool, lease, me, lostLease });
       if (typeof outcome === 'number') {
         code = outcome;
         break;
       }
+      await endpoint.start(config.metrics).catch((err: unknown) => {
+        log.warn({ err: describeError(err) }, 'the standby cannot serve /healthz and /metrics');
+      });
       if (outcome === 'lost') {
         await me.write('standby');
         // An instance that lost the lease lets the others take it first: its connection or its host is suspect.
@@ -172,6 +245,7 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
     }
   } finally {
     clearInterval(beat);
+    await endpoint.stop();
     await me.write('stopped');
     await pool.end().catch(() => {});
   }

@@ -44,6 +44,12 @@ export class Metrics {
     const { admission, clock } = sources;
     // The process's own: resident memory, V8 heap, event-loop lag, GC (prom-client's standard set).
     collectDefaultMetrics({ register: r });
+    // 1: this instance works for the account (on PostgreSQL a standby serves 0 here instead).
+    new Gauge({
+      name: 'zaptec_active',
+      help: '1 while this instance is the active daemon',
+      registers: [r],
+    }).set(1);
     this.apiRequests = new Counter({
       name: 'zaptec_api_requests_total',
       help: 'API requests sent, by endpoint group and outcome (ok, http_error, rate_limited, network_error, timeout)',

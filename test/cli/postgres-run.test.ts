@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SimObservation } from '../../src/simulator/fleet.js';
 import { PgLease } from '../../src/store/postgres/lease.js';
-import { runCli, waitFor } from '../helpers.js';
+import { freePort, runCli, waitFor } from '../helpers.js';
 import { freshSchema, pgAdmin, pgEnv, pgUrl } from '../pg.js';
 import { liveHarness } from '../sync/live-harness.js';
 
@@ -144,7 +144,8 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     expect((await runCli(['migrate'], { env: h.env, cwd: h.dir })).code).toBe(0);
     const holder = new PgLease({ location: { url: pgUrl!, schema, password: undefined } });
     expect(await holder.tryAcquire()).toBe(true);
-    const run = h.start();
+    const port = await freePort();
+    const run = h.start({ ZAPTEC_METRICS: `127.0.0.1:${port}` });
     await waitFor(
       async () => (await rows(`SELECT 1 FROM ${schema}.daemons WHERE role = 'standby'`)).length === 1,
       {
@@ -156,12 +157,25 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     const inst = [...h.sim.fleet.installations.keys()][0]!;
     const c = h.sim.channel(inst);
     expect(h.sim.broker.attached(c.topic, c.subscription)).toBe(false);
+    // A healthy standby says so, and serves its role.
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.text()).toContain('standby: healthy');
+    expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toContain('zaptec_active 0');
     const released = Date.now();
     await holder.release();
     await waitFor(() => h.sim.rest.requests.length > 0, { timeoutMs: 10_000, what: 'the first API call' });
     const firstCall = h.sim.rest.requests[0]!.at - released;
     expect(firstCall).toBeLessThan(3_000);
     expect(await activeInstances(schema)).toEqual([{ pid: run.child.pid, role: 'active' }]);
+    // The active daemon serves the port now.
+    await waitFor(
+      async () =>
+        (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).includes('zaptec_active 1'),
+      {
+        what: 'the active daemon’s metrics',
+      },
+    );
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
   });
