@@ -29,6 +29,8 @@ export interface QueueStats {
   locked: number;
   completed: number;
   deadLettered: number;
+  /** Messages given back to the queue to be delivered again (abandoned, a lock expired or its link gone). */
+  requeued: number;
 }
 
 export class EntityQueue {
@@ -37,6 +39,7 @@ export class EntityQueue {
   readonly #locked = new Map<string, StoredMessage>();
   #completed = 0;
   #deadLettered = 0;
+  #requeued = 0;
   /** Where dead letters go; undefined for a dead-letter queue itself. */
   readonly deadLetterQueue: EntityQueue | undefined;
   readonly maxDeliveryCount: number;
@@ -140,6 +143,7 @@ export class EntityQueue {
       locked: this.#locked.size,
       completed: this.#completed,
       deadLettered: this.#deadLettered,
+      requeued: this.#requeued,
     };
   }
 
@@ -168,6 +172,7 @@ export class EntityQueue {
       });
       return;
     }
+    this.#requeued++;
     this.#ready.unshift(m);
   }
 

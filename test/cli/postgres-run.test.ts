@@ -4,6 +4,10 @@
  * requests are answered through the schema; one instance is active and the others standby, and the lease
  * moves at a clean stop, a SIGKILL, a cut connection and a frozen process, with no 429 and nothing lost.
  */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SimObservation } from '../../src/simulator/fleet.js';
@@ -19,8 +23,10 @@ afterAll(async () => {
   for (const c of clients) await c.end().catch(() => {});
 });
 
+/** The server the rows are read from: the test run's, or a test's own (a restart of the server). */
+let server: pg.Pool | undefined;
 async function rows<T extends pg.QueryResultRow>(sql: string, ...params: unknown[]): Promise<T[]> {
-  return (await pgAdmin().query<T>(sql, params)).rows;
+  return (await (server ?? pgAdmin()).query<T>(sql, params)).rows;
 }
 
 /** Publishes `n` changes of 513 spread over the fleet; what must be current afterwards. */
@@ -185,8 +191,8 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
  * Two instances on one schema: `a` asks the simulator as 127.0.0.1, `b` as localhost, so that every API call
  * says which instance made it (the Host header).
  */
-async function pair(schema: string) {
-  const h = await liveHarness({ installations: 2, chargersPerInstallation: 3 }, pgEnv(schema));
+async function pair(schema: string, url = pgUrl!) {
+  const h = await liveHarness({ installations: 2, chargersPerInstallation: 3 }, pgEnv(schema, url));
   const a = h.start();
   await waitFor(async () => (await activeInstances(schema)).some((r) => r.pid === a.child.pid), {
     timeoutMs: 20_000,
@@ -328,5 +334,44 @@ describe.runIf(pgUrl)('failover between two instances of one schema', () => {
     expect(h.sim.rest.rejected).toEqual([]);
     b.child.kill('SIGTERM');
     expect(await b.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it('PostgreSQL restarts under a running pair: nothing lost, one active afterwards, no 429', {
+    timeout: 120_000,
+  }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zaptec-pg-restart-'));
+    chmodSync(dir, 0o755);
+    const script = join(import.meta.dirname, '..', '..', 'scripts', 'postgres');
+    const url = execFileSync(script, ['start', dir], { encoding: 'utf8' }).trim();
+    server = new pg.Pool({ connectionString: url, max: 2 });
+    server.on('error', () => {});
+    try {
+      const schema = freshSchema();
+      const { h, a, b, stream } = await pair(schema, url);
+      const s = stream();
+      await new Promise((r) => setTimeout(r, 1_000));
+      execFileSync(script, ['restart', dir]);
+      await new Promise((r) => setTimeout(r, 5_000));
+      s.stop();
+      await waitFor(async () => stored(schema, s.newest).catch(() => false), {
+        timeoutMs: 60_000,
+        what: 'every observation in PostgreSQL after its restart',
+      });
+      const alive = await rows<{ pid: number }>(
+        `SELECT pid FROM ${schema}.daemons WHERE role = 'active' AND heartbeat_at > now() - interval '30 seconds'`,
+      );
+      expect(alive).toHaveLength(1);
+      expect([a.child.pid, b.child.pid]).toContain(alive[0]!.pid);
+      expect(a.output()).toContain('lost the lease'); // the restart did end the active's term
+      expect(h.sim.rest.rejected).toEqual([]);
+      for (const run of [a, b]) run.child.kill('SIGTERM');
+      expect(await a.exited).toEqual({ code: 0, signal: null });
+      expect(await b.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      await server.end().catch(() => {});
+      server = undefined;
+      execFileSync(script, ['stop', dir]);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
