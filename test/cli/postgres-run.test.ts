@@ -5,7 +5,7 @@
  * moves at a clean stop, a SIGKILL, a cut connection and a frozen process, with no 429 and nothing lost.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -261,6 +261,8 @@ describe.runIf(pgUrl)('failover between two instances of one schema', () => {
     });
     expect(firstCall).toBeLessThan(30_000);
     expect((await activeInstances(schema)).map((r) => r.pid)).toEqual([b.child.pid]);
+    // The killed one's working copy is gone too: the next start removes what a dead process left.
+    expect(readdirSync(tmpdir()).filter((n) => n.startsWith(`zaptec-sync-work-${a.child.pid}-`))).toEqual([]);
     expect(h.sim.rest.rejected).toEqual([]);
     b.child.kill('SIGTERM');
     expect(await b.exited).toEqual({ code: 0, signal: null });

@@ -9,7 +9,7 @@
  * primary key); the Replicator reads those keys and the rows they name in one synchronous step, so what it
  * carries is always a consistent state of the copy.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -70,7 +70,9 @@ export class WorkingCopy {
    * switched on. The copy's directory is private to this process (`$STATE_DIRECTORY` or the temporary one).
    */
   static async load(pool: PgPool, schema: string): Promise<WorkingCopy> {
-    const dir = mkdtempSync(join(process.env.STATE_DIRECTORY || tmpdir(), 'zaptec-sync-work-'));
+    const parent = process.env.STATE_DIRECTORY || tmpdir();
+    removeAbandoned(parent);
+    const dir = mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));
     let db: Db | undefined;
     try {
       db = openDatabase(join(dir, 'zaptec.db'), { create: true, daemon: true });
@@ -136,6 +138,32 @@ export class WorkingCopy {
       );
       this.db.exec(`CREATE TEMP TRIGGER zs_d_${t.name} AFTER DELETE ON ${on} BEGIN ${record('OLD')} END`);
     }
+  }
+}
+
+const PREFIX = 'zaptec-sync-work-';
+
+/** Copies left by processes that were killed (a clean stop deletes its own): their pid no longer runs. */
+function removeAbandoned(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(new RegExp(`^${PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (!pid || pid === process.pid || running(pid)) continue;
+    rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
