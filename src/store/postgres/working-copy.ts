@@ -116,6 +116,8 @@ export class WorkingCopy {
         `INSERT OR REPLACE INTO ${t.in}.${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
       );
       this.db.transaction(() => {
+        // The schema's rows, not the SQLite migrations' seeds (a constants pass may have replaced them).
+        this.db.prepare(`DELETE FROM ${t.in}.${t.name}`).run();
         for (const row of r.rows) insert.run(...t.columns.map((c) => row[c]));
       })();
     }
