@@ -91,7 +91,8 @@ describe.runIf(pgUrl)('the working copy and the Replicator (PostgreSQL)', () => 
 
   it('carries everything a daemon wrote, in PostgreSQL’s types, notifying the changed chargers and sessions; a new copy loads it back', async () => {
     const copy = await WorkingCopy.load(pool, schema);
-    const replicator = new Replicator({ copy, pool, lease, schema, log, historyDays: 7 });
+    // Pages of 7 keys: a flush of hundreds of rows is many transactions, and must land as one would.
+    const replicator = new Replicator({ copy, pool, lease, schema, log, historyDays: 7, pageSize: 7 });
     const listener = new pg.Client({ connectionString: pgUrl });
     await listener.connect();
     const notified = { state: new Set<string>(), sessions: new Set<string>() };

@@ -19,6 +19,8 @@ import { type CarriedTable, quote, type WorkingCopy } from './working-copy.js';
 const BACKGROUND_MS = 200;
 /** Rows per statement: one JSON parameter each, a few MB at most. */
 const CHUNK = 2_000;
+/** Changed keys per transaction: the rows of a page are read in one synchronous step. */
+const PAGE = 5_000;
 /** How often PostgreSQL's history is pruned (the copy's own pruner does not reach rows it never loaded). */
 const PRUNE_EVERY_MS = 3_600_000;
 
@@ -38,11 +40,16 @@ export interface ReplicatorOptions {
   log: Logger;
   /** ZAPTEC_HISTORY_DAYS: PostgreSQL's history is pruned to it. */
   historyDays: number;
+  /** Changed keys per transaction (PAGE; tests make it small). */
+  pageSize?: number;
 }
 
 export class Replicator {
   readonly #o: ReplicatorOptions;
-  readonly #changes: import('better-sqlite3').Statement<[], { seq: number; tbl: string; pk: string }>;
+  readonly #changes: import('better-sqlite3').Statement<
+    [number, number],
+    { seq: number; tbl: string; pk: string }
+  >;
   readonly #clear: import('better-sqlite3').Statement<[number]>;
   readonly #pending: import('better-sqlite3').Statement<[], { n: number | null }>;
   readonly #byKey = new Map<string, import('better-sqlite3').Statement>();
@@ -58,7 +65,7 @@ export class Replicator {
   constructor(o: ReplicatorOptions) {
     this.#o = o;
     const db = o.copy.db;
-    this.#changes = db.prepare('SELECT seq, tbl, pk FROM zs_changes ORDER BY seq');
+    this.#changes = db.prepare('SELECT seq, tbl, pk FROM zs_changes WHERE seq <= ? ORDER BY seq LIMIT ?');
     this.#clear = db.prepare('DELETE FROM zs_changes WHERE seq <= ?');
     this.#pending = db.prepare('SELECT max(seq) AS n FROM zs_changes');
     for (const t of o.copy.tables)
@@ -119,9 +126,24 @@ export class Replicator {
     }
   }
 
+  /**
+   * Every change recorded before the call, in pages of PAGE keys: each page read in one synchronous step (a
+   * few ms) and written in one transaction, the event loop free between pages. A row is read as it is when
+   * its page is read, newer than or as new as the change that named it.
+   */
   async #once(): Promise<void> {
-    const snapshot = this.#snapshot();
-    if (!snapshot) return;
+    if (!this.#o.copy.db.open) return;
+    const until = this.#pending.get()?.n;
+    if (until == null) return;
+    for (;;) {
+      const snapshot = this.#snapshot(until);
+      if (!snapshot) return;
+      await this.#carry(snapshot);
+      if (snapshot.maxSeq >= until) return;
+    }
+  }
+
+  async #carry(snapshot: Snapshot): Promise<void> {
     await this.#fenced(async (client) => {
       const s = this.#o.schema;
       for (const [t, rows] of snapshot.upserts)
@@ -141,9 +163,9 @@ export class Replicator {
   }
 
   /** The changed rows as they are now, in one synchronous step: a consistent state of the copy. */
-  #snapshot(): Snapshot | undefined {
+  #snapshot(until: number): Snapshot | undefined {
     if (!this.#o.copy.db.open) return undefined;
-    const changes = this.#changes.all();
+    const changes = this.#changes.all(until, this.#o.pageSize ?? PAGE);
     if (changes.length === 0) return undefined;
     const keys = new Map<string, Map<string, unknown[]>>();
     for (const c of changes) {

@@ -37,6 +37,8 @@ const PARENTS_FIRST = ['charging_sessions'];
 const NOT_CARRIED = new Set(['schema_version', 'daemons']);
 /** How far back sessions are loaded: charge history never revises sessions older than its look-back. */
 const SESSIONS_LOADED_DAYS = 40;
+/** Rows per page of a takeover's load (a few ms to write each). */
+const LOAD_PAGE = 5_000;
 
 /**
  * What a takeover loads of each table (a PostgreSQL WHERE); every row where none is named. The history is not
@@ -104,22 +106,43 @@ export class WorkingCopy {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /**
+   * Every carried table's rows, read through a cursor in pages of LOAD_PAGE (one transaction, one snapshot of
+   * the schema) and written page by page: a large account's state neither sits in memory whole nor holds the
+   * event loop (the lease's touches go on between pages).
+   */
   async #fill(pool: PgPool, schema: string): Promise<void> {
-    for (const t of this.tables) {
-      const where = t.name in LOAD_WHERE ? LOAD_WHERE[t.name] : '';
-      if (where === null) continue;
-      const cols = t.columns.map(quote).join(', ');
-      const r = await pool.query<Record<string, unknown>>(
-        `SELECT ${cols} FROM ${schema}.${t.name}${where ? ` WHERE ${where}` : ''}`,
-      );
-      const insert = this.db.prepare(
-        `INSERT OR REPLACE INTO ${t.in}.${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
-      );
-      this.db.transaction(() => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      for (const t of this.tables) {
+        const where = t.name in LOAD_WHERE ? LOAD_WHERE[t.name] : '';
+        if (where === null) continue;
+        const cols = t.columns.map(quote).join(', ');
         // The schema's rows, not the SQLite migrations' seeds (a constants pass may have replaced them).
         this.db.prepare(`DELETE FROM ${t.in}.${t.name}`).run();
-        for (const row of r.rows) insert.run(...t.columns.map((c) => row[c]));
-      })();
+        const insert = this.db.prepare(
+          `INSERT OR REPLACE INTO ${t.in}.${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
+        );
+        const write = this.db.transaction((rows: Record<string, unknown>[]) => {
+          for (const row of rows) insert.run(...t.columns.map((c) => row[c]));
+        });
+        await client.query(
+          `DECLARE load_${t.name} NO SCROLL CURSOR FOR SELECT ${cols} FROM ${schema}.${t.name}${where ? ` WHERE ${where}` : ''}`,
+        );
+        for (;;) {
+          const r = await client.query<Record<string, unknown>>(`FETCH ${LOAD_PAGE} FROM load_${t.name}`);
+          write(r.rows);
+          if (r.rows.length < LOAD_PAGE) break;
+        }
+        await client.query(`CLOSE load_${t.name}`);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
     }
   }
 
