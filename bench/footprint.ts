@@ -25,8 +25,11 @@ const { values } = parseArgs({
     // Only the first M minutes of the cold start (the inventory pass and the reads of every charger): its
     // highest RSS and longest event-loop delay, without waiting for the live events.
     'cold-minutes': { type: 'string' },
+    // The daemon on a throwaway PostgreSQL of this host (CONTRACT §9; harness.ts).
+    postgres: { type: 'boolean', default: false },
   },
 });
+const PG = values.postgres;
 const COLD_MINUTES = values['cold-minutes'] === undefined ? undefined : Number(values['cold-minutes']);
 const MINUTES = Number(values.minutes);
 const RATE = Number(values.rate);
@@ -73,7 +76,7 @@ record(
   'footprint',
   COLD_MINUTES !== undefined
     ? `npm run bench:footprint -- --chargers ${CHARGERS} --cold-minutes ${COLD_MINUTES}`
-    : `npm run bench:footprint -- --minutes ${MINUTES}${CHARGERS === 10_000 ? '' : ` --chargers ${CHARGERS}`}${GROUP ? ' --user-group' : ''}${RESTART ? ' --restart' : ''}`,
+    : `npm run bench:footprint -- --minutes ${MINUTES}${CHARGERS === 10_000 ? '' : ` --chargers ${CHARGERS}`}${GROUP ? ' --user-group' : ''}${RESTART ? ' --restart' : ''}${PG ? ' --postgres' : ''}`,
   line,
 );
 
@@ -116,7 +119,7 @@ async function measureEvents(): Promise<void> {
   const started = [...Object.entries(unit.env).map(([k, v]) => `${k}=${v}`), 'node', ...unit.nodeFlags].join(
     ' ',
   );
-  line = `${CHARGERS.toLocaleString('en')} chargers${GROUP ? `, one user group (carrying ${carried} of ${INSTALLATIONS} installations at the end${RESTART ? '; measured after a restart that knew it' : ''})` : ''}, ${MINUTES} min of events at ${RATE}/s (${observations.toLocaleString('en')} observations, state reads running too): RSS ${(rss / 2 ** 20).toFixed(0)} MB (slope over the second half ${(slope / 2 ** 20).toFixed(2)} MB/min; ${heap}; SQLite's page cache up to 8 MiB; highest RSS from the spawn on ${(peak / 2 ** 20).toFixed(0)} MB; started as the unit starts it: ${started}) — target ≤ ${TARGET_MB} MB: ${rss <= TARGET_MB * 2 ** 20 ? 'met' : 'MISSED'}; database ${(dbBytes / 2 ** 20).toFixed(1)} MB; CPU ${((cpu / Math.max(1, observations)) * 1000 * 1000).toFixed(0)} ms per 1,000 observations (all of the daemon's work included); the event loop's longest delay from the spawn on ${(loopMax * 1000).toFixed(0)} ms (target ≤ 100 ms: ${loopMax <= 0.1 ? 'met' : 'MISSED'})`;
+  line = `${PG ? 'on PostgreSQL (the working copy beside it), ' : ''}${CHARGERS.toLocaleString('en')} chargers${GROUP ? `, one user group (carrying ${carried} of ${INSTALLATIONS} installations at the end${RESTART ? '; measured after a restart that knew it' : ''})` : ''}, ${MINUTES} min of events at ${RATE}/s (${observations.toLocaleString('en')} observations, state reads running too): RSS ${(rss / 2 ** 20).toFixed(0)} MB (slope over the second half ${(slope / 2 ** 20).toFixed(2)} MB/min; ${heap}; SQLite's page cache up to 8 MiB; highest RSS from the spawn on ${(peak / 2 ** 20).toFixed(0)} MB; started as the unit starts it: ${started}) — target ≤ ${TARGET_MB} MB: ${rss <= TARGET_MB * 2 ** 20 ? 'met' : 'MISSED'}; database ${(dbBytes / 2 ** 20).toFixed(1)} MB; CPU ${((cpu / Math.max(1, observations)) * 1000 * 1000).toFixed(0)} ms per 1,000 observations (all of the daemon's work included); the event loop's longest delay from the spawn on ${(loopMax * 1000).toFixed(0)} ms (target ≤ 100 ms: ${loopMax <= 0.1 ? 'met' : 'MISSED'})`;
   console.log(line);
 }
 

@@ -1,6 +1,6 @@
 /** What the benchmarks share: the simulation in this process, the real `zaptec-sync run` in another. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import type { FleetOptions, SimObservation } from '../src/simulator/fleet.js';
 import { Simulation } from '../src/simulator/simulation.js';
+import { connectionString } from '../src/store/postgres/pool.js';
+import { benchPostgres } from './postgres.js';
 import { type UnitStart, unitStart } from './unit.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -32,6 +34,25 @@ export interface Bench {
   stop(): Promise<void>;
 }
 
+/**
+ * `--postgres` on a benchmark's command line: the daemon keeps the account in a throwaway PostgreSQL on this
+ * host (CONTRACT §9). The benchmark reads what the daemon sees, its working copy (a SQLite file in the
+ * bench's directory, given as STATE_DIRECTORY), which PostgreSQL receives within 200 ms.
+ */
+export function postgresArg(): boolean {
+  return (
+    parseArgs({ options: { postgres: { type: 'boolean', default: false } }, strict: false }).values
+      .postgres === true
+  );
+}
+
+/** The active daemon's working copy in `dir` (PostgreSQL), once it has made one. */
+function workingCopy(dir: string): string {
+  const name = readdirSync(dir).find((n) => n.startsWith('zaptec-sync-work-'));
+  if (!name) throw new Error('no working copy yet');
+  return join(dir, name, 'zaptec.db');
+}
+
 /** `before` runs once the simulation is up and before the daemon is spawned (a fleet's life, say). */
 export async function startBench(
   fleet: FleetOptions,
@@ -42,7 +63,11 @@ export async function startBench(
   await sim.start();
   before?.(sim);
   const dir = mkdtempSync(join(tmpdir(), 'zaptec-bench-'));
+  const pg = postgresArg() ? await benchPostgres('bench') : undefined;
   const dbPath = join(dir, 'zaptec.db');
+  const store: Record<string, string> = pg
+    ? { ZAPTEC_DB: connectionString(pg.location), ZAPTEC_PG_SCHEMA: pg.location.schema, STATE_DIRECTORY: dir }
+    : { ZAPTEC_DB: dbPath };
   // As the systemd unit starts it: its Node flags (the heap's sizing) and its environment (malloc's arenas).
   const unit = unitStart();
   const spawnDaemon = () =>
@@ -51,7 +76,7 @@ export async function startBench(
         ...process.env,
         ...unit.env,
         ...sim.env(),
-        ZAPTEC_DB: dbPath,
+        ...store,
         LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
         ...env,
       },
@@ -72,7 +97,7 @@ export async function startBench(
     startedAt: Date.now(),
     unit,
     db() {
-      reader ??= new Database(dbPath, { readonly: true, fileMustExist: true });
+      reader ??= new Database(pg ? workingCopy(dir) : dbPath, { readonly: true, fileMustExist: true });
       return reader;
     },
     count(sql, ...p) {
@@ -113,6 +138,7 @@ export async function startBench(
     async stop() {
       await stopDaemon();
       await sim.stop();
+      await pg?.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -129,7 +155,11 @@ export function allConnected(b: Bench): boolean {
 
 /** `--user-group` on a benchmark's command line: one user group carries every installation (issue 16 §5). */
 export function userGroupArg(): boolean {
-  return parseArgs({ options: { 'user-group': { type: 'boolean', default: false } } }).values['user-group'];
+  return (
+    parseArgs({ options: { 'user-group': { type: 'boolean', default: false } }, strict: false }).values[
+      'user-group'
+    ] === true
+  );
 }
 
 /**

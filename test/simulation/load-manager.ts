@@ -32,7 +32,7 @@ interface Answered {
 
 export class LoadManager {
   readonly #sim: Simulation;
-  readonly #dbPath: string;
+  readonly #dbPath: () => string;
   #db: Database.Database | undefined;
   #n = 0;
   asked = 0;
@@ -50,13 +50,13 @@ export class LoadManager {
     this.#held.push({ from, until });
   }
 
-  constructor(sim: Simulation, dbPath: string) {
+  constructor(sim: Simulation, dbPath: () => string) {
     this.#sim = sim;
     this.#dbPath = dbPath;
   }
 
   #control(): Database.Database | undefined {
-    this.#db ??= controlDatabase(this.#dbPath);
+    this.#db ??= controlDatabase(this.#dbPath());
     return this.#db;
   }
 
@@ -168,7 +168,13 @@ export class LoadManager {
 
   close(): void {
     this.#closed = this.outcomes();
+    this.detach();
+  }
+
+  /** Lets go of the control database for now (a handover replaces the daemon's working copy). */
+  detach(): void {
     this.#db?.close();
+    this.#db = undefined;
   }
 
   #closed: Record<string, number> | undefined;

@@ -4,10 +4,11 @@
  * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
  * --sessions realistic|busy|flapping (realistic), --no-faults, --user-group (a user group carrying the first
  * installation), --set NAME=value (a setting of the daemon; repeatable), --load-manager (commands through the daemon, and their
- * invariants). SIM_DEBUG=1 prints each fault as it comes and each
+ * invariants), --store postgresql (the daemon on a throwaway PostgreSQL of this host, a daemon restart a handover). SIM_DEBUG=1 prints each fault as it comes and each
  * wait for real I/O given up.
  */
 import { parseArgs } from 'node:util';
+import { benchPostgres } from '../../bench/postgres.js';
 import { SESSION_PATTERNS, type SessionPattern } from '../../src/simulator/patterns.js';
 import { SimulationFailure, simulate } from './world.js';
 
@@ -22,8 +23,15 @@ const { values } = parseArgs({
     'user-group': { type: 'boolean', default: false },
     set: { type: 'string', multiple: true, default: [] },
     'load-manager': { type: 'boolean', default: false },
+    store: { type: 'string', default: 'sqlite' },
   },
 });
+if (!['sqlite', 'postgresql'].includes(values.store)) {
+  console.error('--store must be sqlite or postgresql');
+  process.exit(2);
+}
+const pg = values.store === 'postgresql' ? await benchPostgres('simulation') : undefined;
+if (values.store === 'postgresql' && !pg) process.exit(2);
 /** `--set NAME=value` (repeatable): a setting of the simulated daemon, e.g. ZAPTEC_RECONCILE_MAX_MINUTES=60. */
 const env = Object.fromEntries(
   values.set.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
@@ -44,14 +52,17 @@ try {
     userGroup: values['user-group'],
     env,
     loadManager: values['load-manager'],
+    ...(pg ? { postgres: pg.location } : {}),
     onDay: (day, r) =>
       console.log(
         `day ${day}: ${r.calls} calls (${r.callsPerChargerHour.toFixed(2)} per charger-hour), ${r.published} observations pushed, ${Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)} faults, ${r.checks} checks, ${(r.realMs / 1000).toFixed(0)} s`,
       ),
   });
   console.log(JSON.stringify(report));
+  await pg?.stop();
   process.exit(0);
 } catch (err) {
   console.error(err instanceof SimulationFailure ? err.message : err);
+  await pg?.stop();
   process.exit(1);
 }

@@ -26,7 +26,8 @@ export function controlDatabase(dbPath: string): Database.Database | undefined {
 
 export interface RefreshConsumerDeps {
   sim: Simulation;
-  dbPath: string;
+  /** The daemon's database now (with PostgreSQL, each term's working copy). */
+  dbPath: () => string;
   /** Runs `run` at `at` on the simulation's clock. */
   at(at: number, run: () => void): void;
   fail(what: string): void;
@@ -47,7 +48,7 @@ export class RefreshConsumer {
 
   /** After each simulated minute: now and then a request, looked at 5 s later. */
   minute(now: number): void {
-    this.#db ??= controlDatabase(this.#d.dbPath);
+    this.#db ??= controlDatabase(this.#d.dbPath());
     if (!this.#db || ++this.#n % EVERY_MINUTES !== 0) return;
     const round = this.#n / EVERY_MINUTES;
     const chargers = this.#d.sim.fleet.activeChargers();
@@ -67,9 +68,12 @@ export class RefreshConsumer {
 
   /** 5 s after it was asked: an outcome (any, `deferred` included), unless a disturbance held it up. */
   #check(id: number, asked: number, charger: string | null): void {
-    const row = this.#db!.prepare<[number], { handled_at: string | null; outcome: string | null }>(
-      'SELECT handled_at, outcome FROM refresh_requests WHERE id = ?',
-    ).get(id);
+    this.#db ??= controlDatabase(this.#d.dbPath());
+    const row = this.#db
+      ?.prepare<[number], { handled_at: string | null; outcome: string | null }>(
+        'SELECT handled_at, outcome FROM refresh_requests WHERE id = ?',
+      )
+      .get(id);
     if (asked <= this.#d.disturbedUntil()) return;
     this.timely.checked++;
     if (row?.outcome) {
@@ -81,7 +85,9 @@ export class RefreshConsumer {
     );
   }
 
+  /** Lets go of the control database (the daemon's working copy is replaced at a handover: opened again). */
   close(): void {
     this.#db?.close();
+    this.#db = undefined;
   }
 }

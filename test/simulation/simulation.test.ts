@@ -4,6 +4,7 @@
  * prints its seed and simulated time; `npm run test:simulate -- --seed N --days D` replays it.
  */
 import { describe, expect, it } from 'vitest';
+import { freshSchema, pgUrl } from '../pg.js';
 import { SimulationFailure, simulate } from './world.js';
 
 /** 30 simulated days in all, a small fleet (two installations), within the suite's few minutes. */
@@ -51,6 +52,29 @@ describe('the simulated month', () => {
       expect(r.carried).toBe(userGroup ? 1 : 0);
     });
   }
+
+  it.runIf(pgUrl)(
+    'seed 1 on PostgreSQL: 3 days with three handovers hold every invariant',
+    {
+      timeout: 240_000,
+    },
+    async () => {
+      // Each daemon-restart of the schedule is a handover: the active one dies, nothing it had not carried
+      // is kept, and the next one starts a second later from what PostgreSQL holds (its budget record included).
+      const r = await simulate({
+        seed: 1,
+        days: 3,
+        ...FLEET,
+        postgres: { url: pgUrl!, password: undefined, schema: freshSchema('sim') },
+      });
+      expect(r.faults['daemon-restart']).toBe(3);
+      expect(r.published).toBeGreaterThan(3000);
+      expect(r.checked.request).toBe(r.calls);
+      expect(r.checked.stored).toBeGreaterThan(r.published / 10);
+      expect(r.checked.sessions).toBeGreaterThan(3 * r.chargers);
+      expect(r.refreshesTimely.checked).toBeGreaterThan((3 * 24 * 60) / 45 / 2);
+    },
+  );
 
   it('fails loudly, with its seed, when a limit is broken', { timeout: 60_000 }, async () => {
     // Sabotage: two reads of one charger at once, past the daemon's 15 s rule, as a broken limiter would send.

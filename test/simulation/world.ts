@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
+import type { PostgresLocation } from '../../src/config.js';
 import { parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import type { PatternLife, SessionPattern } from '../../src/simulator/patterns.js';
@@ -17,6 +18,11 @@ import { seededRandom } from '../../src/simulator/random.js';
 import type { SimRequest } from '../../src/simulator/rest.js';
 import { Simulation } from '../../src/simulator/simulation.js';
 import { closeForReaders, type Db, openDatabase } from '../../src/store/database.js';
+import { PgLease } from '../../src/store/postgres/lease.js';
+import { migratePostgres } from '../../src/store/postgres/migrate.js';
+import { openPool } from '../../src/store/postgres/pool.js';
+import { Replicator } from '../../src/store/postgres/replicator.js';
+import { WorkingCopy } from '../../src/store/postgres/working-copy.js';
 import type { Daemon } from '../../src/sync/daemon.js';
 import { buildDaemon, type Wired } from '../../src/sync/wiring.js';
 import { REFUSED_MAX_RETRY_MS } from '../../src/zaptec/auth.js';
@@ -31,6 +37,8 @@ const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
 /** After a start refused (a consumer holds the write lock while migrations want it), systemd's RestartSec. */
 const RESTART_SEC_MS = 10_000;
+/** With PostgreSQL, how long after the active one's death a standby is active (it tries the lease every second). */
+const HANDOVER_MS = 1_000;
 
 export interface SimulateOptions {
   seed: number;
@@ -58,6 +66,13 @@ export interface SimulateOptions {
   keepRequests?: boolean;
   /** A load manager acting through the daemon (ZAPTEC_COMMANDS=on), and CONTRACT §10's invariants. */
   loadManager?: boolean;
+  /**
+   * The daemon keeps the account in this PostgreSQL schema (CONTRACT §9): each term takes the lease, loads a
+   * working copy and carries its changes there; a `daemon-restart` fault is then a handover: the active one
+   * dies (its lease gone first, so nothing it does after lands, and nothing not yet carried is kept) and the
+   * next is active a second later, from what PostgreSQL holds.
+   */
+  postgres?: PostgresLocation;
 }
 
 export interface SimulationReport {
@@ -132,6 +147,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     o.pattern && o.pattern !== 'realistic' ? `--sessions ${o.pattern}` : '',
     o.faults === false ? '--no-faults' : '',
     o.userGroup ? '--user-group' : '',
+    o.postgres ? '--store postgresql' : '',
   ]
     .filter(Boolean)
     .join(' ');
@@ -148,12 +164,19 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const connect = Socket.prototype.connect;
 
   let current: { db: Db; daemon: Daemon; built: Wired; starting: Promise<void> } | undefined;
+  /** With PostgreSQL: the running daemon's lease, working copy and replicator. */
+  let term: { lease: PgLease; copy: WorkingCopy; replicator: Replicator } | undefined;
+  const pool = o.postgres ? openPool(o.postgres, { max: 4, idleInTransactionMs: 5_000 }) : undefined;
+  if (pool && o.postgres) await migratePostgres(pool, o.postgres.schema);
+  /** The SQLite file the daemon works on now: the database, or with PostgreSQL the term's working copy. */
+  let workingPath = dbPath;
   let brokerDown = 0;
   /**
    * Real I/O the simulated world waits for: HTTP either side, an fsync, messages the broker should send or
    * that are on their way to the daemon or back as a settlement.
    */
   const busy = () => {
+    if (term?.replicator.busy) return 'a PostgreSQL commit';
     if (sim.rest.inFlight > 0) return 'an HTTP request the simulator is answering';
     if ((current?.built.client.http.inFlight ?? 0) > 0) return 'an HTTP request on its way';
     if (
@@ -174,7 +197,10 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     start: START,
     busy,
     // Requests and file operations always complete: waited for up to 2 s of real time on a loaded machine.
-    stallMs: (what) => (what.includes('HTTP request') || what === 'a file operation' ? 2_000 : 25),
+    stallMs: (what) =>
+      what.includes('HTTP request') || what === 'a file operation' || what === 'a PostgreSQL commit'
+        ? 2_000
+        : 25,
     // Requests the invariants have consumed count as `calls`: the sum only grows.
     progress: () => invariants.calls + sim.rest.requests.length + sim.broker.activity + sim.rest.inFlight,
     onStall: (what) => {
@@ -218,7 +244,9 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const world: World = {
     sim,
     clock,
-    dbPath,
+    get dbPath() {
+      return workingPath;
+    },
     current: () => current,
     // Done by the driving loop (the scenario runs inside a timer, and only the driver moves time).
     restart: (downMs) =>
@@ -237,11 +265,13 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     requests: () => kept.concat(sim.rest.requests),
   };
   const kept: SimRequest[] = [];
+  /** With PostgreSQL: when each request of the last half hour reached the simulator (the budget's check). */
+  const recentCalls: number[] = [];
   let life: PatternLife | undefined;
-  const manager = o.loadManager ? new LoadManager(sim, dbPath) : undefined;
+  const manager = o.loadManager ? new LoadManager(sim, () => workingPath) : undefined;
   const refreshes = new RefreshConsumer({
     sim,
-    dbPath,
+    dbPath: () => workingPath,
     at: (at, run) => events.push({ at, run }),
     fail: (what) => fail(what),
     disturbedUntil: () => invariants.disturbedUntil,
@@ -252,7 +282,10 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     start: START,
     historyDays,
     fail,
-    checked: o.keepRequests ? (r) => kept.push(r) : undefined,
+    checked: (r) => {
+      if (o.keepRequests) kept.push(r);
+      if (pool) recentCalls.push(r.at);
+    },
     silent: () => life?.silent,
   });
   // The first start reads every charger once, as fast as the budget allows (about 9 a second, the lists 25 a
@@ -263,24 +296,73 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     START + Math.ceil((fleetSize / 9 + ((installations + fleetSize / 100) * 60) / 25) * 1_200),
   );
 
-  const startDaemon = () => {
+  /**
+   * CONTRACT §9: the budget's record lives in the database, so a daemon taking over knows every request the
+   * old one sent within the widest window (the lists' 30 minutes): each one reached the simulator after its
+   * record was carried.
+   */
+  const budgetCarried = (db: Db) => {
+    const now = clock.now();
+    const from = now - 30 * MIN;
+    while (recentCalls.length > 0 && recentCalls[0]! <= from) recentCalls.shift();
+    const sent = recentCalls.length + sim.rest.requests.filter((r) => r.at > from).length;
+    const { n } = db.prepare('SELECT count(*) AS n FROM api_requests WHERE at_ms > ?').get(from - 5_000) as {
+      n: number;
+    };
+    if (n < sent)
+      fail(
+        `a daemon took over knowing ${n} requests of the last 30 minutes; ${sent} were sent: the budget's record was not carried`,
+      );
+  };
+
+  const startDaemon = async () => {
     let db: Db;
-    try {
-      db = openDatabase(dbPath, { create: true, daemon: true });
-    } catch {
-      // `run` exits 1 and systemd starts it again.
-      events.push({ at: clock.now() + RESTART_SEC_MS, run: startDaemon });
-      return;
+    let durable: (() => Promise<void>) | undefined;
+    let daemonConfig = config;
+    if (pool && o.postgres) {
+      const lease = new PgLease({
+        location: o.postgres,
+        onLost: (why) => fail(`the lease was lost: ${why}`),
+      });
+      if (!(await lease.tryAcquire())) return fail('another instance holds the lease');
+      await lease.drain();
+      const copy = await WorkingCopy.load(pool, o.postgres.schema, clock.now());
+      budgetCarried(copy.db);
+      const replicator = new Replicator({ copy, pool, lease, schema: o.postgres.schema, log, historyDays });
+      replicator.start();
+      term = { lease, copy, replicator };
+      workingPath = copy.path;
+      db = copy.db;
+      durable = () => replicator.flush();
+      daemonConfig = { ...config, dbPath: copy.path, controlDbPath: copy.controlPath };
+    } else {
+      try {
+        db = openDatabase(dbPath, { create: true, daemon: true });
+      } catch {
+        // `run` exits 1 and systemd starts it again.
+        events.push({ at: clock.now() + RESTART_SEC_MS, run: startDaemon });
+        return;
+      }
     }
-    const made = buildDaemon({ config, db, log, clock, version: 'simulation' });
+    const made = buildDaemon({
+      config: daemonConfig,
+      db,
+      log,
+      clock,
+      version: 'simulation',
+      ...(durable ? { durable } : {}),
+    });
     const starting = made.daemon.start();
     starting.catch((err) => fail(`the daemon did not start: ${(err as Error)?.stack ?? err}`));
     current = { db, ...made, starting };
   };
-  const stopDaemon = async () => {
+  /** `killed` (PostgreSQL): the lease goes first, as when the process dies; nothing it has not carried lands. */
+  const stopDaemon = async (killed = false) => {
     const c = current;
     if (!c) return;
     current = undefined;
+    const t = term;
+    if (killed && t) await t.lease.release();
     let done = false;
     const stopping = c.starting
       .catch(() => {})
@@ -297,6 +379,16 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     if (!done) return fail('the daemon did not stop within 5 simulated minutes');
     await stopping;
     invariants.close(); // as consumers do when the daemon stops: it switches the file out of WAL
+    if (t) {
+      term = undefined;
+      await t.replicator.stop();
+      if (!killed) await t.replicator.flush();
+      await t.lease.release();
+      refreshes.close();
+      manager?.detach();
+      t.copy.close();
+      return;
+    }
     closeForReaders(c.db);
   };
 
@@ -371,9 +463,15 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         return;
       }
       case 'daemon-restart':
+        if (pool) {
+          // A handover: the active one dies, a standby is active a second later from what PostgreSQL holds.
+          invariants.disturbed(f.at + HANDOVER_MS + MIN);
+          return stopDaemon(true).then(() => events.push({ at: f.at + HANDOVER_MS, run: startDaemon }));
+        }
         invariants.disturbed(f.at + f.forMs);
         return stopDaemon().then(() => later(startDaemon));
       case 'write-lock-held':
+        if (pool) return; // a SQLite file's lock: PostgreSQL's store has none for a consumer to hold
         invariants.disturbed(f.at + f.forMs);
         if (lock) return;
         lock = new Database(dbPath);
@@ -434,7 +532,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     // Each charger lives on its own timeline; a tick publishes what happened since the last, at its times.
     if (o.life !== false) life = sim.live({ sessions: o.pattern ?? 'realistic' }, 5_000);
     o.scenario?.(world);
-    startDaemon();
+    await startDaemon();
     for (let minute = START + MIN; minute <= end && !failed; minute += MIN) {
       // Until the minute is reached: a scenario's interrupt brings the loop back here with an event due.
       while (clock.now() < minute) {
@@ -469,6 +567,7 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     lock?.close();
     if (current) await stopDaemon().catch(() => {});
     await sim.stop();
+    await pool?.end();
     loop.disable();
     process.off('unhandledRejection', onRejection);
     process.off('uncaughtException', onException);

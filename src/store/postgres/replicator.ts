@@ -77,6 +77,11 @@ export class Replicator {
       );
   }
 
+  /** Whether a flush is under way (the simulated world waits for it before moving its clock). */
+  get busy(): boolean {
+    return this.#running !== undefined;
+  }
+
   /** Starts the background flush. */
   start(): void {
     this.#loop = this.#background();
@@ -231,7 +236,7 @@ export class Replicator {
   }
 }
 
-/** A copy's row as `jsonb_populate_recordset` takes it: jsonb as JSON, flags as booleans. */
+/** A copy's row as `jsonb_populate_recordset` takes it: jsonb as JSON, flags as booleans, integers whole. */
 function toPostgres(t: CarriedTable, row: Record<string, unknown>): Record<string, unknown> {
   for (const c of t.jsonb) {
     const v = row[c];
@@ -244,6 +249,7 @@ function toPostgres(t: CarriedTable, row: Record<string, unknown>): Record<strin
     }
   }
   for (const c of t.boolean) if (row[c] !== null && row[c] !== undefined) row[c] = Boolean(row[c]);
+  for (const c of t.integer) if (typeof row[c] === 'number') row[c] = Math.round(row[c] as number);
   return row;
 }
 

@@ -27,6 +27,8 @@ export interface CarriedTable {
   columns: string[];
   jsonb: Set<string>;
   boolean: Set<string>;
+  /** integer and bigint columns: SQLite keeps a fraction given to them (a simulated clock's milliseconds). */
+  integer: Set<string>;
   /** Only new rows are carried; PostgreSQL prunes its own (the history, which is not loaded either). */
   insertOnly: boolean;
 }
@@ -44,12 +46,14 @@ const LOAD_PAGE = 5_000;
  * What a takeover loads of each table (a PostgreSQL WHERE); every row where none is named. The history is not
  * loaded (nothing reads it back); sessions and answered requests only as far as the daemon may change them.
  */
+const RECENT_SESSION = `ended_at IS NULL OR ended_at > $1::timestamptz - interval '${SESSIONS_LOADED_DAYS} days' OR updated_at > $1::timestamptz - interval '${SESSIONS_LOADED_DAYS} days'`;
+/** `$1` stands for the daemon's now (its clock, which the simulated world injects). */
 const LOAD_WHERE: Record<string, string | null> = {
   charger_state_history: null,
-  charging_sessions: `ended_at IS NULL OR ended_at > now() - interval '${SESSIONS_LOADED_DAYS} days' OR updated_at > now() - interval '${SESSIONS_LOADED_DAYS} days'`,
-  charging_session_energy: `session_id IN (SELECT id FROM charging_sessions WHERE ended_at IS NULL OR ended_at > now() - interval '${SESSIONS_LOADED_DAYS} days' OR updated_at > now() - interval '${SESSIONS_LOADED_DAYS} days')`,
-  refresh_requests: `handled_at IS NULL OR requested_at > now() - interval '1 day'`,
-  commands: `status <> 'done' OR requested_at > now() - interval '1 day'`,
+  charging_sessions: RECENT_SESSION,
+  charging_session_energy: `session_id IN (SELECT id FROM charging_sessions WHERE ${RECENT_SESSION})`,
+  refresh_requests: `handled_at IS NULL OR requested_at > $1::timestamptz - interval '1 day'`,
+  commands: `status <> 'done' OR requested_at > $1::timestamptz - interval '1 day'`,
 };
 
 export class WorkingCopy {
@@ -71,7 +75,7 @@ export class WorkingCopy {
    * A new copy of the schema: the SQLite schema made, every carried table loaded, then the capture of changes
    * switched on. The copy's directory is private to this process (`$STATE_DIRECTORY` or the temporary one).
    */
-  static async load(pool: PgPool, schema: string): Promise<WorkingCopy> {
+  static async load(pool: PgPool, schema: string, now = Date.now()): Promise<WorkingCopy> {
     const parent = process.env.STATE_DIRECTORY || tmpdir();
     removeAbandoned(parent);
     const dir = mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));
@@ -84,7 +88,7 @@ export class WorkingCopy {
       db.pragma('control.synchronous = OFF');
       const tables = await carriedTables(pool, schema, db);
       const copy = new WorkingCopy(dir, db, tables);
-      await copy.#fill(pool, schema);
+      await copy.#fill(pool, schema, now);
       copy.#capture();
       return copy;
     } catch (err) {
@@ -111,7 +115,7 @@ export class WorkingCopy {
    * the schema) and written page by page: a large account's state neither sits in memory whole nor holds the
    * event loop (the lease's touches go on between pages).
    */
-  async #fill(pool: PgPool, schema: string): Promise<void> {
+  async #fill(pool: PgPool, schema: string, now: number): Promise<void> {
     const client = await pool.connect();
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -127,8 +131,10 @@ export class WorkingCopy {
         const write = this.db.transaction((rows: Record<string, unknown>[]) => {
           for (const row of rows) insert.run(...t.columns.map((c) => row[c]));
         });
+        // The time is ours (an ISO string), written into the text: DECLARE passes no parameters into subqueries.
+        const at = `'${new Date(now).toISOString()}'`;
         await client.query(
-          `DECLARE load_${t.name} NO SCROLL CURSOR FOR SELECT ${cols} FROM ${schema}.${t.name}${where ? ` WHERE ${where}` : ''}`,
+          `DECLARE load_${t.name} NO SCROLL CURSOR FOR SELECT ${cols} FROM ${schema}.${t.name}${where ? ` WHERE ${where.replaceAll('$1', at)}` : ''}`,
         );
         for (;;) {
           const r = await client.query<Record<string, unknown>>(`FETCH ${LOAD_PAGE} FROM load_${t.name}`);
@@ -224,6 +230,9 @@ async function carriedTables(pool: PgPool, schema: string, db: Db): Promise<Carr
       columns,
       jsonb: new Set(pg.filter((c) => c.data_type === 'jsonb').map((c) => c.column_name)),
       boolean: new Set(pg.filter((c) => c.data_type === 'boolean').map((c) => c.column_name)),
+      integer: new Set(
+        pg.filter((c) => ['integer', 'bigint', 'smallint'].includes(c.data_type)).map((c) => c.column_name),
+      ),
       insertOnly: name === 'charger_state_history',
     });
   }
