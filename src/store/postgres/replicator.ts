@@ -18,9 +18,9 @@ import { type CarriedTable, quote, type WorkingCopy } from './working-copy.js';
 /** How often changes nothing waits for are carried. */
 const BACKGROUND_MS = 200;
 /** Rows per statement: one JSON parameter each, a few MB at most. */
-const CHUNK = 2_000;
-/** Changed keys per transaction: the rows of a page are read in one synchronous step. */
-const PAGE = 5_000;
+const CHUNK = 1_000;
+/** Changed keys per transaction: the rows of a page are read in one synchronous step (a few ms). */
+const PAGE = 2_000;
 /** How often PostgreSQL's history is pruned (the copy's own pruner does not reach rows it never loaded). */
 const PRUNE_EVERY_MS = 3_600_000;
 
