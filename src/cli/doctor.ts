@@ -9,6 +9,7 @@ import {
   type Config,
   ConfigError,
   environment,
+  type PostgresLocation,
   packageVersion,
   parseConfig,
   unknownVariables,
@@ -17,6 +18,8 @@ import { CredentialsError, HttpStatusError, NetworkError, RateLimitedError } fro
 import { createLogger, describeError, registerSecret } from '../log.js';
 import { type Db, latestSchemaVersion, openDatabase, schemaVersion } from '../store/database.js';
 import { InventoryStore } from '../store/inventory.js';
+import { latestPgSchemaVersion, pgSchemaVersion } from '../store/postgres/migrate.js';
+import { describeLocation, openPool, storeFault } from '../store/postgres/pool.js';
 import { SqliteBudgetLedger } from '../store/sqlite/budget-ledger.js';
 import { systemClock } from '../time.js';
 import { createZaptecClient } from '../zaptec/client.js';
@@ -80,11 +83,75 @@ class Report {
   }
 }
 
-function checkDatabase(config: Config, r: Report): Db | undefined {
-  if (config.postgres) {
-    r.bad('database', `${config.dbPath}: doctor checks a SQLite file only in this version`);
-    return undefined;
+/**
+ * PostgreSQL (CONTRACT §9): the server answers with this login, the schema's version, whether `run` may
+ * create or write it, and which instance is active now. The daemon's budget record is in the schema, but
+ * doctor's few calls are not added to it (its ledger is its own, in memory).
+ */
+async function checkPostgres(location: PostgresLocation, r: Report): Promise<void> {
+  const pool = openPool(location, { max: 1, name: 'zaptec-sync doctor' });
+  const what = describeLocation(location);
+  try {
+    const version = await pgSchemaVersion(pool, location.schema);
+    const latest = latestPgSchemaVersion();
+    // Flags come back as 0/1 from this pool (pool.ts).
+    const can = async (sql: string, ...params: unknown[]) =>
+      Boolean((await pool.query<{ ok: number }>(`SELECT ${sql} AS ok`, params)).rows[0]?.ok);
+    if (version > latest) {
+      r.bad(
+        'database',
+        `${what} has schema version ${version}, newer than this zaptec-sync (${latest})`,
+        'upgrade zaptec-sync',
+      );
+      return;
+    }
+    if (version === 0) {
+      if (await can("has_database_privilege(current_user, current_database(), 'CREATE')"))
+        r.ok('database', `${what} answers; run (or migrate) will create the schema`);
+      else
+        r.bad(
+          'database',
+          `${what} answers, but this user may not create the schema ${location.schema}`,
+          'run migrate as its owner, or grant CREATE on the database',
+        );
+      return;
+    }
+    if (
+      !(await can(
+        "has_table_privilege(current_user, $1, 'INSERT,UPDATE,DELETE')",
+        `${location.schema}.charger_state`,
+      ))
+    ) {
+      r.bad(
+        'database',
+        `${what} answers, but this user may not write the schema`,
+        'run the daemon as the schema’s owner (OPERATIONS.md, PostgreSQL)',
+      );
+      return;
+    }
+    const active = await pool.query<{ host: string; pid: number }>(
+      `SELECT host, pid FROM ${location.schema}.daemons WHERE role = 'active' AND heartbeat_at > now() - interval '30 seconds'`,
+    );
+    const who = active.rows[0]
+      ? `; active now: pid ${active.rows[0].pid} on ${active.rows[0].host} (a run here would be a standby)`
+      : '; no instance is active now';
+    r.ok(
+      'database',
+      `${what} is writable${version < latest ? `; run will upgrade its schema ${version} to ${latest}` : ''}${who}`,
+    );
+  } catch (err) {
+    r.bad(
+      'database',
+      describeError(storeFault(location, err)),
+      'check ZAPTEC_DB, the password and that the server accepts this host',
+    );
+  } finally {
+    await pool.end().catch(() => {});
   }
+}
+
+function checkDatabase(config: Config, r: Report): Db | undefined {
+  if (config.postgres) return undefined;
   const path = config.dbPath;
   try {
     if (!existsSync(path)) {
@@ -145,6 +212,7 @@ export async function doctorCommand(args: string[], envFile: string | undefined)
     r.bad('configuration', `unknown setting ${name} is ignored`, `did you mean ${closest}?`);
   if (unknown.length === 0)
     r.ok('configuration', `API ${config.apiUrl}, live events ${config.events ? 'on' : 'off'}`);
+  if (config.postgres) await checkPostgres(config.postgres, r);
   const db = checkDatabase(config, r) ?? openDatabase(':memory:', { create: true });
   const client = createZaptecClient({
     apiUrl: config.apiUrl,

@@ -68,6 +68,10 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     listener.on('notification', (n) => {
       for (const id of JSON.parse(n.payload ?? '[]') as string[]) notified.add(id);
     });
+    // doctor before the first start: the server answers and run will make the schema.
+    const before = await runCli(['doctor'], { env: h.env, cwd: h.dir });
+    expect(before.stdout).toContain('will create the schema');
+    expect(before.code).toBe(0);
     const run = h.start();
     await waitFor(
       async () =>
@@ -88,6 +92,11 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     });
     for (const id of newest.keys()) expect(notified.has(id), id).toBe(true);
     expect(await activeInstances(schema)).toEqual([{ pid: run.child.pid, role: 'active' }]);
+    const during = await runCli(['doctor'], { env: h.env, cwd: h.dir });
+    expect(during.stdout).toMatch(
+      new RegExp(`ok +database: .* is writable; active now: pid ${run.child.pid} `),
+    );
+    expect(during.code).toBe(0);
 
     // A consumer asks through the schema; the answer comes back there within 5 s.
     const serial = [...h.sim.fleet.chargers.values()][0]!.deviceId;
