@@ -50,6 +50,7 @@ class InstanceRow {
   readonly #startedAt = new Date().toISOString();
   role: Role = 'standby';
   #failing = false;
+  #chain: Promise<void> = Promise.resolve();
   readonly #log: Logger;
 
   /** Whether the last write of the row succeeded. */
@@ -68,7 +69,14 @@ class InstanceRow {
    * transaction (a resumed process that lost it must not show itself active again), and it marks the rows of
    * earlier active instances stopped: they lost the lease, whether or not they know it yet.
    */
-  async write(role: Role = this.role, lease?: PgLease): Promise<void> {
+  write(role?: Role, lease?: PgLease): Promise<void> {
+    // One write at a time, each with the role it is given or the role of the moment it runs: a heartbeat
+    // queued behind a change of role must not write the role from before it.
+    this.#chain = this.#chain.then(() => this.#write(role ?? this.role, lease));
+    return this.#chain;
+  }
+
+  async #write(role: Role, lease: PgLease | undefined): Promise<void> {
     this.role = role;
     const client = await this.#pool.connect().catch((err: unknown) => {
       this.#report(err);
@@ -194,7 +202,7 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
   }
   let current: PgLease | undefined;
   const beat = setInterval(() => {
-    void me.write(me.role, current);
+    void me.write(undefined, current);
     if (me.role === 'standby') {
       if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
       void o.notifier.status(`standby: another instance holds the lease of ${describeLocation(location)}`);
@@ -302,6 +310,7 @@ async function activeTerm(
       notifier: o.notifier,
       until: Promise.race([o.stopped, o.lostLease]),
       durable: () => r.flush(),
+      schemaVersion: latestPgSchemaVersion(),
     });
     await puller.stop();
     await replicator.stop();

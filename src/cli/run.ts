@@ -106,6 +106,8 @@ export interface ServeOptions {
   setHup: (handler: () => void) => void;
   /** PostgreSQL: the working copy's changes committed there (wiring's `durable`). */
   durable?: () => Promise<void>;
+  /** PostgreSQL: its schema's version, for the `daemon` row. */
+  schemaVersion?: number;
 }
 
 /**
@@ -126,6 +128,7 @@ export async function serve(o: ServeOptions): Promise<void> {
       clock: systemClock,
       version: packageVersion(),
       ...(o.durable ? { durable: o.durable } : {}),
+      ...(o.schemaVersion === undefined ? {} : { schemaVersion: o.schemaVersion }),
       heartbeatMs: Math.max(
         WATCHDOG_MIN_PING_MS,
         Math.min(HEARTBEAT_INTERVAL_MS, (watchdogMs ?? Infinity) / 3),

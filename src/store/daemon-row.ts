@@ -27,8 +27,12 @@ export class DaemonRecord {
   readonly #clearProblems;
   readonly #addProblem;
 
-  constructor(db: Db) {
+  /** The store's schema version for the row: the file's own unless given (PostgreSQL's, for its working copy). */
+  readonly #schema: number | undefined;
+
+  constructor(db: Db, schema?: number) {
     this.#db = db;
+    this.#schema = schema;
     this.#heartbeat = db.prepare('UPDATE daemon SET heartbeat_at = ?, progress = ? WHERE id = 1');
     this.#clearProblems = db.prepare('DELETE FROM daemon_problems');
     this.#addProblem = db.prepare('INSERT INTO daemon_problems (key, sentence, since) VALUES (?, ?, ?)');
@@ -44,7 +48,7 @@ export class DaemonRecord {
          ON CONFLICT (id) DO UPDATE SET version = @version, pid = @pid, started_at = @at, heartbeat_at = @at,
            stopped_at = NULL, schema_version = @schema`,
       )
-      .run({ version, pid, at, schema: schemaVersion(this.#db) });
+      .run({ version, pid, at, schema: this.#schema ?? schemaVersion(this.#db) });
   }
 
   /** The heartbeat and the daemon's current problems, in one transaction. */

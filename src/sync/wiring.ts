@@ -38,6 +38,8 @@ export interface WiringDeps {
    * given (PostgreSQL: the working copy's changes committed there).
    */
   durable?: () => Promise<void>;
+  /** The schema version the `daemon` row names (PostgreSQL's, when the database is its working copy). */
+  schemaVersion?: number;
 }
 
 export interface Wired {
@@ -69,7 +71,7 @@ export function buildDaemon(o: DaemonOptions): { daemon: Daemon; built: Wired } 
   const built = buildComponents(o);
   const wal = new WalWatch(o.db, o.log);
   const daemon = new Daemon({
-    record: new DaemonRecord(o.db),
+    record: new DaemonRecord(o.db, o.schemaVersion),
     clock: o.clock,
     log: o.log,
     version: o.version,
@@ -121,7 +123,7 @@ function buildComponents(deps: WiringDeps): Wired {
   });
   const syncStatus = new SyncStatusStore(db);
   const userGroups = new UserGroupStore(db);
-  const daemon = new DaemonRecord(db);
+  const daemon = new DaemonRecord(db, deps.schemaVersion);
   const problems = new Problems(log, clock);
   const progress = new Progress(log, clock);
   const credentials = new CredentialRetry({

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SimObservation } from '../../src/simulator/fleet.js';
 import { PgLease } from '../../src/store/postgres/lease.js';
+import { latestPgSchemaVersion } from '../../src/store/postgres/migrate.js';
 import { freePort, runCli, waitFor } from '../helpers.js';
 import { freshSchema, pgAdmin, pgEnv, pgUrl } from '../pg.js';
 import { liveHarness } from '../sync/live-harness.js';
@@ -109,8 +110,11 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
 
     run.child.kill('SIGTERM');
     expect(await run.exited).toEqual({ code: 0, signal: null });
-    const [daemon] = await rows<{ stopped_at: string | null }>(`SELECT stopped_at FROM ${schema}.daemon`);
+    const [daemon] = await rows<{ stopped_at: string | null; schema_version: number }>(
+      `SELECT stopped_at, schema_version FROM ${schema}.daemon`,
+    );
     expect(daemon?.stopped_at).not.toBeNull();
+    expect(daemon?.schema_version).toBe(latestPgSchemaVersion()); // the schema's, not the working copy's
     expect(await rows(`SELECT role FROM ${schema}.daemons`)).toEqual([{ role: 'stopped' }]);
     expect(h.sim.rest.rejected.length).toBe(0);
   });
@@ -301,7 +305,7 @@ describe.runIf(pgUrl)('failover between two instances of one schema', () => {
   });
 
   it('the active frozen for 60 s: the standby takes over; resumed, the old one calls nothing and writes nothing', {
-    timeout: 200_000,
+    timeout: 240_000,
   }, async () => {
     const schema = freshSchema();
     const { h, a, b, calls, stream } = await pair(schema);
