@@ -30,7 +30,7 @@ import { SimClock } from './clock.js';
 import { type FaultKind, faultSchedule, type ScheduledFault } from './faults.js';
 import { Invariants } from './invariants.js';
 import { LoadManager } from './load-manager.js';
-import { RefreshConsumer } from './refresh-consumer.js';
+import { controlDatabase, RefreshConsumer } from './refresh-consumer.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -39,6 +39,8 @@ const DAY = 24 * HOUR;
 const RESTART_SEC_MS = 10_000;
 /** With PostgreSQL, how long after the active one's death a standby is active (it tries the lease every second). */
 const HANDOVER_MS = 1_000;
+/** How long a daemon whose lease was cut may take to stop (CONTRACT §9: within 10 s). */
+const NOTICE_MS = 10_000;
 
 export interface SimulateOptions {
   seed: number;
@@ -315,6 +317,47 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       );
   };
 
+  /**
+   * The server ends the active daemon's lease session (pg_terminate_backend), as a cut connection would; the
+   * daemon is told by its lease, and from then on every write and every API call of it is refused.
+   */
+  let cutting = false;
+  const cutLease = async () => {
+    const t = term;
+    if (!t || !o.postgres) return;
+    cutting = true;
+    await pool!.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_locks
+       WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid = hashtext($1)::oid`,
+      [o.postgres.schema],
+    );
+    const until = performance.now() + 5_000;
+    while (t.lease.held && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
+    if (t.lease.held) fail('the daemon was not told within 5 s that its lease connection was cut');
+  };
+  /** A refresh request of one charger, straight into the running daemon's control file. */
+  const askRefresh = () => {
+    const control = controlDatabase(workingPath);
+    const serial = sim.fleet.activeChargers()[0]?.deviceId;
+    if (!control || !serial) return;
+    try {
+      control
+        .prepare('INSERT INTO refresh_requests (charger, requested_at) VALUES (?, ?)')
+        .run(serial, new Date(clock.now()).toISOString());
+    } finally {
+      control.close();
+    }
+  };
+  /** CONTRACT §9: a daemon that lost its lease calls nothing more: no request reached the API after `at`. */
+  const silentSince = (at: number) => {
+    cutting = false;
+    const after = [...recentCalls, ...sim.rest.requests.map((r) => r.at)].filter((t) => t > at);
+    if (after.length > 0)
+      fail(
+        `${after.length} API requests reached Zaptec after the active daemon lost its lease (the first at ${new Date(Math.min(...after)).toISOString()})`,
+      );
+  };
+
   const startDaemon = async () => {
     let db: Db;
     let durable: (() => Promise<void>) | undefined;
@@ -322,7 +365,9 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     if (pool && o.postgres) {
       const lease = new PgLease({
         location: o.postgres,
-        onLost: (why) => fail(`the lease was lost: ${why}`),
+        onLost: (why) => {
+          if (!cutting) fail(`the lease was lost: ${why}`);
+        },
       });
       if (!(await lease.tryAcquire())) return fail('another instance holds the lease');
       await lease.drain();
@@ -464,9 +509,24 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       }
       case 'daemon-restart':
         if (pool) {
-          // A handover: the active one dies, a standby is active a second later from what PostgreSQL holds.
-          invariants.disturbed(f.at + HANDOVER_MS + MIN);
-          return stopDaemon(true).then(() => events.push({ at: f.at + HANDOVER_MS, run: startDaemon }));
+          // A handover: the active one dies (every other time, its lease's connection is cut by the server
+          // instead, and it must notice), a standby is active a second later from what PostgreSQL holds.
+          const takeOver = () =>
+            stopDaemon(true).then(() => {
+              silentSince(f.at);
+              events.push({ at: clock.now() + HANDOVER_MS, run: startDaemon });
+            });
+          if (f.n % 2 === 0) {
+            invariants.disturbed(f.at + HANDOVER_MS + MIN);
+            return takeOver();
+          }
+          // Cut: the daemon goes on for the 10 s CONTRACT §9 gives it to stop, fenced all along; a consumer
+          // asks it for a charger's state meanwhile, which it would read from the API if nothing fenced it.
+          invariants.disturbed(f.at + NOTICE_MS + HANDOVER_MS + MIN);
+          return cutLease().then(() => {
+            askRefresh();
+            events.push({ at: f.at + NOTICE_MS, run: takeOver });
+          });
         }
         invariants.disturbed(f.at + f.forMs);
         return stopDaemon().then(() => later(startDaemon));
