@@ -203,10 +203,10 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
   let current: PgLease | undefined;
   const beat = setInterval(() => {
     void me.write(undefined, current);
-    if (me.role === 'standby') {
-      if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
+    // Also while a takeover loads its working copy (the daemon's own heartbeat pings once it runs).
+    if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
+    if (me.role === 'standby')
       void o.notifier.status(`standby: another instance holds the lease of ${describeLocation(location)}`);
-    }
   }, HEARTBEAT_INTERVAL_MS);
   log.info({ instance: me.instance, store: describeLocation(location) }, 'started; competing for the lease');
   void o.notifier.ready(`standby: waiting for the lease of ${describeLocation(location)}`);
