@@ -13,7 +13,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { SimObservation } from '../../src/simulator/fleet.js';
 import { PgLease } from '../../src/store/postgres/lease.js';
 import { latestPgSchemaVersion } from '../../src/store/postgres/migrate.js';
-import { freePort, runCli, waitFor } from '../helpers.js';
+import { freePort, runCli, tempDir, waitFor } from '../helpers.js';
+import { canNotify, notifySocket } from '../notify-socket.js';
 import { freshSchema, pgAdmin, pgEnv, pgUrl } from '../pg.js';
 import { liveHarness } from '../sync/live-harness.js';
 
@@ -154,6 +155,38 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
     for (const run of runs) run.child.kill('SIGTERM');
     for (const run of runs) expect(await run.exited).toEqual({ code: 0, signal: null });
   });
+
+  it.runIf(canNotify)(
+    'a standby tells systemd it is ready, says so in STATUS, and keeps the watchdog fed',
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const schema = freshSchema();
+      const h = await liveHarness({ installations: 1, chargersPerInstallation: 1 }, pgEnv(schema));
+      expect((await runCli(['migrate'], { env: h.env, cwd: h.dir })).code).toBe(0);
+      const holder = new PgLease({ location: { url: pgUrl!, schema, password: undefined } });
+      expect(await holder.tryAcquire()).toBe(true);
+      const sock = join(tempDir(), 'notify.sock');
+      const listener = notifySocket(sock);
+      try {
+        await waitFor(() => listener.lines().includes('LISTENING'));
+        const run = h.start({ NOTIFY_SOCKET: sock, WATCHDOG_USEC: '20000000' });
+        await waitFor(() => listener.lines().some((l) => l.includes('READY=1')), { what: 'READY=1' });
+        expect(listener.lines().find((l) => l.includes('READY=1'))).toContain('STATUS=standby');
+        await waitFor(() => listener.lines().some((l) => l.includes('WATCHDOG=1')), {
+          timeoutMs: 15_000,
+          what: 'WATCHDOG=1 from the standby',
+        });
+        expect(h.sim.rest.requests).toEqual([]);
+        run.child.kill('SIGTERM');
+        expect(await run.exited).toEqual({ code: 0, signal: null });
+      } finally {
+        listener.child.kill();
+        await holder.release();
+      }
+    },
+  );
 
   it('a standby makes no API call and no connection while another holds the lease, and takes over within a second of its release', {
     timeout: 90_000,
