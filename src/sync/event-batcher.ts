@@ -170,13 +170,18 @@ export class EventBatcher {
     const failing = err !== undefined;
     if (failing === this.#failing[what]) return;
     this.#failing[what] = failing;
-    if (!failing) this.#d.log.info(`live observations are ${what === 'write' ? 'written' : 'synced'} again`);
+    if (!failing)
+      this.#d.log.info(`live observations are ${what === 'write' ? 'written' : 'made durable'} again`);
     else if (what === 'write')
       this.#d.log.error(
         { err: describeWriteError(err) },
         'cannot write live observations; they are kept and written when the database takes them',
       );
-    else this.#d.log.error({ err: describeWriteError(err) }, 'cannot sync the database to disk');
+    else
+      this.#d.log.error(
+        { err: describeWriteError(err) },
+        'cannot make live observations durable (synced to disk, or carried to PostgreSQL); their messages stay uncompleted and are tried again',
+      );
   }
 
   /** The batch could not be made durable: it goes back first in line, and all are tried again later. */
