@@ -15,13 +15,48 @@ import { closeSync, fstatSync, fsync, fsyncSync, openSync, statSync } from 'node
 import { dirname } from 'node:path';
 import type { Db } from './database.js';
 
+/**
+ * A group commit: `run` makes durable every commit made before it began. A caller while one runs waits for the
+ * next, shared by every caller that came meanwhile (the run under way may have begun before its commit).
+ */
+export class GroupCommit {
+  readonly #run: () => Promise<void>;
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+
+  constructor(run: () => Promise<void>) {
+    this.#run = run;
+  }
+
+  /** Whether a run is under way. */
+  get busy(): boolean {
+    return this.#running !== undefined;
+  }
+
+  /** Resolves once a run that began after this call has ended; rejects with that run's error. */
+  next(): Promise<void> {
+    if (!this.#running) {
+      this.#running = this.#run().finally(() => {
+        this.#running = undefined;
+      });
+      return this.#running;
+    }
+    this.#next ??= this.#running
+      .catch(() => {})
+      .then(() => {
+        this.#next = undefined;
+        return this.next();
+      });
+    return this.#next;
+  }
+}
+
 export class WalSync {
   readonly #walPath: string;
   readonly #dbPath: string;
   #fd: number | undefined;
   #ino: number | undefined;
-  #running: Promise<void> | undefined;
-  #next: Promise<void> | undefined;
+  readonly #group = new GroupCommit(() => this.#fsync());
   /** fsyncs issued (tests, metrics). */
   syncs = 0;
 
@@ -32,20 +67,7 @@ export class WalSync {
 
   /** Resolves once every commit made before this call is on disk; rejects if the disk says it failed. */
   sync(): Promise<void> {
-    if (!this.#running) {
-      this.#running = this.#fsync().finally(() => {
-        this.#running = undefined;
-      });
-      return this.#running;
-    }
-    // The sync under way may have begun before the caller's commit: the caller needs the next one, shared.
-    this.#next ??= this.#running
-      .catch(() => {})
-      .then(() => {
-        this.#next = undefined;
-        return this.sync();
-      });
-    return this.#next;
+    return this.#group.next();
   }
 
   close(): void {

@@ -6,7 +6,7 @@
  */
 import type pg from 'pg';
 import { DatabaseSetupError, migrations } from '../database.js';
-import type { PgPool } from './pool.js';
+import { inTransaction, type PgPool } from './pool.js';
 
 export interface PgMigrateResult {
   version: number;
@@ -36,9 +36,7 @@ export async function pgSchemaVersion(client: pg.ClientBase | PgPool, schema: st
 
 export async function migratePostgres(pool: PgPool, schema: string): Promise<PgMigrateResult> {
   const all = migrations('postgresql');
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`zaptec-sync migrate ${schema}`]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await client.query(`CREATE TABLE IF NOT EXISTS ${schema}.schema_version (version integer NOT NULL)`);
@@ -59,14 +57,8 @@ export async function migratePostgres(pool: PgPool, schema: string): Promise<PgM
       applied.push(m.version);
     }
     const missingRoles = await grant(client, schema);
-    await client.query('COMMIT');
     return { version: all.length, applied, missingRoles };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Creates the two roles where they are missing (and may be made), and grants them what they may do. */

@@ -14,7 +14,7 @@ import type { Observation } from '../../observation.js';
 import { STATE } from '../../observation.js';
 import { isoMs } from '../../time.js';
 import type { ApplyResult, ObservationStoreOptions } from '../observations.js';
-import type { PgPool } from './pool.js';
+import { inTransaction, type PgPool } from './pool.js';
 
 /** NOTIFY's payload must stay under 8,000 bytes (CONTRACT §9). */
 const NOTIFY_MAX_BYTES = 7_900;
@@ -71,9 +71,7 @@ export class PgObservationStore {
     const receivedAt = isoMs(now);
     const historyFrom =
       this.#options.historyDays > 0 ? now - this.#options.historyDays * 86_400_000 : Infinity;
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.#pool, async (client) => {
       await this.#loadDeviceTypes(client, batch);
       const names = await this.#loadNames(client);
       const stored = await this.#stored(client, batch);
@@ -152,15 +150,9 @@ export class PgObservationStore {
           notifyPayload([...new Set([...winners.values()].map((x) => x.o.chargerId))]),
         ]);
       }
-      await client.query('COMMIT');
       result.unknownChargers = [...unknown];
       return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** The stored value and time of every state the batch touches. */

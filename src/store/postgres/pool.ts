@@ -66,6 +66,29 @@ export function openPool(
 }
 
 /**
+ * `work` in one transaction on a connection of the pool: committed when it returns, rolled back (and its error
+ * thrown) when it throws; the connection goes back to the pool either way.
+ */
+export async function inTransaction<T>(
+  pool: PgPool,
+  work: (client: pg.PoolClient) => Promise<T>,
+  begin = 'BEGIN',
+): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query(begin);
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
  * PostgreSQL's answers that a person must act on (CONTRACT §1, exit 78): a refused password or user, a
  * database that does not exist, a privilege not granted. A server that is down or restarting is not one.
  */

@@ -10,9 +10,10 @@
 import type pg from 'pg';
 import { describeError, type Logger } from '../../log.js';
 import { delay } from '../../time.js';
+import { GroupCommit } from '../durability.js';
 import type { PgLease } from './lease.js';
 import { notifyPayload } from './observations.js';
-import type { PgPool } from './pool.js';
+import { inTransaction, type PgPool } from './pool.js';
 import { type CarriedTable, quote, type WorkingCopy } from './working-copy.js';
 
 /** How often changes nothing waits for are carried. */
@@ -53,14 +54,11 @@ export class Replicator {
   readonly #clear: import('better-sqlite3').Statement<[number]>;
   readonly #pending: import('better-sqlite3').Statement<[], { n: number | null }>;
   readonly #byKey = new Map<string, import('better-sqlite3').Statement>();
-  #running: Promise<void> | undefined;
-  #next: Promise<void> | undefined;
+  readonly #group = new GroupCommit(() => this.#once());
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
   #failing = false;
   #prunedAt = 0;
-  /** Flushes committed (tests, metrics). */
-  flushes = 0;
 
   constructor(o: ReplicatorOptions) {
     this.#o = o;
@@ -79,7 +77,7 @@ export class Replicator {
 
   /** Whether a flush is under way (the simulated world waits for it before moving its clock). */
   get busy(): boolean {
-    return this.#running !== undefined;
+    return this.#group.busy;
   }
 
   /** Starts the background flush. */
@@ -95,19 +93,7 @@ export class Replicator {
 
   /** Resolves once every change made before this call is committed in PostgreSQL; rejects if it could not be. */
   flush(): Promise<void> {
-    if (!this.#running) {
-      this.#running = this.#once().finally(() => {
-        this.#running = undefined;
-      });
-      return this.#running;
-    }
-    this.#next ??= this.#running
-      .catch(() => {})
-      .then(() => {
-        this.#next = undefined;
-        return this.flush();
-      });
-    return this.#next;
+    return this.#group.next();
   }
 
   async #background(): Promise<void> {
@@ -163,7 +149,6 @@ export class Replicator {
           notifyPayload([...snapshot.sessions]),
         ]);
     });
-    this.flushes++;
     if (this.#o.copy.db.open) this.#clear.run(snapshot.maxSeq);
   }
 
@@ -220,19 +205,11 @@ export class Replicator {
   }
 
   /** One transaction that proves the lease first: nothing of it lands if this daemon lost the lease. */
-  async #fenced(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-    const client = await this.#o.pool.connect();
-    try {
-      await client.query('BEGIN');
+  #fenced(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    return inTransaction(this.#o.pool, async (client) => {
       await this.#o.lease.proveHeld(client);
       await work(client);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 }
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { attachControl } from '../control.js';
 import { BUSY_TIMEOUT_MS, type Db, openDatabase } from '../database.js';
-import type { PgPool } from './pool.js';
+import { inTransaction, type PgPool } from './pool.js';
 
 /** A table both stores have, as the working copy carries it. */
 export interface CarriedTable {
@@ -116,40 +116,36 @@ export class WorkingCopy {
    * event loop (the lease's touches go on between pages).
    */
   async #fill(pool: PgPool, schema: string, now: number): Promise<void> {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      for (const t of this.tables) {
-        const where = t.name in LOAD_WHERE ? LOAD_WHERE[t.name] : '';
-        if (where === null) continue;
-        const cols = t.columns.map(quote).join(', ');
-        // The schema's rows, not the SQLite migrations' seeds (a constants pass may have replaced them).
-        this.db.prepare(`DELETE FROM ${t.in}.${t.name}`).run();
-        const insert = this.db.prepare(
-          `INSERT OR REPLACE INTO ${t.in}.${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
-        );
-        const write = this.db.transaction((rows: Record<string, unknown>[]) => {
-          for (const row of rows) insert.run(...t.columns.map((c) => row[c]));
-        });
-        // The time is ours (an ISO string), written into the text: DECLARE passes no parameters into subqueries.
-        const at = `'${new Date(now).toISOString()}'`;
-        await client.query(
-          `DECLARE load_${t.name} NO SCROLL CURSOR FOR SELECT ${cols} FROM ${schema}.${t.name}${where ? ` WHERE ${where.replaceAll('$1', at)}` : ''}`,
-        );
-        for (;;) {
-          const r = await client.query<Record<string, unknown>>(`FETCH ${LOAD_PAGE} FROM load_${t.name}`);
-          write(r.rows);
-          if (r.rows.length < LOAD_PAGE) break;
+    await inTransaction(
+      pool,
+      async (client) => {
+        for (const t of this.tables) {
+          const where = t.name in LOAD_WHERE ? LOAD_WHERE[t.name] : '';
+          if (where === null) continue;
+          const cols = t.columns.map(quote).join(', ');
+          // The schema's rows, not the SQLite migrations' seeds (a constants pass may have replaced them).
+          this.db.prepare(`DELETE FROM ${t.in}.${t.name}`).run();
+          const insert = this.db.prepare(
+            `INSERT OR REPLACE INTO ${t.in}.${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
+          );
+          const write = this.db.transaction((rows: Record<string, unknown>[]) => {
+            for (const row of rows) insert.run(...t.columns.map((c) => row[c]));
+          });
+          // The time is ours (an ISO string), written into the text: DECLARE passes no parameters into subqueries.
+          const at = `'${new Date(now).toISOString()}'`;
+          await client.query(
+            `DECLARE load_${t.name} NO SCROLL CURSOR FOR SELECT ${cols} FROM ${schema}.${t.name}${where ? ` WHERE ${where.replaceAll('$1', at)}` : ''}`,
+          );
+          for (;;) {
+            const r = await client.query<Record<string, unknown>>(`FETCH ${LOAD_PAGE} FROM load_${t.name}`);
+            write(r.rows);
+            if (r.rows.length < LOAD_PAGE) break;
+          }
+          await client.query(`CLOSE load_${t.name}`);
         }
-        await client.query(`CLOSE load_${t.name}`);
-      }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+      },
+      'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+    );
   }
 
   /** The TEMP triggers that record each changed row's key in `temp.zs_changes`. */
