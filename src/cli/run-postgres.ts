@@ -16,13 +16,19 @@ import { describeError, type Logger } from '../log.js';
 import { DatabaseSetupError, isSetupFault } from '../store/database.js';
 import { LeaseLostError, PgLease } from '../store/postgres/lease.js';
 import { latestPgSchemaVersion, migratePostgres, pgSchemaVersion } from '../store/postgres/migrate.js';
-import { describeLocation, openPool, type PgPool, storeFault } from '../store/postgres/pool.js';
+import {
+  describeLocation,
+  inTransaction,
+  openPool,
+  type PgPool,
+  storeFault,
+} from '../store/postgres/pool.js';
 import { Replicator } from '../store/postgres/replicator.js';
 import { RequestPuller } from '../store/postgres/request-pull.js';
 import { WorkingCopy } from '../store/postgres/working-copy.js';
 import { HEARTBEAT_INTERVAL_MS } from '../sync/daemon.js';
 import type { Notifier } from '../sync/notify.js';
-import { delay } from '../time.js';
+import { delay, every, systemClock } from '../time.js';
 import type { ServeOptions } from './run.js';
 
 /** How often a standby tries the lease: a clean stop of the active one is taken over within a second. */
@@ -78,37 +84,29 @@ class InstanceRow {
 
   async #write(role: Role, lease: PgLease | undefined): Promise<void> {
     this.role = role;
-    const client = await this.#pool.connect().catch((err: unknown) => {
-      this.#report(err);
-      return undefined;
-    });
-    if (!client) return;
     try {
-      await client.query('BEGIN');
-      if (role === 'active') {
-        if (!lease) throw new LeaseLostError('no lease');
-        await lease.proveHeld(client);
-        await client.query(`UPDATE daemons SET role = 'stopped' WHERE role = 'active' AND instance <> $1`, [
-          this.instance,
-        ]);
-      }
-      await client.query(
-        `INSERT INTO daemons (instance, host, pid, role, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
-         ON CONFLICT (instance) DO UPDATE SET role = excluded.role, heartbeat_at = excluded.heartbeat_at`,
-        [this.instance, hostname(), process.pid, role, this.#startedAt],
-      );
-      await client.query('COMMIT');
+      await inTransaction(this.#pool, async (client) => {
+        if (role === 'active') {
+          if (!lease) throw new LeaseLostError('no lease');
+          await lease.proveHeld(client);
+          await client.query(`UPDATE daemons SET role = 'stopped' WHERE role = 'active' AND instance <> $1`, [
+            this.instance,
+          ]);
+        }
+        await client.query(
+          `INSERT INTO daemons (instance, host, pid, role, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, now())
+           ON CONFLICT (instance) DO UPDATE SET role = excluded.role, heartbeat_at = excluded.heartbeat_at`,
+          [this.instance, hostname(), process.pid, role, this.#startedAt],
+        );
+      });
       if (this.#failing) this.#log.info('this instance’s row in daemons is written again');
       this.#failing = false;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
       if (err instanceof LeaseLostError) {
         this.role = 'standby';
         return;
       }
       this.#report(err);
-    } finally {
-      client.release();
     }
   }
 
@@ -201,13 +199,21 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
     return o.cannotStart(err);
   }
   let current: PgLease | undefined;
-  const beat = setInterval(() => {
-    void me.write(undefined, current);
-    // Also while a takeover loads its working copy (the daemon's own heartbeat pings once it runs).
-    if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
-    if (me.role === 'standby')
-      void o.notifier.status(`standby: another instance holds the lease of ${describeLocation(location)}`);
-  }, HEARTBEAT_INTERVAL_MS);
+  // The instance's heartbeat, on the clock `run` keeps (real time). Neither the row's write nor the notifier
+  // rejects: each reports its own failures.
+  const beatStop = new AbortController();
+  const beating = every(
+    systemClock,
+    HEARTBEAT_INTERVAL_MS,
+    () => {
+      void me.write(undefined, current);
+      // Also while a takeover loads its working copy (the daemon's own heartbeat pings once it runs).
+      if (config.watchdogUsec !== undefined) void o.notifier.watchdog();
+      if (me.role === 'standby')
+        void o.notifier.status(`standby: another instance holds the lease of ${describeLocation(location)}`);
+    },
+    beatStop.signal,
+  );
   log.info({ instance: me.instance, store: describeLocation(location) }, 'started; competing for the lease');
   void o.notifier.ready(`standby: waiting for the lease of ${describeLocation(location)}`);
   let code = 0;
@@ -252,7 +258,8 @@ export async function runOnPostgres(o: PostgresRunOptions): Promise<number> {
       }
     }
   } finally {
-    clearInterval(beat);
+    beatStop.abort();
+    await beating;
     await endpoint.stop();
     await me.write('stopped');
     await pool.end().catch(() => {});

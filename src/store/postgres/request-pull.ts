@@ -5,11 +5,13 @@
  * moves) and answers it there; the Replicator carries the answer back. Rows already taken are left alone:
  * the copy's row is the one the daemon works on.
  */
+
+import type { Statement } from 'better-sqlite3';
 import { describeError, type Logger } from '../../log.js';
 import { delay } from '../../time.js';
 import type { Db } from '../database.js';
 import type { PgPool } from './pool.js';
-import { quote, type WorkingCopy } from './working-copy.js';
+import { type CarriedTable, quote, type WorkingCopy } from './working-copy.js';
 
 /** How often the schema is looked at: requests are answered within 5 s (CONTRACT §3, §10). */
 const PULL_EVERY_MS = 500;
@@ -19,22 +21,41 @@ const OPEN: Record<string, string> = {
   commands: "status = 'pending'",
 };
 
+/** A table consumers ask through, with what the puller needs of it, prepared once. */
+interface Asked {
+  table: CarriedTable;
+  /** The open rows in PostgreSQL. */
+  select: string;
+  known: Statement;
+  insert: Statement;
+}
+
 export class RequestPuller {
-  readonly #copy: WorkingCopy;
   readonly #pool: PgPool;
-  readonly #schema: string;
   readonly #log: Logger;
   readonly #writer: Db;
+  readonly #asked: Asked[];
   readonly #stop = new AbortController();
   #loop: Promise<void> | undefined;
   #failing = false;
 
   constructor(o: { copy: WorkingCopy; pool: PgPool; schema: string; log: Logger }) {
-    this.#copy = o.copy;
     this.#pool = o.pool;
-    this.#schema = o.schema;
     this.#log = o.log;
     this.#writer = o.copy.openControlWriter();
+    this.#asked = o.copy.tables
+      .filter((t) => t.name in OPEN)
+      .map((t) => {
+        const cols = t.columns.map(quote).join(', ');
+        return {
+          table: t,
+          select: `SELECT ${cols} FROM ${o.schema}.${t.name} WHERE ${OPEN[t.name]} ORDER BY id`,
+          known: this.#writer.prepare(`SELECT 1 FROM ${t.name} WHERE id = ?`),
+          insert: this.#writer.prepare(
+            `INSERT OR IGNORE INTO ${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
+          ),
+        };
+      });
   }
 
   start(): void {
@@ -48,26 +69,16 @@ export class RequestPuller {
   }
 
   /** One look: every open row of the schema that the copy does not have yet goes into it. */
-  async pull(): Promise<number> {
-    let taken = 0;
-    for (const t of this.#copy.tables.filter((x) => x.name in OPEN)) {
-      const cols = t.columns.map(quote).join(', ');
-      const r = await this.#pool.query<Record<string, unknown>>(
-        `SELECT ${cols} FROM ${this.#schema}.${t.name} WHERE ${OPEN[t.name]} ORDER BY id`,
-      );
-      if (r.rows.length === 0 || this.#stop.signal.aborted) continue;
-      const insert = this.#writer.prepare(
-        `INSERT OR IGNORE INTO ${t.name} (${cols}) VALUES (${t.columns.map(() => '?').join(', ')})`,
-      );
-      const known = this.#writer.prepare(`SELECT 1 FROM ${t.name} WHERE id = ?`);
+  async pull(): Promise<void> {
+    for (const { table, select, known, insert } of this.#asked) {
+      const r = await this.#pool.query<Record<string, unknown>>(select);
+      if (this.#stop.signal.aborted) return;
       const fresh = r.rows.filter((row) => known.get(row.id) === undefined);
       if (fresh.length === 0) continue;
       this.#writer.transaction(() => {
-        for (const row of fresh) insert.run(...t.columns.map((c) => row[c]));
+        for (const row of fresh) insert.run(...table.columns.map((c) => row[c]));
       })();
-      taken += fresh.length;
     }
-    return taken;
   }
 
   async #run(): Promise<void> {
