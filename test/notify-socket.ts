@@ -1,5 +1,7 @@
 /** A stand-in for systemd's notify socket: a Unix datagram socket that records every message with its time. */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { tempDir, waitFor } from './helpers.js';
 
 const SCRIPT = `
 import array, os, socket, sys, time
@@ -30,6 +32,22 @@ export interface NotifyListener {
   lines(): string[];
   /** Epoch ms of each message that carries `assignment` (e.g. WATCHDOG=1). */
   times(assignment: string): number[];
+}
+
+/**
+ * A listener on a new socket in a directory of its own, once it listens; `path` is the NOTIFY_SOCKET to give.
+ * The caller kills `child` when done.
+ */
+export async function listeningSocket(): Promise<NotifyListener & { path: string }> {
+  const path = join(tempDir(), 'notify.sock');
+  const listener = notifySocket(path);
+  try {
+    await waitFor(() => listener.lines().includes('LISTENING'), { what: 'the notify socket listening' });
+  } catch (err) {
+    listener.child.kill();
+    throw err;
+  }
+  return { ...listener, path };
 }
 
 export function notifySocket(path: string): NotifyListener {

@@ -3,9 +3,40 @@
  * value in the PostgreSQL column's type: the same data in both stores, for tests that compare what the
  * commands make of each.
  */
-import { existsSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { expect } from 'vitest';
+import { waitFor } from './helpers.js';
 import { pgAdmin } from './pg.js';
+import { harness } from './sync/harness.js';
+
+/**
+ * What a real daemon wrote: `run` against the simulator (2 installations of 3 chargers, 2 days of charge
+ * history) until every charger's state, both installations' history passes and some sessions are stored, then
+ * stopped; its database and control database copied into a directory of their own (the caller removes it),
+ * with the daemon's environment and one charger's serial.
+ */
+export async function daemonFiles(
+  prefix: string,
+): Promise<{ dir: string; env: NodeJS.ProcessEnv; serial: string }> {
+  const h = await harness({ installations: 2, chargersPerInstallation: 3, pastDays: 2 });
+  const run = h.start();
+  await waitFor(
+    () =>
+      h.one<{ n: number }>('SELECT count(DISTINCT charger_id) AS n FROM charger_state').n === 6 &&
+      h.one<{ n: number }>('SELECT count(*) AS n FROM charge_history_passes').n === 2 &&
+      h.one<{ n: number }>('SELECT count(*) AS n FROM charging_sessions').n > 0,
+    { timeoutMs: 30_000, what: 'state, charge history and sessions of every charger' },
+  );
+  expect(await h.stop(run)).toEqual({ code: 0, signal: null });
+  // The harness's directory goes after the test or hook: the copies stay until the caller removes them.
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  for (const f of ['zaptec.db', 'control.db']) copyFileSync(join(h.dir, f), join(dir, f));
+  const serial = h.one<{ device_id: string }>('SELECT device_id FROM chargers ORDER BY id LIMIT 1').device_id;
+  return { dir, env: h.env, serial };
+}
 
 /** Parents before children (charging_session_energy references charging_sessions). */
 const FIRST = ['charging_sessions'];

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { CLI, cleanEnv, freePort, runCli, tempDir, waitFor } from './helpers.js';
-import { canNotify, notifySocket } from './notify-socket.js';
+import { canNotify, listeningSocket } from './notify-socket.js';
 import { harness } from './sync/harness.js';
 import { liveHarness } from './sync/live-harness.js';
 
@@ -179,13 +179,11 @@ describe('a consumer holding the write lock for 60 s while 200 observations a se
     },
     async () => {
       const h = await liveHarness({ installations: 2, chargersPerInstallation: 5 });
-      const sock = join(tempDir(), 'notify.sock');
-      const listener = notifySocket(sock);
+      const listener = await listeningSocket();
       const port = await freePort();
       try {
-        await waitFor(() => listener.lines().includes('LISTENING'));
         const run = h.start({
-          NOTIFY_SOCKET: sock,
+          NOTIFY_SOCKET: listener.path,
           WATCHDOG_USEC: '20000000',
           ZAPTEC_METRICS: `127.0.0.1:${port}`,
         });

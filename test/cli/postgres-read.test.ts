@@ -5,8 +5,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +14,7 @@ import { openPool } from '../../src/store/postgres/pool.js';
 import { consumerBlocks } from '../docs/blocks.js';
 import { cleanEnv, runCli, waitFor } from '../helpers.js';
 import { freshSchema, pgAdmin, pgEnv, pgUrl, urlAs } from '../pg.js';
-import { copyToPostgres } from '../pg-copy.js';
-import { harness } from '../sync/harness.js';
+import { copyToPostgres, daemonFiles } from '../pg-copy.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -29,23 +27,13 @@ describe.runIf(pgUrl)('the commands that read, against PostgreSQL', () => {
   let dir: string;
 
   beforeAll(async () => {
-    const h = await harness({ installations: 2, chargersPerInstallation: 3, pastDays: 2 });
-    const run = h.start();
-    await waitFor(
-      () =>
-        h.one<{ n: number }>('SELECT count(DISTINCT charger_id) AS n FROM charger_state').n === 6 &&
-        h.one<{ n: number }>('SELECT count(*) AS n FROM charge_history_passes').n === 2,
-      { timeoutMs: 30_000, what: 'state and charge history of every charger' },
-    );
-    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
-    // The harness's directory goes after this hook: the files are kept for the whole file.
-    dir = mkdtempSync(join(tmpdir(), 'zaptec-pg-read-'));
-    for (const f of ['zaptec.db', 'control.db']) copyFileSync(join(h.dir, f), join(dir, f));
-    sqlite = { ...h.env, ZAPTEC_DB: join(dir, 'zaptec.db') };
+    const files = await daemonFiles('zaptec-pg-read-');
+    dir = files.dir;
+    serial = files.serial;
+    sqlite = { ...files.env, ZAPTEC_DB: join(dir, 'zaptec.db') };
     postgres = cleanEnv(pgEnv(schema));
     expect((await runCli(['migrate'], { env: postgres, cwd: dir })).code).toBe(0);
     await copyToPostgres([join(dir, 'zaptec.db'), join(dir, 'control.db')], schema);
-    serial = h.one<{ device_id: string }>('SELECT device_id FROM chargers ORDER BY id LIMIT 1').device_id;
   }, 90_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -13,8 +13,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { SimObservation } from '../../src/simulator/fleet.js';
 import { PgLease } from '../../src/store/postgres/lease.js';
 import { latestPgSchemaVersion } from '../../src/store/postgres/migrate.js';
-import { freePort, runCli, tempDir, waitFor } from '../helpers.js';
-import { canNotify, notifySocket } from '../notify-socket.js';
+import { freePort, runCli, waitFor } from '../helpers.js';
+import { canNotify, listeningSocket } from '../notify-socket.js';
 import { freshSchema, pgAdmin, pgEnv, pgUrl } from '../pg.js';
 import { liveHarness } from '../sync/live-harness.js';
 
@@ -167,11 +167,9 @@ describe.runIf(pgUrl)('run against PostgreSQL', () => {
       expect((await runCli(['migrate'], { env: h.env, cwd: h.dir })).code).toBe(0);
       const holder = new PgLease({ location: { url: pgUrl!, schema, password: undefined } });
       expect(await holder.tryAcquire()).toBe(true);
-      const sock = join(tempDir(), 'notify.sock');
-      const listener = notifySocket(sock);
+      const listener = await listeningSocket();
       try {
-        await waitFor(() => listener.lines().includes('LISTENING'));
-        const run = h.start({ NOTIFY_SOCKET: sock, WATCHDOG_USEC: '20000000' });
+        const run = h.start({ NOTIFY_SOCKET: listener.path, WATCHDOG_USEC: '20000000' });
         await waitFor(() => listener.lines().some((l) => l.includes('READY=1')), { what: 'READY=1' });
         expect(listener.lines().find((l) => l.includes('READY=1'))).toContain('STATUS=standby');
         await waitFor(() => listener.lines().some((l) => l.includes('WATCHDOG=1')), {

@@ -1,18 +1,15 @@
 /** issue 7: readiness under a fake NOTIFY_SOCKET, doctor against the simulator, /metrics and /healthz. */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freePort, runCli, tempDir, waitFor } from '../helpers.js';
-import { canNotify, notifySocket } from '../notify-socket.js';
+import { freePort, runCli, waitFor } from '../helpers.js';
+import { canNotify, listeningSocket } from '../notify-socket.js';
 import { liveHarness } from '../sync/live-harness.js';
 
 describe('running as a service', () => {
   it.runIf(canNotify)('tells systemd READY=1, STATUS= and STOPPING=1 through NOTIFY_SOCKET', async () => {
     const h = await liveHarness({ installations: 1, chargersPerInstallation: 2 });
-    const sock = join(tempDir(), 'notify.sock');
-    const listener = notifySocket(sock);
+    const listener = await listeningSocket();
     try {
-      await waitFor(() => listener.lines().includes('LISTENING'));
-      const run = h.start({ NOTIFY_SOCKET: sock, WATCHDOG_USEC: '20000000' });
+      const run = h.start({ NOTIFY_SOCKET: listener.path, WATCHDOG_USEC: '20000000' });
       await waitFor(() => listener.lines().some((l) => l.includes('READY=1')), { what: 'READY=1' });
       expect(listener.lines().find((l) => l.includes('READY=1'))).toMatch(
         /STATUS=\d+ installations, \d+ chargers/,

@@ -5,8 +5,7 @@
  * updates and deletes are carried; each carried commit notifies `<schema>_state` and `<schema>_sessions` with
  * the ids it changed; and a copy whose daemon lost the lease lands nothing.
  */
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -19,7 +18,7 @@ import { Replicator } from '../../src/store/postgres/replicator.js';
 import { type CarriedTable, WorkingCopy } from '../../src/store/postgres/working-copy.js';
 import { waitFor } from '../helpers.js';
 import { freshSchema, pgUrl } from '../pg.js';
-import { harness } from '../sync/harness.js';
+import { daemonFiles } from '../pg-copy.js';
 
 type Row = Record<string, unknown>;
 const log = createLogger({ level: 'silent' });
@@ -64,17 +63,7 @@ describe.runIf(pgUrl)('the working copy and the Replicator (PostgreSQL)', () => 
   const location = () => ({ url: pgUrl!, password: undefined, schema });
 
   beforeAll(async () => {
-    const h = await harness({ installations: 2, chargersPerInstallation: 3, pastDays: 2 });
-    const run = h.start();
-    await waitFor(
-      () =>
-        h.one<{ n: number }>('SELECT count(DISTINCT charger_id) AS n FROM charger_state').n === 6 &&
-        h.one<{ n: number }>('SELECT count(*) AS n FROM charging_sessions').n > 0,
-      { timeoutMs: 30_000, what: 'state and sessions of every charger' },
-    );
-    expect(await h.stop(run)).toEqual({ code: 0, signal: null });
-    dir = mkdtempSync(join(tmpdir(), 'zaptec-replica-'));
-    for (const f of ['zaptec.db', 'control.db']) copyFileSync(join(h.dir, f), join(dir, f));
+    dir = (await daemonFiles('zaptec-replica-')).dir;
     source = new Database(join(dir, 'zaptec.db'), { readonly: true });
     source.exec(`ATTACH '${join(dir, 'control.db')}' AS control`);
     pool = openPool(location(), { max: 3 });
