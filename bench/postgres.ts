@@ -2,10 +2,11 @@
  * A throwaway PostgreSQL on this host for the benchmarks (scripts/postgres), beside SQLite in the same run;
  * undefined, with the reason said once, where the machine has no PostgreSQL server.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { PostgresLocation } from '../src/config.js';
 import { migratePostgres } from '../src/store/postgres/migrate.js';
 import { openPool, type PgPool } from '../src/store/postgres/pool.js';
@@ -15,6 +16,8 @@ const script = join(import.meta.dirname, '..', '..', 'scripts', 'postgres');
 export interface BenchPostgres {
   location: PostgresLocation;
   pool: PgPool;
+  /** Stops the server and starts it again on the same port: every session ends. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,6 +41,9 @@ export async function benchPostgres(schema = 'bench'): Promise<BenchPostgres | u
   return {
     location,
     pool,
+    restart: async () => {
+      await promisify(execFile)(script, ['restart', dir]);
+    },
     stop: async () => {
       await pool.end();
       execFileSync(script, ['stop', dir], { stdio: 'ignore' });

@@ -2,7 +2,12 @@
  * The test run's PostgreSQL (test/postgres-setup.ts): its superuser URL, or why there is none. Each test takes
  * a schema of its own (`freshSchema`), so files and tests never see each other's rows.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, inject } from 'vitest';
 
@@ -40,4 +45,26 @@ export function urlAs(user: string, password: string): string {
   u.username = user;
   u.password = password;
   return u.toString();
+}
+
+/**
+ * A PostgreSQL server of the test's own (scripts/postgres), for a test that restarts it: the run's server
+ * is shared by the test files running beside it. `stop()` removes it.
+ */
+export async function ownServer(): Promise<{ url: string; restart(): Promise<void>; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'zaptec-pg-own-'));
+  chmodSync(dir, 0o755); // under root the cluster's user (nobody) must reach its files
+  const script = join(import.meta.dirname, '..', 'scripts', 'postgres');
+  const run = promisify(execFile);
+  const { stdout } = await run(script, ['start', dir]);
+  return {
+    url: stdout.trim(),
+    restart: async () => {
+      await run(script, ['restart', dir]);
+    },
+    stop: async () => {
+      await run(script, ['stop', dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

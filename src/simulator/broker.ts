@@ -87,6 +87,8 @@ export class ServiceBusBroker {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #links = new Map<Sender, LinkState>();
   readonly #connections = new Set<Connection>();
+  /** Connections of a process the simulation froze (`hold`): nothing is delivered to their links. */
+  readonly #held = new Set<Connection>();
   /** Per connection: entity path (lower case) → the key name its put-token was signed with. */
   readonly #authorized = new WeakMap<Connection, Map<string, string>>();
   #container = rhea.create_container({ id: 'zaptec-sync-broker' });
@@ -196,7 +198,11 @@ export class ServiceBusBroker {
     const n = { ready: 0, locked: 0, starved: 0 };
     const credit = new Map<EntityQueue, number>();
     for (const [sender, state] of this.#links)
-      credit.set(state.queue, (credit.get(state.queue) ?? 0) + Math.max(0, raw(sender).credit));
+      credit.set(
+        state.queue,
+        (credit.get(state.queue) ?? 0) +
+          (this.#held.has(sender.connection) ? 0 : Math.max(0, raw(sender).credit)),
+      );
     for (const [queue, c] of credit) {
       const stats = queue.stats();
       n.locked += stats.locked;
@@ -204,6 +210,21 @@ export class ServiceBusBroker {
       else n.starved += stats.ready; // attached, waiting for the receiver's credit
     }
     return n;
+  }
+
+  /**
+   * Holds every connection open now as a stopped process's would be held (the simulation's SIGSTOP): nothing
+   * more is delivered to their links, whose credit stays unused, and what they hold stays locked to them.
+   * Returns the thaw, after which deliveries to them go on.
+   */
+  hold(): () => void {
+    const held = [...this.#connections];
+    for (const c of held) this.#held.add(c);
+    return () => {
+      for (const c of held) this.#held.delete(c);
+      for (const sender of [...this.#links.keys()])
+        if (held.includes(sender.connection)) this.#pumpLink(sender);
+    };
   }
 
   /** Whether a receiver is attached to the subscription now. */
@@ -277,6 +298,7 @@ export class ServiceBusBroker {
   }
 
   #forget(connection: Connection): void {
+    this.#held.delete(connection);
     if (!this.#connections.delete(connection)) return;
     for (const [sender, state] of [...this.#links]) {
       if (sender.connection === connection) {
@@ -338,7 +360,7 @@ export class ServiceBusBroker {
 
   #pumpLink(sender: Sender): void {
     const state = this.#links.get(sender);
-    if (!state || !sender.is_open()) return;
+    if (!state || !sender.is_open() || this.#held.has(sender.connection)) return;
     const link = raw(sender);
     const outgoing = link.session.outgoing;
     const pendingFrom = outgoing.next_pending_delivery;

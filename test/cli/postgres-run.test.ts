@@ -4,10 +4,8 @@
  * requests are answered through the schema; one instance is active and the others standby, and the lease
  * moves at a clean stop, a SIGKILL, a cut connection and a frozen process, with no 429 and nothing lost.
  */
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SimObservation } from '../../src/simulator/fleet.js';
@@ -15,7 +13,7 @@ import { PgLease } from '../../src/store/postgres/lease.js';
 import { latestPgSchemaVersion } from '../../src/store/postgres/migrate.js';
 import { freePort, runCli, waitFor } from '../helpers.js';
 import { canNotify, listeningSocket } from '../notify-socket.js';
-import { freshSchema, pgAdmin, pgEnv, pgUrl } from '../pg.js';
+import { freshSchema, ownServer, pgAdmin, pgEnv, pgUrl } from '../pg.js';
 import { liveHarness } from '../sync/live-harness.js';
 
 type H = Awaited<ReturnType<typeof liveHarness>>;
@@ -385,10 +383,8 @@ describe.runIf(pgUrl)('failover between two instances of one schema', () => {
   it('PostgreSQL restarts under a running pair: nothing lost, one active afterwards, no 429', {
     timeout: 120_000,
   }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'zaptec-pg-restart-'));
-    chmodSync(dir, 0o755);
-    const script = join(import.meta.dirname, '..', '..', 'scripts', 'postgres');
-    const url = execFileSync(script, ['start', dir], { encoding: 'utf8' }).trim();
+    const own = await ownServer();
+    const url = own.url;
     server = new pg.Pool({ connectionString: url, max: 2 });
     server.on('error', () => {});
     try {
@@ -396,7 +392,7 @@ describe.runIf(pgUrl)('failover between two instances of one schema', () => {
       const { h, a, b, stream } = await pair(schema, url);
       const s = stream();
       await new Promise((r) => setTimeout(r, 1_000));
-      execFileSync(script, ['restart', dir]);
+      await own.restart();
       await new Promise((r) => setTimeout(r, 5_000));
       s.stop();
       await waitFor(async () => stored(schema, s.newest).catch(() => false), {
@@ -416,8 +412,7 @@ describe.runIf(pgUrl)('failover between two instances of one schema', () => {
     } finally {
       await server.end().catch(() => {});
       server = undefined;
-      execFileSync(script, ['stop', dir]);
-      rmSync(dir, { recursive: true, force: true });
+      await own.stop();
     }
   });
 });

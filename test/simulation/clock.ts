@@ -164,3 +164,41 @@ export class SimClock implements Clock {
 function before(a: Timer, b: Timer): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
+
+/**
+ * One daemon's view of the simulated clock, which the simulation can freeze as SIGSTOP freezes a process: the
+ * daemon's timers that come due meanwhile fire only at the thaw, all at once, late, as a resumed process's do.
+ */
+export class FreezableClock implements Clock {
+  readonly #clock: Clock;
+  #held: (() => void)[] | undefined;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+  }
+
+  now(): number {
+    return this.#clock.now();
+  }
+
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    await this.#clock.sleep(ms, signal);
+    const held = this.#held;
+    if (held) await new Promise<void>((resolve) => held.push(resolve));
+  }
+
+  /** The daemon's timers that came due while it was frozen. */
+  get waiting(): number {
+    return this.#held?.length ?? 0;
+  }
+
+  freeze(): void {
+    this.#held ??= [];
+  }
+
+  thaw(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const resolve of held) resolve();
+  }
+}

@@ -4,7 +4,7 @@
  * Options: --seed (1), --days (30), --installations (10), --chargers-per-installation (20),
  * --sessions realistic|busy|flapping (realistic), --no-faults, --user-group (a user group carrying the first
  * installation), --set NAME=value (a setting of the daemon; repeatable), --load-manager (commands through the daemon, and their
- * invariants), --store postgresql (the daemon on a throwaway PostgreSQL of this host, a daemon restart a handover). SIM_DEBUG=1 prints each fault as it comes and each
+ * invariants), --store postgresql (the daemon on a throwaway PostgreSQL of this host, a daemon restart a handover: the active one killed, its lease cut, frozen for a minute, or the server restarted under it, in turn). SIM_DEBUG=1 prints each fault as it comes and each
  * wait for real I/O given up.
  */
 import { parseArgs } from 'node:util';
@@ -52,7 +52,7 @@ try {
     userGroup: values['user-group'],
     env,
     loadManager: values['load-manager'],
-    ...(pg ? { postgres: pg.location } : {}),
+    ...(pg ? { postgres: pg.location, postgresServer: pg } : {}),
     onDay: (day, r) =>
       console.log(
         `day ${day}: ${r.calls} calls (${r.callsPerChargerHour.toFixed(2)} per charger-hour), ${r.published} observations pushed, ${Object.values(r.faults).reduce((a, b) => a + (b ?? 0), 0)} faults, ${r.checks} checks, ${(r.realMs / 1000).toFixed(0)} s`,

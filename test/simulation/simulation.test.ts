@@ -4,7 +4,7 @@
  * prints its seed and simulated time; `npm run test:simulate -- --seed N --days D` replays it.
  */
 import { describe, expect, it } from 'vitest';
-import { freshSchema, pgUrl } from '../pg.js';
+import { freshSchema, ownServer, pgUrl } from '../pg.js';
 import { SimulationFailure, simulate } from './world.js';
 
 /** 30 simulated days in all, a small fleet (two installations), within the suite's few minutes. */
@@ -54,13 +54,14 @@ describe('the simulated month', () => {
   }
 
   it.runIf(pgUrl)(
-    'seed 1 on PostgreSQL: 3 days with three handovers hold every invariant',
+    'seed 1 on PostgreSQL: 3 days with three handovers (killed, cut, frozen) hold every invariant',
     {
       timeout: 240_000,
     },
     async () => {
-      // Each daemon-restart of the schedule is a handover: the active one dies, nothing it had not carried
-      // is kept, and the next one starts a second later from what PostgreSQL holds (its budget record included).
+      // Each daemon-restart of the schedule is a handover: the active one's term ends (killed, its lease cut,
+      // frozen for a minute, in turn), nothing it had not carried is kept, and the next one is active from what
+      // PostgreSQL holds (its budget record included).
       const r = await simulate({
         seed: 1,
         days: 3,
@@ -68,11 +69,50 @@ describe('the simulated month', () => {
         postgres: { url: pgUrl!, password: undefined, schema: freshSchema('sim') },
       });
       expect(r.faults['daemon-restart']).toBe(3);
+      expect(r.handovers).toEqual({ kill: 1, cut: 1, freeze: 1 });
+      expect(r.fenced.cut).toBeGreaterThan(0);
+      expect(r.fenced.freeze).toBeGreaterThan(0);
       expect(r.published).toBeGreaterThan(3000);
       expect(r.checked.request).toBe(r.calls);
       expect(r.checked.stored).toBeGreaterThan(r.published / 10);
       expect(r.checked.sessions).toBeGreaterThan(3 * r.chargers);
       expect(r.refreshesTimely.checked).toBeGreaterThan((3 * 24 * 60) / 45 / 2);
+    },
+  );
+
+  it.runIf(pgUrl)(
+    'on PostgreSQL, an active frozen for a minute and a server restarted under one: fenced, nothing lost',
+    { timeout: 240_000 },
+    async () => {
+      // A server of the test's own, to restart. The frozen daemon's timers, lease connection and Service Bus
+      // links stand still while a standby takes over; resumed, it has a consumer's refresh request to answer,
+      // which it would read from the API if nothing fenced it. Each handover's invariants: no request of the
+      // old daemon after the loss, no proof of its lease passing, never two daemons calling in one second,
+      // every observation stored, and the budget's record known to the next.
+      const server = await ownServer();
+      try {
+        const r = await simulate({
+          seed: 4,
+          days: 0.5,
+          ...FLEET,
+          faults: false,
+          postgres: { url: server.url, password: undefined, schema: 'sim' },
+          postgresServer: server,
+          scenario: (world) => {
+            void world.clock.sleep(3 * 3_600_000).then(() => world.handover('freeze'));
+            void world.clock.sleep(7 * 3_600_000).then(() => world.handover('server-restart'));
+          },
+        });
+        expect(r.handovers).toEqual({ freeze: 1, 'server-restart': 1 });
+        // Both old daemons tried to write after their loss, and the database refused them.
+        expect(r.fenced.freeze).toBeGreaterThan(0);
+        expect(r.fenced['server-restart']).toBeGreaterThan(0);
+        expect(r.published).toBeGreaterThan(500);
+        expect(r.checked.request).toBe(r.calls);
+        expect(r.checked.stored).toBeGreaterThan(r.published / 10);
+      } finally {
+        await server.stop();
+      }
     },
   );
 

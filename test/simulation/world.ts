@@ -26,11 +26,12 @@ import { WorkingCopy } from '../../src/store/postgres/working-copy.js';
 import type { Daemon } from '../../src/sync/daemon.js';
 import { buildDaemon, type Wired } from '../../src/sync/wiring.js';
 import { REFUSED_MAX_RETRY_MS } from '../../src/zaptec/auth.js';
-import { SimClock } from './clock.js';
+import { FreezableClock, SimClock } from './clock.js';
 import { type FaultKind, faultSchedule, type ScheduledFault } from './faults.js';
 import { Invariants } from './invariants.js';
 import { LoadManager } from './load-manager.js';
 import { controlDatabase, RefreshConsumer } from './refresh-consumer.js';
+import { Relay } from './relay.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -41,6 +42,18 @@ const RESTART_SEC_MS = 10_000;
 const HANDOVER_MS = 1_000;
 /** How long a daemon whose lease was cut may take to stop (CONTRACT §9: within 10 s). */
 const NOTICE_MS = 10_000;
+/** How long a frozen active daemon stays frozen (issue 28: SIGSTOP for 60 s, then SIGCONT). */
+const FREEZE_MS = 60_000;
+/** How long the server lets a frozen lease holder's session sit silent before it ends it (PgLease's default). */
+const LEASE_IDLE_MS = 10_000;
+
+/**
+ * How the active daemon's term ends at a `daemon-restart` on PostgreSQL, in turn (CONTRACT §9's faults): killed;
+ * its lease's connection cut by the server; frozen for a minute and resumed after a standby took over; the
+ * server restarted under it (when the run has a server of its own to restart, else killed).
+ */
+export const HANDOVERS = ['kill', 'cut', 'freeze', 'server-restart'] as const;
+export type Handover = (typeof HANDOVERS)[number];
 
 export interface SimulateOptions {
   seed: number;
@@ -70,11 +83,13 @@ export interface SimulateOptions {
   loadManager?: boolean;
   /**
    * The daemon keeps the account in this PostgreSQL schema (CONTRACT §9): each term takes the lease, loads a
-   * working copy and carries its changes there; a `daemon-restart` fault is then a handover: the active one
-   * dies (its lease gone first, so nothing it does after lands, and nothing not yet carried is kept) and the
-   * next is active a second later, from what PostgreSQL holds.
+   * working copy and carries its changes there; a `daemon-restart` fault is then a handover (HANDOVERS, in
+   * turn): the active one's term ends, nothing it had not carried is kept, and the next is active as soon as
+   * the lease is free, from what PostgreSQL holds.
    */
   postgres?: PostgresLocation;
+  /** The server `postgres` is on, when the run may restart it (a cluster of the run's own). */
+  postgresServer?: { restart(): Promise<void> };
 }
 
 export interface SimulationReport {
@@ -89,6 +104,10 @@ export interface SimulationReport {
   callsPerChargerHour: number;
   published: number;
   faults: Partial<Record<FaultKind, number>>;
+  /** With PostgreSQL: the handovers by how the active one's term ended. */
+  handovers: Partial<Record<Handover, number>>;
+  /** Writes of daemons that had lost the lease, refused by the database (PostgreSQL's fence at work). */
+  fenced: Partial<Record<Handover, number>>;
   checks: number;
   /** How many times each kind of invariant was looked at. */
   checked: Invariants['checked'];
@@ -123,6 +142,8 @@ export interface World {
   current(): { db: Db; daemon: Daemon; built: Wired } | undefined;
   /** Stops the daemon now and starts it again over the same database `downMs` later; resolves once stopped. */
   restart(downMs: number): Promise<void>;
+  /** With PostgreSQL: a handover now, the active one's term ending as `how` says. */
+  handover(how: Handover): void;
   /** The daemon's last warnings and errors (50 at most), each with its simulated time. */
   warnings: readonly string[];
   /** Every request the simulator was sent so far, when `keepRequests` (the invariants drop them otherwise). */
@@ -165,9 +186,35 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   const onException = (err: unknown) => fail(`uncaught exception: ${(err as Error)?.stack ?? String(err)}`);
   const connect = Socket.prototype.connect;
 
-  let current: { db: Db; daemon: Daemon; built: Wired; starting: Promise<void> } | undefined;
-  /** With PostgreSQL: the running daemon's lease, working copy and replicator. */
-  let term: { lease: PgLease; copy: WorkingCopy; replicator: Replicator } | undefined;
+  /** A daemon: its own view of the clock (to freeze it), and the API's host name it was given. */
+  type Running = {
+    db: Db;
+    daemon: Daemon;
+    built: Wired;
+    starting: Promise<void>;
+    clock: FreezableClock;
+    host: string;
+  };
+  /**
+   * With PostgreSQL, a daemon's term: its lease (whose connection goes through a relay, to freeze it), working
+   * copy and replicator; `lostAt`, once the server ended its lease session, while it may not have noticed.
+   */
+  type Term = {
+    lease: PgLease;
+    relay: Relay;
+    copy: WorkingCopy;
+    replicator: Replicator;
+    lostAt?: number;
+    /** How its handover ended it. */
+    endedBy?: Handover;
+  };
+  let current: Running | undefined;
+  let term: Term | undefined;
+  const handovers: Partial<Record<Handover, number>> = {};
+  /** A daemon resumed after a freeze, until it has stopped: the world waits for its I/O too. */
+  let resumed: { c: Running; t: Term } | undefined;
+  /** Writes of daemons that had lost the lease, refused by the database (the fence at work), by handover. */
+  const fenced: Partial<Record<Handover, number>> = {};
   const pool = o.postgres ? openPool(o.postgres, { max: 4, idleInTransactionMs: 5_000 }) : undefined;
   if (pool && o.postgres) await migratePostgres(pool, o.postgres.schema);
   /** The SQLite file the daemon works on now: the database, or with PostgreSQL the term's working copy. */
@@ -178,7 +225,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
    * that are on their way to the daemon or back as a settlement.
    */
   const busy = () => {
-    if (term?.replicator.busy) return 'a PostgreSQL commit';
+    if (term?.replicator.busy || resumed?.t.replicator.busy) return 'a PostgreSQL commit';
+    if ((resumed?.c.built.client.http.inFlight ?? 0) > 0) return 'an HTTP request on its way';
     if (sim.rest.inFlight > 0) return 'an HTTP request the simulator is answering';
     if ((current?.built.client.http.inFlight ?? 0) > 0) return 'an HTTP request on its way';
     if (
@@ -263,6 +311,10 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         });
         clock.interrupt();
       }),
+    handover: (how) => {
+      events.push({ at: clock.now(), run: () => handover(clock.now(), how) });
+      clock.interrupt();
+    },
     warnings: lines,
     requests: () => kept.concat(sim.rest.requests),
   };
@@ -286,7 +338,10 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     fail,
     checked: (r) => {
       if (o.keepRequests) kept.push(r);
-      if (pool) recentCalls.push(r.at);
+      if (pool) {
+        recentCalls.push(r.at);
+        oneCaller(r);
+      }
     },
     silent: () => life?.silent,
   });
@@ -318,19 +373,22 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
   };
 
   /**
-   * The server ends the active daemon's lease session (pg_terminate_backend), as a cut connection would; the
-   * daemon is told by its lease, and from then on every write and every API call of it is refused.
+   * The server ends the lease session of the term's daemon (pg_terminate_backend), as a cut connection or the
+   * idle timeout of a frozen holder's session would. From then on PostgreSQL refuses its writes, noticed or not.
    */
   let cutting = false;
-  const cutLease = async () => {
-    const t = term;
-    if (!t || !o.postgres) return;
+  const endLeaseSession = async (t: Term) => {
     cutting = true;
     await pool!.query(
       `SELECT pg_terminate_backend(pid) FROM pg_locks
        WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND objid = hashtext($1)::oid`,
-      [o.postgres.schema],
+      [o.postgres!.schema],
     );
+    t.lostAt = clock.now();
+  };
+  /** A cut connection: the daemon is told by its lease, and from then on every write and API call is refused. */
+  const cutLease = async (t: Term) => {
+    await endLeaseSession(t);
     const until = performance.now() + 5_000;
     while (t.lease.held && performance.now() < until) await new Promise((r) => setTimeout(r, 10));
     if (t.lease.held) fail('the daemon was not told within 5 s that its lease connection was cut');
@@ -348,38 +406,85 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       control.close();
     }
   };
-  /** CONTRACT §9: a daemon that lost its lease calls nothing more: no request reached the API after `at`. */
-  const silentSince = (at: number) => {
+  /**
+   * CONTRACT §9: a daemon that lost its lease calls nothing more: no request of it (its own host name for the
+   * API) reached Zaptec after `at`.
+   */
+  const silentSince = (at: number, host: string) => {
     cutting = false;
-    const after = [...recentCalls, ...sim.rest.requests.map((r) => r.at)].filter((t) => t > at);
+    const after = sim.rest.requests.filter((r) => r.at > at && r.host === host).map((r) => r.at);
+    for (const [h, t] of lastCallOf) if (h === host && t > at) after.push(t);
     if (after.length > 0)
       fail(
         `${after.length} API requests reached Zaptec after the active daemon lost its lease (the first at ${new Date(Math.min(...after)).toISOString()})`,
       );
   };
+  /** Issue 28: never two daemons calling the API in the same second (each term has its own host name for it). */
+  const lastCallOf = new Map<string, number>();
+  const oneCaller = (r: SimRequest) => {
+    const host = r.host ?? '';
+    for (const [other, at] of lastCallOf)
+      if (other !== host && Math.floor(at / 1_000) === Math.floor(r.at / 1_000))
+        fail(
+          `two daemons called the API in the second of ${new Date(r.at).toISOString()} (${other} and ${host})`,
+        );
+    lastCallOf.set(host, r.at);
+  };
+  /**
+   * Fencing (CONTRACT §9): a write transaction proves the lease before it writes; a proof that passes after the
+   * server ended the lease session would let a write of the old daemon land. Checked where it is decided.
+   */
+  const watchProofs = (t: Term) => {
+    const prove = t.lease.proveHeld.bind(t.lease);
+    t.lease.proveHeld = async (tx) => {
+      const before = t.lostAt;
+      try {
+        await prove(tx);
+      } catch (err) {
+        if (before !== undefined && t.endedBy) fenced[t.endedBy] = (fenced[t.endedBy] ?? 0) + 1;
+        throw err;
+      }
+      if (before !== undefined)
+        fail(
+          `a write of the daemon whose lease session ended at ${new Date(before).toISOString()} proved the lease after it`,
+        );
+    };
+  };
 
+  const apiUrls = [sim.rest.url, sim.rest.url.replace('127.0.0.1', 'localhost')];
+  let terms = 0;
   const startDaemon = async () => {
     let db: Db;
     let durable: (() => Promise<void>) | undefined;
     let daemonConfig = config;
     if (pool && o.postgres) {
+      const server = new URL(o.postgres.url);
+      const relay = new Relay(server.hostname, Number(server.port || 5432));
+      server.host = `127.0.0.1:${await relay.listen()}`;
       const lease = new PgLease({
-        location: o.postgres,
+        location: { ...o.postgres, url: server.toString() },
         onLost: (why) => {
           if (!cutting) fail(`the lease was lost: ${why}`);
         },
       });
-      if (!(await lease.tryAcquire())) return fail('another instance holds the lease');
+      if (!(await lease.tryAcquire())) {
+        await relay.close();
+        return fail('another instance holds the lease');
+      }
       await lease.drain();
       const copy = await WorkingCopy.load(pool, o.postgres.schema, clock.now());
       budgetCarried(copy.db);
       const replicator = new Replicator({ copy, pool, lease, schema: o.postgres.schema, log, historyDays });
       replicator.start();
-      term = { lease, copy, replicator };
+      term = { lease, relay, copy, replicator };
+      watchProofs(term);
+      detachConsumers(); // from the last term's copy, which they may have opened again meanwhile
       workingPath = copy.path;
       db = copy.db;
       durable = () => replicator.flush();
-      daemonConfig = { ...config, dbPath: copy.path, controlDbPath: copy.controlPath };
+      // Each term calls the API by another name, so that the simulator can tell whose requests it answers.
+      const apiUrl = apiUrls[terms++ % apiUrls.length]!;
+      daemonConfig = { ...config, dbPath: copy.path, controlDbPath: copy.controlPath, apiUrl };
     } else {
       try {
         db = openDatabase(dbPath, { create: true, daemon: true });
@@ -389,17 +494,24 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         return;
       }
     }
+    const own = new FreezableClock(clock);
     const made = buildDaemon({
       config: daemonConfig,
       db,
       log,
-      clock,
+      clock: own,
       version: 'simulation',
       ...(durable ? { durable } : {}),
     });
     const starting = made.daemon.start();
     starting.catch((err) => fail(`the daemon did not start: ${(err as Error)?.stack ?? err}`));
-    current = { db, ...made, starting };
+    current = { db, ...made, starting, clock: own, host: new URL(daemonConfig.apiUrl).host };
+  };
+  /** Consumers let go of the daemon's file: it stops, or (PostgreSQL) the next term works on another copy. */
+  const detachConsumers = () => {
+    invariants.close(); // as consumers do when the daemon stops: it switches the file out of WAL
+    refreshes.close();
+    manager?.detach();
   };
   /** `killed` (PostgreSQL): the lease goes first, as when the process dies; nothing it has not carried lands. */
   const stopDaemon = async (killed = false) => {
@@ -407,6 +519,15 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     if (!c) return;
     current = undefined;
     const t = term;
+    term = undefined;
+    if (t) detachConsumers();
+    await endTerm(c, t, killed);
+    if (!t) {
+      invariants.close();
+      closeForReaders(c.db);
+    }
+  };
+  const endTerm = async (c: Running, t: Term | undefined, killed: boolean) => {
     if (killed && t) await t.lease.release();
     let done = false;
     const stopping = c.starting
@@ -423,22 +544,94 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
     }
     if (!done) return fail('the daemon did not stop within 5 simulated minutes');
     await stopping;
-    invariants.close(); // as consumers do when the daemon stops: it switches the file out of WAL
-    if (t) {
-      term = undefined;
-      await t.replicator.stop();
-      if (!killed) await t.replicator.flush();
-      await t.lease.release();
-      refreshes.close();
-      manager?.detach();
-      t.copy.close();
-      return;
+    if (!t) return;
+    await t.replicator.stop();
+    if (!killed) await t.replicator.flush();
+    await t.lease.release();
+    await t.relay.close();
+    t.copy.close();
+  };
+
+  /**
+   * A handover (CONTRACT §9): the active daemon's term ends as `how` says, and a standby that tries the lease
+   * every second is active as soon as it is free, from what PostgreSQL holds.
+   */
+  const handover = async (at: number, how: Handover) => {
+    if (how === 'server-restart' && !o.postgresServer) how = 'kill';
+    const c = current;
+    const t = term;
+    if (!c || !t) return;
+    handovers[how] = (handovers[how] ?? 0) + 1;
+    t.endedBy = how;
+    const takeOver = () =>
+      stopDaemon(true).then(() => {
+        silentSince(at, c.host);
+        events.push({ at: clock.now() + HANDOVER_MS, run: startDaemon });
+      });
+    switch (how) {
+      case 'kill':
+        invariants.disturbed(at + HANDOVER_MS + MIN);
+        return takeOver();
+      case 'cut':
+      case 'server-restart':
+        // The daemon goes on for the 10 s CONTRACT §9 gives it to stop, fenced all along; a consumer asks it for
+        // a charger's state meanwhile, which it would read from the API if nothing fenced it. A restarted
+        // server ends every session, the lease's with them.
+        invariants.disturbed(at + NOTICE_MS + HANDOVER_MS + MIN);
+        if (how === 'cut') await cutLease(t);
+        else {
+          cutting = true;
+          await o.postgresServer!.restart();
+          t.lostAt = clock.now();
+        }
+        askRefresh();
+        events.push({ at: at + NOTICE_MS, run: takeOver });
+        return;
+      case 'freeze': {
+        // SIGSTOP: the daemon's timers, its lease's connection and its Service Bus links all stand still. The
+        // server ends the silent lease session after its idle timeout, a standby takes over; a minute on the
+        // old one is resumed (SIGCONT), its timers all due at once, and stops within the 10 s it has.
+        invariants.disturbed(at + FREEZE_MS + NOTICE_MS + MIN);
+        cutting = true;
+        c.clock.freeze();
+        t.relay.freeze();
+        const thawLinks = sim.broker.hold();
+        current = undefined;
+        term = undefined;
+        // A consumer's refresh request waits in its file: read by the resumed daemon before it notices.
+        askRefresh();
+        events.push({ at: at + LEASE_IDLE_MS, run: () => endLeaseSession(t) });
+        events.push({ at: at + LEASE_IDLE_MS + HANDOVER_MS, run: startDaemon });
+        events.push({
+          at: at + FREEZE_MS,
+          run: () => {
+            if (process.env.SIM_DEBUG)
+              console.log(`resumed: ${c.clock.waiting} timers of the frozen daemon due`);
+            resumed = { c, t };
+            c.clock.thaw();
+            t.relay.thaw();
+            thawLinks();
+          },
+        });
+        events.push({
+          at: at + FREEZE_MS + NOTICE_MS,
+          run: () =>
+            endTerm(c, t, true).then(() => {
+              resumed = undefined;
+              silentSince(at, c.host);
+              cutting = false;
+              if (process.env.SIM_DEBUG)
+                console.log(`the resumed daemon stopped; ${fenced.freeze ?? 0} writes fenced off`);
+            }),
+        });
+        return;
+      }
     }
-    closeForReaders(c.db);
   };
 
   // ---- the fault schedule: each fault's start, and its end where it lasts ----
   const counts: Partial<Record<FaultKind, number>> = {};
+  let handoverTurn = 0;
   let lock: Database.Database | undefined;
   const password = sim.rest.users[0]!.password;
   const events: { at: number; run: () => unknown }[] = [];
@@ -508,26 +701,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
         return;
       }
       case 'daemon-restart':
-        if (pool) {
-          // A handover: the active one dies (every other time, its lease's connection is cut by the server
-          // instead, and it must notice), a standby is active a second later from what PostgreSQL holds.
-          const takeOver = () =>
-            stopDaemon(true).then(() => {
-              silentSince(f.at);
-              events.push({ at: clock.now() + HANDOVER_MS, run: startDaemon });
-            });
-          if (f.n % 2 === 0) {
-            invariants.disturbed(f.at + HANDOVER_MS + MIN);
-            return takeOver();
-          }
-          // Cut: the daemon goes on for the 10 s CONTRACT §9 gives it to stop, fenced all along; a consumer
-          // asks it for a charger's state meanwhile, which it would read from the API if nothing fenced it.
-          invariants.disturbed(f.at + NOTICE_MS + HANDOVER_MS + MIN);
-          return cutLease().then(() => {
-            askRefresh();
-            events.push({ at: f.at + NOTICE_MS, run: takeOver });
-          });
-        }
+        // With PostgreSQL a handover, its kind in turn.
+        if (pool) return handover(f.at, HANDOVERS[handoverTurn++ % HANDOVERS.length]!);
         invariants.disturbed(f.at + f.forMs);
         return stopDaemon().then(() => later(startDaemon));
       case 'write-lock-held':
@@ -561,6 +736,8 @@ export async function simulate(o: SimulateOptions): Promise<SimulationReport> {
       callsPerChargerHour: chargerHours > 0 ? invariants.calls / chargerHours : 0,
       published: sim.published,
       faults: counts,
+      handovers: { ...handovers },
+      fenced: { ...fenced },
       checks: invariants.checks,
       checked: { ...invariants.checked },
       unpushed: distribution(invariants.unpushedDelays),
