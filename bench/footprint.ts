@@ -51,13 +51,18 @@ let line = '';
 let peak = 0;
 // The event loop's longest delay from the spawn on: prom-client's figure restarts at each scrape.
 let loopMax = 0;
+/** When the longest delay was scraped (seconds after the spawn): which part of the run it fell in. */
+let loopMaxAt = 0;
 const peakTimer = setInterval(() => {
   peak = Math.max(peak, rssOf(b.daemon.pid ?? 0));
   fetch(`http://127.0.0.1:${port}/metrics`)
     .then((r) => r.text())
     .then((text) => {
       const m = /^nodejs_eventloop_lag_max_seconds (\S+)/m.exec(text);
-      if (m) loopMax = Math.max(loopMax, Number(m[1]));
+      if (m && Number(m[1]) > loopMax) {
+        loopMax = Number(m[1]);
+        loopMaxAt = (Date.now() - b.startedAt) / 1000;
+      }
     })
     .catch(() => {}); // not listening yet, or stopping
 }, 2_000);
@@ -65,7 +70,7 @@ try {
   if (COLD_MINUTES !== undefined) {
     await sleep(COLD_MINUTES * 60_000);
     const read = b.count('SELECT count(DISTINCT charger_id) AS n FROM charger_state');
-    line = `${CHARGERS.toLocaleString('en')} chargers, the first ${COLD_MINUTES} minutes of a cold start (the inventory pass under way, ${read.toLocaleString('en')} chargers' state read): highest RSS ${(peak / 2 ** 20).toFixed(0)} MB — target ≤ ${TARGET_MB} MB: ${peak <= TARGET_MB * 2 ** 20 ? 'met' : 'MISSED'}; the event loop's longest delay ${(loopMax * 1000).toFixed(0)} ms (target ≤ 100 ms: ${loopMax <= 0.1 ? 'met' : 'MISSED'})`;
+    line = `${CHARGERS.toLocaleString('en')} chargers, the first ${COLD_MINUTES} minutes of a cold start (the inventory pass under way, ${read.toLocaleString('en')} chargers' state read): highest RSS ${(peak / 2 ** 20).toFixed(0)} MB — target ≤ ${TARGET_MB} MB: ${peak <= TARGET_MB * 2 ** 20 ? 'met' : 'MISSED'}; the event loop's longest delay ${(loopMax * 1000).toFixed(0)} ms, scraped ${loopMaxAt.toFixed(0)} s after the spawn (target ≤ 100 ms: ${loopMax <= 0.1 ? 'met' : 'MISSED'})`;
     console.log(line);
   } else await measureEvents();
 } finally {

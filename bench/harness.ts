@@ -46,6 +46,11 @@ export function postgresArg(): boolean {
   );
 }
 
+/** BENCH_NODE_FLAGS: Node flags for the daemon beside the unit's (`--cpu-prof --cpu-prof-dir=DIR`: where its time goes). */
+function nodeFlags(): string[] {
+  return (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+}
+
 /** The active daemon's working copy in `dir` (PostgreSQL), once it has made one. */
 function workingCopy(dir: string): string {
   const name = readdirSync(dir).find((n) => n.startsWith('zaptec-sync-work-'));
@@ -71,7 +76,7 @@ export async function startBench(
   // As the systemd unit starts it: its Node flags (the heap's sizing) and its environment (malloc's arenas).
   const unit = unitStart();
   const spawnDaemon = () =>
-    spawn(process.execPath, [...unit.nodeFlags, CLI, 'run'], {
+    spawn(process.execPath, [...unit.nodeFlags, ...nodeFlags(), CLI, 'run'], {
       env: {
         ...process.env,
         ...unit.env,

@@ -56,7 +56,12 @@ db.transaction(() => {
 /** Real time: the resync's pages let the event loop run between them through the clock's sleep. */
 const clock = { now: () => Date.now(), sleep: (ms: number) => new Promise<void>((r) => setTimeout(r, ms)) };
 const reader = new StateReader({
-  api: { state: async () => [], stateReadableAt: () => 0, lastStateRead: () => undefined } as never,
+  api: {
+    state: async () => [],
+    stateReadableAt: () => 0,
+    lastStateRead: () => undefined,
+    chargersRead: () => new Set(),
+  } as never,
   observations: new ObservationStore(db, { historyDays: 7, now: () => Date.now() }),
   inventory,
   syncStatus: new SyncStatusStore(db),

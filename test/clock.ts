@@ -40,7 +40,9 @@ export class SteppedClock implements Clock {
       signal?.addEventListener(
         'abort',
         () => {
-          this.#timers.splice(this.#timers.indexOf(timer), 1);
+          // A timer that already fired is no longer here (splice(-1) would drop another one).
+          const i = this.#timers.indexOf(timer);
+          if (i >= 0) this.#timers.splice(i, 1);
           resolve();
         },
         { once: true },

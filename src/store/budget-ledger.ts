@@ -51,6 +51,8 @@ export interface BudgetLedger {
   prune(requestsBefore: number, pausesBefore: number): void;
   /** When the charger's state was last read (epoch ms; the 15-second rule counts from it). */
   lastStateRead(chargerId: string): number | undefined;
+  /** Which of these chargers have a state read on record: one look for the thousands a start names. */
+  chargersRead(chargerIds: readonly string[]): Set<string>;
   markStateRead(chargerId: string, at: number): void;
 }
 

@@ -47,9 +47,18 @@ export class SyncStatusStore {
     this.#detail = db.prepare('UPDATE sync_status SET detail = ? WHERE installation_id = ?');
   }
 
-  /** A row for the installation when it has none yet. */
-  ensure(installationId: string, events: EventsState, detail: string | null): void {
-    this.#writes.write(`ensure:${installationId}`, () => this.#ensure.run(installationId, events, detail));
+  /**
+   * Rows for many installations in one transaction (a start following 300 wrote 300 commits, 25 ms): `off`
+   * set on each, or `connecting` where an installation has no row yet.
+   */
+  ensureAll(installationIds: readonly string[], events: 'off' | 'connecting'): void {
+    this.#writes.write(`all:${events}`, () =>
+      this.#db.transaction(() => {
+        for (const id of installationIds)
+          if (events === 'off') this.#events.run(id, 'off', null);
+          else this.#ensure.run(id, 'connecting', null);
+      })(),
+    );
   }
 
   setEvents(installationId: string, events: EventsState, detail: string | null): void {

@@ -89,10 +89,7 @@ export class Coordinator {
     this.#following = ids;
     const { syncStatus, stateReader, live, problems } = this.#p;
     syncStatus.retain(ids);
-    for (const id of ids) {
-      if (!this.#events) syncStatus.setEvents(id, 'off', null);
-      else syncStatus.ensure(id, 'connecting', null);
-    }
+    syncStatus.ensureAll(ids, this.#events ? 'connecting' : 'off');
     // Polled until their live events say they are connected; all in one step.
     stateReader.setPolling(
       ids.filter((id) => !live?.connected(id)),

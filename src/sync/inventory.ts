@@ -201,7 +201,10 @@ export class InventorySync {
         for (const c of parseHierarchy(id, h, circuits)) fromHierarchy.set(c.id, c);
       }
       this.#d.onChargersSeen?.([...fromHierarchy.values()]);
+      // Each of these has tens of ms of work at 30,000 chargers: a turn of the event loop each.
+      await clock.sleep(0);
       this.#d.onInstallationsKnown?.([...followedIds]);
+      await clock.sleep(0);
       const chargers = await api.chargers({ signal });
       const records = mergeChargers(chargers, fromHierarchy, followedIds, this.#d.followed !== undefined);
       const snapshot: InventorySnapshot = {

@@ -13,6 +13,9 @@ import {
   type StreamState,
 } from './event-stream.js';
 
+/** Streams started in one turn of the event loop. */
+const STARTS_PER_TURN = 20;
+
 /** The supervisors of every followed installation not carried by a user group, and of every user group. */
 export class LiveEvents {
   readonly #d: LiveEventsDeps;
@@ -53,14 +56,23 @@ export class LiveEvents {
         await s.stop();
       }
     }
+    let started = 0;
     for (const id of wanted) {
       if (this.#streams.has(id)) continue;
+      // A turn of the event loop after every few: each start writes its status and sets its first connection
+      // going, and 300 at once (a large account's first start) held the loop for 50 ms and more.
+      if (started > 0 && started % STARTS_PER_TURN === 0) {
+        await this.#d.clock.sleep(0);
+        if (this.#stopped) return;
+        if (this.#streams.has(id) || !this.#followed.has(id) || this.#carried.has(id)) continue;
+      }
       const s = new EventStream(
         installationOwner(id, this.#d, () => this.#carried.has(id)),
         this.#d,
       );
       this.#streams.set(id, s);
       s.start();
+      started++;
     }
   }
 

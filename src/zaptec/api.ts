@@ -330,6 +330,11 @@ export class ZaptecApi {
     return this.#ledger.lastStateRead(chargerId);
   }
 
+  /** Which of these chargers' state has been read, by whichever process (one look for many). */
+  chargersRead(chargerIds: readonly string[]): Set<string> {
+    return this.#ledger.chargersRead(chargerIds);
+  }
+
   /** When this charger's state may next be read (epoch ms), whichever process read it last. */
   stateReadableAt(chargerId: string): number {
     const last = this.#ledger.lastStateRead(chargerId);

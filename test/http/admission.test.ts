@@ -187,6 +187,67 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
     expect(order.slice(1).sort()).toEqual(['read1', 'read2', 'read3']);
   });
 
+  it.each([
+    ['without a deadline', undefined],
+    ['with a deadline (a live-event stream asking for its connection details)', 600_000],
+  ])(
+    'hundreds waiting for room take turns, %s: each tries about once, not at every free slot (a herd blocks the event loop)',
+    async (_, within) => {
+      const d = db();
+      const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
+      const profile = zaptecProfile(600);
+      let tries = 0;
+      const ledger = new SqliteBudgetLedger(d);
+      const exclusive = ledger.exclusive.bind(ledger);
+      ledger.exclusive = (fn) => {
+        tries++;
+        return exclusive(fn);
+      };
+      const a = new Admission(ledger, clock, profile);
+      const groups = groupsFor(profile, 'GET', '/api/chargers/x/state');
+      expect(groups.map((g) => g.name)).toEqual(['global']);
+      const n = 300;
+      let admitted = 0;
+      const options = within === undefined ? {} : { deadline: clock.now() + within };
+      const all = Array.from({ length: n }, () =>
+        a.admit(groups, 'GET', '/x', options).then(() => {
+          admitted++;
+        }),
+      );
+      const until = clock.now() + 120_000;
+      while (admitted < n && clock.now() < until) await clock.runUntil(clock.now() + 1_000, 1);
+      await Promise.all(all);
+      expect(admitted).toBe(n);
+      // One try that finds room, and at most one or two that find the next slot taken: linear, not n²/2.
+      expect(tries).toBeLessThan(3 * n);
+      expect(maxInWindow(admittedTimes(d, 'global'), 1000)).toBeLessThanOrEqual(24);
+      d.close();
+    },
+  );
+
+  it('a request with a deadline waiting in line leaves it when the deadline comes, and is told when to try again', async () => {
+    const d = db();
+    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
+    const profile = oneWindow(1, 10);
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
+    const groups = groupsFor(profile, 'GET', '/x');
+    await a.admit(groups, 'GET', '/x'); // the window is full for 10 s
+    const first = a.admit(groups, 'GET', '/first');
+    const second = a.admit(groups, 'GET', '/second'); // its turn comes 20 s on
+    await clock.runUntil(clock.now() + 1_000, 2);
+    const start = clock.now();
+    // The window has room before its deadline, but not the line: its turn would come after the second's.
+    const late = a.admit(groups, 'GET', '/late', { deadline: start + 15_000 }).catch((e: unknown) => e);
+    await clock.runUntil(start + 16_000, 2);
+    const err = await late;
+    expect(err).toBeInstanceOf(RateLimitedError);
+    expect((err as RateLimitedError).retryAt).toBeGreaterThan(start + 15_000);
+    await clock.runUntil(clock.now() + 60_000, 2);
+    await Promise.all([first, second]);
+    expect(admittedTimes(d, 'g')).toHaveLength(3);
+    d.close();
+  });
+
   it('with a reserve, the others spend only what is left of a window: a command finds room at once', async () => {
     const d = db();
     const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));

@@ -17,7 +17,7 @@ function parts() {
   const quiet = createLogger({ level: 'silent' });
   const p = {
     observations: { expect: log('expect') },
-    syncStatus: { retain: log('retain'), ensure: log('ensure'), setEvents: log('setEvents') },
+    syncStatus: { retain: log('retain'), ensureAll: log('ensureAll'), setEvents: log('setEvents') },
     stateReader: {
       resync: log('resync'),
       prefetch: log('prefetch'),
@@ -74,7 +74,7 @@ describe('the coordinator', () => {
     await Promise.resolve();
     expect(calls).toEqual([
       'retain ["i1"]',
-      'ensure i1 connecting null',
+      'ensureAll ["i1"] connecting',
       'setPolling ["i1"] true',
       'follow ["i1"]',
       'resync ',

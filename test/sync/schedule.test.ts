@@ -237,6 +237,7 @@ describe('reconciliation (virtual clock)', () => {
       },
       stateReadableAt: (chargerId) => (lastRead.get(chargerId) ?? -1e12) + STATE_READ_SPACING_MS,
       lastStateRead: (chargerId) => lastRead.get(chargerId),
+      chargersRead: (ids) => new Set(ids.filter((id) => lastRead.has(id))),
     };
     /** A reader over the same database and API: the daemon started again. */
     const another = () =>
@@ -551,7 +552,7 @@ describe('reconciliation (virtual clock)', () => {
 
   it('gives every polled charger the cadence of the whole fleet, the first ones of a resync included', async () => {
     const { clock, reader, reads, s } = makeReader(200, 60);
-    s.syncStatus.ensure(INST, 'connecting', null);
+    s.syncStatus.ensureAll([INST], 'connecting');
     reader.setPolling(INST, true); // as the inventory pass does, before the resync that adds the slots
     reader.start();
     await runFor(clock, 4 * 60_000);
@@ -575,7 +576,7 @@ describe('reconciliation (virtual clock)', () => {
     // Started again: `connecting` (polling) for 3 s, then connected.
     const before = reads.length;
     const again = another();
-    s.syncStatus.ensure(INST, 'connecting', null);
+    s.syncStatus.ensureAll([INST], 'connecting');
     again.setPolling(INST, true);
     again.start();
     await runFor(clock, 3_000);
@@ -597,7 +598,7 @@ describe('reconciliation (virtual clock)', () => {
         { chargerId: id(i), stateId: 710, value: '3', observedAt: clock.now(), source: 'event' },
       ]);
     }
-    s.syncStatus.ensure(INST, 'connecting', null);
+    s.syncStatus.ensureAll([INST], 'connecting');
     reader.setPolling(INST, true);
     reader.start();
     await runFor(clock, 3_000);
@@ -653,7 +654,7 @@ describe('reconciliation (virtual clock)', () => {
 
   it('polls as often as the budget allows while live events are down, and says so', async () => {
     const { clock, reader, reads, s } = makeReader(20, 60);
-    s.syncStatus.ensure(INST, 'connecting', null);
+    s.syncStatus.ensureAll([INST], 'connecting');
     reader.start();
     reader.setPolling(INST, true);
     await runFor(clock, 5 * 60_000);

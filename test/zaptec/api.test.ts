@@ -165,6 +165,16 @@ describe('the Zaptec client against the simulator', () => {
     expect(sim.requests.filter((r) => r.path.endsWith('/state'))).toHaveLength(1);
   });
 
+  it('knows which chargers were read, for a restarted daemon too, in one look for many', async () => {
+    const { fleet, sim, client, db } = await setup();
+    const [c1, c2] = [...fleet.chargers.values()];
+    await client.api.state(c1!.id);
+    const again = restarted(sim, db);
+    expect(again.api.chargersRead([c1!.id, c2!.id, 'unknown'])).toEqual(new Set([c1!.id]));
+    expect(again.api.chargersRead([])).toEqual(new Set());
+    await again.close();
+  });
+
   it('reads the constants without a token', async () => {
     const { sim, client } = await setup();
     const constants = await client.api.constants();

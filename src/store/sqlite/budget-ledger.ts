@@ -15,6 +15,7 @@ export class SqliteBudgetLedger implements BudgetLedger {
   readonly #refund;
   readonly #lastRead;
   readonly #markRead;
+  readonly #readOf;
 
   constructor(db: Db) {
     this.#db = db;
@@ -35,6 +36,11 @@ export class SqliteBudgetLedger implements BudgetLedger {
     this.#refund = db.prepare('DELETE FROM api_requests WHERE id = ?');
     this.#lastRead = db
       .prepare<[string], number>('SELECT read_at_ms FROM state_reads WHERE charger_id = ?')
+      .pluck();
+    this.#readOf = db
+      .prepare<[string], string>(
+        'SELECT charger_id FROM state_reads WHERE charger_id IN (SELECT value FROM json_each(?))',
+      )
       .pluck();
     this.#markRead = db.prepare(
       'INSERT INTO state_reads (charger_id, read_at_ms) VALUES (?, ?) ON CONFLICT (charger_id) DO UPDATE SET read_at_ms = excluded.read_at_ms',
@@ -125,6 +131,10 @@ export class SqliteBudgetLedger implements BudgetLedger {
 
   lastStateRead(chargerId: string): number | undefined {
     return this.#lastRead.get(chargerId);
+  }
+
+  chargersRead(chargerIds: readonly string[]): Set<string> {
+    return new Set(this.#readOf.all(JSON.stringify(chargerIds)));
   }
 
   markStateRead(chargerId: string, at: number): void {
