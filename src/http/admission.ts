@@ -217,16 +217,20 @@ export class Admission {
     });
     const last = before ? before.then(() => mine) : mine;
     this.#lines.set(line, last);
+    let ticket: Ticket;
     try {
       if (before && !(await this.#turn(before, options))) {
         const free = this.#earliest(groups, this.#clock.now(), options.priority);
         throw new RateLimitedError(free.group, Math.max(free.at, this.#clock.now() + 1), free.source);
       }
-      return await this.#admitNow(groups, method, path, options);
+      ticket = await this.#admitNow(groups, method, path, options);
     } finally {
       leave();
       if (this.#lines.get(line) === last) this.#lines.delete(line);
     }
+    // Recorded: the next in line may try while this record is made durable (they share the group commit).
+    await this.#durable?.();
+    return ticket;
   }
 
   /** Waits for the ones ahead in the line: true at this request's turn, false when its deadline came first. */
@@ -271,7 +275,6 @@ export class Admission {
       }
       if ('ids' in r) {
         if (++this.#admissions % 500 === 0) this.prune();
-        await this.#durable?.();
         return r;
       }
       if (options.deadline !== undefined && r.at > options.deadline) {
