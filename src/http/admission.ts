@@ -13,6 +13,13 @@ import type { GroupDef, VendorProfile, WindowDef } from './profile.js';
 /** How far back a token bucket is rebuilt from the log (its state older than this is assumed worst). */
 const BUCKET_LOOKBACK_MS = 10_000;
 
+/** Failures in a row (5xx, timeouts, network errors) after which a group's breaker opens (client.ts). */
+export const BREAKER_THRESHOLD = 5;
+/** How long a breaker's probe holds its group at most, should its outcome never be told. */
+const PROBE_HOLD_MS = 120_000;
+/** How often a request waiting for a probe's outcome looks again. */
+const PROBE_WAIT_MS = 1_000;
+
 export interface Ticket {
   readonly ids: number[];
   readonly groups: string[];
@@ -67,6 +74,11 @@ export class Admission {
    * connection-detail requests of a 30,000-charger start block the event loop for 100 ms and more.)
    */
   readonly #lines = new Map<string, Promise<void>>();
+  /**
+   * Half-open breakers (rate-limits.md §5.5): a group whose last requests all failed sends one probe, and the
+   * others wait for its outcome. Group → the probe's record and how long it may hold the group.
+   */
+  readonly #probes = new Map<string, { id: number; until: number }>();
   /** Told of every settled request (metrics). */
   onSettle: ((groups: string[], outcome: string) => void) | undefined;
 
@@ -136,6 +148,9 @@ export class Admission {
           source: block.source.startsWith('server') ? 'server' : 'local',
         };
       }
+      const probe = this.#probes.get(g.name);
+      if (probe && probe.until > now && now + PROBE_WAIT_MS > worst.at)
+        worst = { at: now + PROBE_WAIT_MS, group: g.name, source: 'local' };
       for (const w of g.windows) {
         const at = this.#windowFree(g.name, w, now, priority);
         if (at > worst.at) worst = { at, group: g.name, source: 'local' };
@@ -168,6 +183,10 @@ export class Admission {
       const blocking = this.#earliest(groups, now, priority);
       if (blocking.at > now) return blocking;
       const ids = groups.map((g) => this.#ledger.record(g.name, now, method, path));
+      groups.forEach((g, i) => {
+        if (this.failuresInARow(g.name, BREAKER_THRESHOLD) >= BREAKER_THRESHOLD)
+          this.#probes.set(g.name, { id: ids[i]!, until: now + PROBE_HOLD_MS });
+      });
       record?.(now);
       return { ids, groups: groups.map((g) => g.name), at: now };
     });
@@ -291,13 +310,22 @@ export class Admission {
   }
 
   settle(ticket: Ticket, status: number | null, outcome: string): void {
+    this.#probed(ticket);
     this.#afterSend(() => this.#ledger.settle(ticket.ids, status, outcome));
     this.onSettle?.(ticket.groups, outcome);
   }
 
   /** Takes back a request that provably never reached the server (connection refused). */
   refund(ticket: Ticket): void {
+    this.#probed(ticket);
     this.#afterSend(() => this.#ledger.forget(ticket.ids));
+  }
+
+  /** A probe's outcome is known: its group's other requests may try (a failure has paused it again). */
+  #probed(ticket: Ticket): void {
+    ticket.groups.forEach((g, i) => {
+      if (this.#probes.get(g)?.id === ticket.ids[i]) this.#probes.delete(g);
+    });
   }
 
   /** Persists a pause for a group; an earlier one never shortens a later one. */

@@ -7,7 +7,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import type { Logger } from '../log.js';
 import { describeError } from '../log.js';
 import type { Clock } from '../time.js';
-import type { Admission, Ticket } from './admission.js';
+import { type Admission, BREAKER_THRESHOLD, type Ticket } from './admission.js';
 import { type Backoff, fullJitter } from './backoff.js';
 import { HttpStatusError, NetworkError, RateLimitedError } from './errors.js';
 import { type GroupDef, groupsFor, longestWindowMs } from './profile.js';
@@ -77,7 +77,6 @@ function shortestWindowMs(group: GroupDef): number {
  * next request after the pause is the one probe. The count and the pause live in SQLite, so a restart
  * neither forgets an outage nor floods the API when it ends.
  */
-const BREAKER_THRESHOLD = 5;
 const BREAKER_BASE_MS = 30_000;
 const BREAKER_CAP_MS = 5 * 60_000;
 /** The same kind of header warning is logged again only after this long. */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Admission, PRIORITY_RESERVE } from '../../src/http/admission.js';
+import { Admission, PRIORITY_RESERVE, type Ticket } from '../../src/http/admission.js';
 import { RateLimitedError } from '../../src/http/errors.js';
 import { groupsFor, type VendorProfile } from '../../src/http/profile.js';
 import { zaptecProfile } from '../../src/http/profiles.js';
@@ -224,6 +224,27 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
       d.close();
     },
   );
+
+  it('a group whose last requests all failed sends one probe, and the others wait for its outcome (half-open)', async () => {
+    const d = db();
+    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
+    const profile = oneWindow(100, 1);
+    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
+    const groups = groupsFor(profile, 'GET', '/x');
+    for (let i = 0; i < 5; i++) a.settle(await a.admit(groups, 'GET', '/x'), 503, 'error');
+    const probe = await a.admit(groups, 'GET', '/probe');
+    let second: Ticket | undefined;
+    const waiting = a.admit(groups, 'GET', '/second').then((t) => {
+      second = t;
+    });
+    await clock.runUntil(clock.now() + 5_000, 2);
+    expect(second).toBeUndefined(); // the probe has not been answered
+    a.settle(probe, 200, 'ok');
+    await clock.runUntil(clock.now() + 2_000, 2);
+    await waiting;
+    expect(second).toBeDefined();
+    d.close();
+  });
 
   it('a request with a deadline waiting in line leaves it when the deadline comes, and is told when to try again', async () => {
     const d = db();
