@@ -166,13 +166,18 @@ function oneWindow(limit: number, seconds: number): VendorProfile {
   };
 }
 
+/** An admission over one sliding window of `limit` requests in `seconds`, on a stepped clock. */
+function oneWindowAdmission(limit: number, seconds: number) {
+  const d = db();
+  const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
+  const profile = oneWindow(limit, seconds);
+  const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
+  return { d, clock, a, groups: groupsFor(profile, 'GET', '/x') };
+}
+
 describe('the priority lane (commands go first, CONTRACT §10)', () => {
   it('while a priority request waits for room, the requests that were waiting before it go after it', async () => {
-    const d = db();
-    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
-    const profile = oneWindow(1, 10);
-    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
-    const groups = groupsFor(profile, 'GET', '/x');
+    const { d, clock, a, groups } = oneWindowAdmission(1, 10);
     await a.admit(groups, 'GET', '/x'); // the window is full for 10 s
     const order: string[] = [];
     const reads = [1, 2, 3].map((i) =>
@@ -226,11 +231,7 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
   );
 
   it('a group whose last requests all failed sends one probe, and the others wait for its outcome (half-open)', async () => {
-    const d = db();
-    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
-    const profile = oneWindow(100, 1);
-    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
-    const groups = groupsFor(profile, 'GET', '/x');
+    const { d, clock, a, groups } = oneWindowAdmission(100, 1);
     for (let i = 0; i < 5; i++) a.settle(await a.admit(groups, 'GET', '/x'), 503, 'error');
     const probe = await a.admit(groups, 'GET', '/probe');
     let second: Ticket | undefined;
@@ -247,11 +248,7 @@ describe('the priority lane (commands go first, CONTRACT §10)', () => {
   });
 
   it('a request with a deadline waiting in line leaves it when the deadline comes, and is told when to try again', async () => {
-    const d = db();
-    const clock = new SteppedClock(Date.parse('2026-12-07T10:00:00Z'));
-    const profile = oneWindow(1, 10);
-    const a = new Admission(new SqliteBudgetLedger(d), clock, profile);
-    const groups = groupsFor(profile, 'GET', '/x');
+    const { d, clock, a, groups } = oneWindowAdmission(1, 10);
     await a.admit(groups, 'GET', '/x'); // the window is full for 10 s
     const first = a.admit(groups, 'GET', '/first');
     const second = a.admit(groups, 'GET', '/second'); // its turn comes 20 s on
